@@ -1,0 +1,92 @@
+"""The command line: parse, call the library, print.
+
+Commands live one per module in ``pbsvllm.commands`` and are imported only
+when invoked, so ``pbsvllm --help`` imports neither paramiko, jinja2 nor
+pynvml (a test checks ``sys.modules``). Command modules import only click
+and the standard library at module level; anything heavy is imported inside
+the command function.
+
+Domain errors (:class:`pbsvllm.errors.PbsvllmError`) become one line on
+stderr and the error's exit code here, in ``main`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Dict, List, Optional, Tuple
+
+import click
+
+from pbsvllm import __version__
+from pbsvllm.errors import PbsvllmError
+
+# name -> (module under pbsvllm.commands, one-line help shown by --help)
+COMMANDS: Dict[str, Tuple[str, str]] = {
+    "plan": ("plan", "Plan tuned vLLM flags for a model on a node (flag, value, why)."),
+    "submit": ("submit", "Render the PBS script for a model and submit it (--dry-run prints it)."),
+    "status": ("status", "One view of every tracked server: job state, readiness, URL, metrics."),
+    "watch": ("watch", "Follow pending jobs until ready; register them in endpoint registries."),
+    "cancel": ("cancel", "Cancel a tracked job (qdel; --force for qdel -W force)."),
+    "logs": ("logs", "Show or follow a job's realtime vLLM log (--stats for engine stats)."),
+    "swap-endpoint": ("swap", "Move an alias to another server with zero failed requests."),
+    "doctor": ("doctor", "Read a vLLM log: what is slow, why, and exactly what to change."),
+    "probe": ("probe", "Describe this node's GPUs and their links (pynvml)."),
+    "cleanup": ("cleanup", "End this user's leftover pbsvllm servers on this node."),
+    "bench": ("bench", "Load-test an endpoint: throughput and latency per concurrency."),
+    "profiles": ("profiles", "List built-in and user site profiles."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            return cmd
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"pbsvllm.commands.{COMMANDS[name][0]}")
+        cmd = getattr(module, "command")
+        cmd.name = name
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Show the help from the table without importing any command module.
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="pbsvllm")
+def cli() -> None:
+    """Serve LLMs with vLLM on PBS clusters, correctly and fast.
+
+    Plans tuned vLLM flags for the model and the node, renders and submits
+    PBS job scripts (PBS Pro, Torque, or this machine alone), waits until
+    the server really answers, and keeps endpoint registries up to date.
+    """
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point: the one place where domain errors become exit codes."""
+    try:
+        rv = cli.main(args=argv, prog_name="pbsvllm", standalone_mode=False)
+    except PbsvllmError as exc:
+        click.echo(f"pbsvllm: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("pbsvllm: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("pbsvllm: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)

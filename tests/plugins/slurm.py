@@ -1,0 +1,1 @@
+"""Fixtures for the real slurm component (filled by its issue)."""

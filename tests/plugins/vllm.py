@@ -1,0 +1,1 @@
+"""Fixtures for the real vllm component (filled by its issue)."""
