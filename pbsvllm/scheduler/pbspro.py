@@ -1,0 +1,84 @@
+"""PBS Pro / OpenPBS: qsub, ``qstat -x -f -F json`` (text fallback), qdel."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from pbsvllm.errors import ParseError
+from pbsvllm.scheduler.base import (
+    PBSPRO_STATES,
+    JobStatus,
+    ids_match,
+    match_ids,
+    parse_pbs_json,
+    parse_qstat_f_text,
+    status_from_attrs,
+    unknown_status,
+)
+from pbsvllm.scheduler.qsub import QsubScheduler
+
+_UNKNOWN_RE = re.compile(r"Unknown Job Id(?: Error)?\s+(\S+)")
+
+class PBSProScheduler(QsubScheduler):
+    name = "pbspro"
+    states = PBSPRO_STATES
+
+    # -- status
+    def status(self, job_ids: Iterable[str]) -> Dict[str, JobStatus]:
+        ids = list(dict.fromkeys(str(j) for j in job_ids))
+        if not ids:
+            return {}
+        found, unknown = self._query(ids)
+        result: Dict[str, JobStatus] = {}
+        mapping = match_ids(ids, found)
+        missing = [i for i in ids if i not in mapping and i not in unknown]
+        if missing and len(ids) > 1:
+            # OpenPBS #2672: with several ids only the first job comes back
+            # (and no error for the others). Ask for the rest one by one.
+            for jid in missing:
+                more, unk = self._query([jid])
+                found.update(more)
+                unknown |= unk
+            mapping = match_ids(ids, found)
+        for jid in ids:
+            key = mapping.get(jid)
+            if key is None:
+                result[jid] = unknown_status(jid)
+            else:
+                st = status_from_attrs(jid, found[key], self.states)
+                result[jid] = st
+        return result
+
+    def _query(self, ids: Sequence[str]) -> "tuple[Dict[str, Dict[str, Any]], set]":
+        argv = ["qstat", "-x", "-f", "-F", "json", *ids]
+        rc, out, err = self._run(argv, safe_to_repeat=True)
+        unknown = self._unknown_ids(ids, err)
+        if rc != 0 and not out.strip() and len(unknown) < len(ids):
+            raise self._fail(argv, rc, out, err, "cannot read job status")
+        try:
+            return parse_pbs_json(out), unknown
+        except ParseError:
+            pass
+        argv = ["qstat", "-x", "-f", "-w", *ids]
+        rc, out, err = self._run(argv, safe_to_repeat=True)
+        unknown |= self._unknown_ids(ids, err)
+        if rc != 0 and not out.strip() and len(unknown) < len(ids):
+            raise self._fail(argv, rc, out, err, "cannot read job status (text fallback)")
+        return parse_qstat_f_text(out), unknown
+
+    @staticmethod
+    def _unknown_ids(ids: Sequence[str], err: str) -> set:
+        named = set(_UNKNOWN_RE.findall(err or ""))
+        return {i for i in ids if any(ids_match(i, n) for n in named)}
+
+    # -- cancel
+    def cancel_argv(self, job_id: str, force: bool) -> List[str]:
+        return ["qdel", "-W", "force", job_id] if force else ["qdel", job_id]
+
+    def cancel_outcome(self, job_id: str, rc: int, text: str) -> Optional[str]:
+        if rc == 35 or "Job has finished" in text:
+            return f"job {job_id} had already finished"
+        if "Request invalid for state of job" in text:
+            return f"job {job_id} is already exiting"
+        return None

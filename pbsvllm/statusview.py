@@ -1,0 +1,142 @@
+"""Rows of ``pbsvllm status``: a pure function of (job records, scheduler statuses).
+
+No I/O here. ``build_rows`` gives one dict per job (the ``--json`` output);
+``format_table`` renders them for a terminal. Columns are declared in
+``COLUMNS`` so later features (server state, URL, engine metrics) add
+entries there and keys in ``build_row`` without touching the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from pbsvllm.models import JobState
+
+
+def fmt_duration(seconds: Optional[float]) -> str:
+    """Seconds -> ``H:MM:SS`` (``-`` when unknown)."""
+    if seconds is None:
+        return "-"
+    s = int(max(0, seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _status_dict(status: Any) -> Dict[str, Any]:
+    if status is None:
+        return {}
+    if isinstance(status, Mapping):
+        return dict(status)
+    to_dict = getattr(status, "to_dict", None)
+    return dict(to_dict()) if callable(to_dict) else {}
+
+
+def _rec(record: Any, key: str, default: Any = None) -> Any:
+    get = getattr(record, "get", None)
+    if callable(get) and not isinstance(record, Mapping):
+        return get(key, default)
+    if isinstance(record, Mapping):
+        return record.get(key, default)
+    return getattr(record, key, default)
+
+
+def build_row(record: Any, status: Any = None, *, now: Optional[float] = None, stale: bool = False) -> Dict[str, Any]:
+    """One status row. ``status``: a JobStatus (or its dict) from the
+    scheduler; None -> the record's cached ``last_status`` (``stale`` True)."""
+    now = time.time() if now is None else now
+    st = _status_dict(status)
+    if not st:
+        st = dict(_rec(record, "last_status") or {})
+        stale = True
+    state = str(st.get("state") or JobState.UNKNOWN.value)
+    cancelled_at = _rec(record, "cancelled_at") or 0
+    if cancelled_at and state in (JobState.COMPLETED.value, JobState.FAILED.value, JobState.UNKNOWN.value):
+        state = JobState.CANCELLED.value
+    used = st.get("walltime_used_s")
+    limit = st.get("walltime_limit_s")
+    if stale and used is not None and state == JobState.RUNNING.value:
+        at = _rec(record, "last_status_at") or 0
+        if at:
+            used = int(used + max(0, now - at))
+    left = None if used is None or limit is None else max(0, int(limit) - int(used))
+    return {
+        "alias": _rec(record, "alias") or "",
+        "job_id": _rec(record, "job_id"),
+        "host": _rec(record, "host") or "localhost",
+        "scheduler": _rec(record, "scheduler") or "",
+        "state": state,
+        "raw_state": st.get("raw_state") or "",
+        "queue": st.get("queue") or "",
+        "node": st.get("exec_host") or "",
+        "walltime_used_s": used,
+        "walltime_limit_s": limit,
+        "walltime_left_s": left,
+        "exit_status": st.get("exit_status"),
+        "exit_reason": st.get("exit_reason") or "",
+        "comment": st.get("comment") or "",
+        "submitted_at": _rec(record, "submitted_at"),
+        "model": _rec(record, "model") or "",
+        "server_state": _rec(record, "server_state") or "none",
+        "url": _rec(record, "url") or "",
+        "metrics": _rec(record, "metrics"),
+        "stale": bool(stale),
+    }
+
+
+def build_rows(
+    records: Iterable[Any],
+    statuses: Mapping[str, Any],
+    *,
+    now: Optional[float] = None,
+) -> List[Dict[str, Any]]:
+    """Rows for ``records`` (in order); a job absent from ``statuses``
+    shows its cached status, marked stale."""
+    now = time.time() if now is None else now
+    rows = []
+    for rec in records:
+        jid = _rec(rec, "job_id")
+        rows.append(build_row(rec, statuses.get(jid), now=now, stale=jid not in statuses))
+    return rows
+
+
+def _state_cell(row: Mapping[str, Any]) -> str:
+    s = row["state"]
+    if row.get("raw_state"):
+        s += f" ({row['raw_state']})"
+    if row.get("stale"):
+        s += "*"
+    return s
+
+
+def _exit_cell(row: Mapping[str, Any]) -> str:
+    if row.get("exit_status") is None:
+        return ""
+    return f"{row['exit_status']}: {row.get('exit_reason', '')}".strip()
+
+
+#: (header, cell function). Later columns (server, URL, metrics) go here.
+COLUMNS: List[Tuple[str, Callable[[Mapping[str, Any]], str]]] = [
+    ("ALIAS", lambda r: r["alias"] or "-"),
+    ("JOB", lambda r: str(r["job_id"])),
+    ("STATE", _state_cell),
+    ("QUEUE", lambda r: r["queue"] or "-"),
+    ("NODE", lambda r: r["node"] or "-"),
+    ("USED", lambda r: fmt_duration(r["walltime_used_s"])),
+    ("LEFT", lambda r: fmt_duration(r["walltime_left_s"])),
+    ("HOST", lambda r: r["host"]),
+    ("EXIT", _exit_cell),
+]
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Optional[Sequence[Tuple[str, Callable]]] = None) -> str:
+    cols = list(columns or COLUMNS)
+    if not rows:
+        return "no tracked jobs"
+    cells = [[fn(r) for _, fn in cols] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (h, _) in enumerate(cols)]
+    lines = ["  ".join(h.ljust(widths[i]) for i, (h, _) in enumerate(cols)).rstrip()]
+    for c in cells:
+        lines.append("  ".join(v.ljust(widths[i]) for i, v in enumerate(c)).rstrip())
+    if any(r.get("stale") for r in rows):
+        lines.append("* cached state (scheduler not asked: --offline, finished, or unreachable)")
+    return "\n".join(lines)

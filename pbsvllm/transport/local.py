@@ -1,0 +1,100 @@
+"""Run commands and move files on this machine (subprocess, argv lists)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from typing import Dict, Optional, Sequence
+
+from pbsvllm.errors import TransportError
+from pbsvllm.transport.base import RunResult, Transport, describe_argv
+
+
+def atomic_write_text(path: str, text: str, mode: int = 0o600) -> None:
+    """Write ``text`` to ``path`` atomically: temp file in the same folder,
+    fsync, chmod, ``os.replace``, fsync of the folder. Never half-written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="~", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+class LocalTransport(Transport):
+    """This machine: ``subprocess.run`` with an argv list, no shell."""
+
+    host = "localhost"
+    is_local = True
+
+    def run(
+        self,
+        argv: Sequence[str],
+        timeout: float,
+        input: Optional[str] = None,
+        env: Optional[Dict[str, str]] = None,
+    ) -> RunResult:
+        self.calls += 1
+        argv = [str(a) for a in argv]
+        full_env = None
+        if env:
+            full_env = dict(os.environ)
+            full_env.update({str(k): str(v) for k, v in env.items()})
+        try:
+            proc = subprocess.run(
+                argv,
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=full_env,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            return 127, "", f"{argv[0]}: command not found"
+        except PermissionError as exc:
+            return 126, "", f"{argv[0]}: {exc.strerror}"
+        except subprocess.TimeoutExpired:
+            raise TransportError(
+                f"`{describe_argv(argv)}` on localhost did not finish within {timeout:g} s",
+                hint="the scheduler may be overloaded; try again or raise the timeout",
+            ) from None
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def read_text(self, path: str) -> str:
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as fh:
+                return fh.read()
+        except OSError as exc:
+            raise TransportError(f"cannot read {path} on localhost: {exc.strerror}") from None
+
+    def write_text(self, path: str, text: str, mode: int = 0o600) -> None:
+        try:
+            atomic_write_text(os.path.expanduser(path), text, mode)
+        except OSError as exc:
+            raise TransportError(f"cannot write {path} on localhost: {exc.strerror}") from None
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(os.path.expanduser(path))
+
+    def expanduser(self, path: str) -> str:
+        return os.path.expanduser(path)
