@@ -154,24 +154,57 @@ def resolve_target(
 
 
 def alias_target(alias: str, registries: Sequence[str] = (),
-                 environ: Optional[Mapping[str, str]] = None) -> Target:
-    """The endpoint(s) registered for ``alias``; the key comes from each entry's variable name."""
+                 environ: Optional[Mapping[str, str]] = None, home: Optional[str] = None) -> Target:
+    """The endpoint(s) an alias stands for, and their API key.
+
+    Looked up, first match wins: the ``registries`` given (``--registry``);
+    the registries configured for the alias (user config / profile); the
+    job records under ``$PBSVLLM_HOME`` (servers of that alias with a URL,
+    ready ones first). Several entries are replicas: requests are spread
+    over them. The key is read from the environment variable each entry
+    names (never from the file itself).
+    """
     from pbsvllm.errors import JobNotFoundError
+    from pbsvllm.registry import open_registries
 
     env = os.environ if environ is None else environ
     tried: List[str] = []
-    for path in registries:
-        from pbsvllm.registry import open_registry
+    regs = list(registries)
+    explicit = len(regs)
+    if not regs:
+        from pbsvllm import config
 
-        reg = open_registry(path)
+        settings = config.resolve({}, env)
+        regs = list(settings.registries_for(alias))
+        home = home or settings.home
+    for i, reg in enumerate(open_registries(regs)):
         tried.append(reg.path)
+        if i >= explicit and not os.path.exists(reg.path):
+            continue
         found = reg.lookup(alias)
         if found:
             return _target_from_entries(alias, found, f"registry {reg.path}", env)
+    if not explicit:
+        from pbsvllm.jobs import JobStore
+
+        store = JobStore(home)
+        tried.append(f"job records in {store.dir}")
+        records = [r for r in store.list() if r.alias == alias and r.url]
+        ready = [r for r in records if r.server_state == "ready"]
+        chosen = ready or records[-1:]
+        if chosen:
+            endpoints = tuple(
+                Endpoint(normalize_base_url(r.url), r.served_model_name or r.model,
+                         env.get(r.api_key_env or DEFAULT_API_KEY_ENV) or None)
+                for r in chosen
+            )
+            state = "ready" if ready else f"server state {chosen[0].server_state}"
+            return Target(alias, endpoints, f"job record(s) {', '.join(r.job_id for r in chosen)} ({state})",
+                          chosen[0].api_key_env or DEFAULT_API_KEY_ENV)
     raise JobNotFoundError(
-        f"no endpoint is registered for alias {alias!r}"
-        + (f" (looked in {', '.join(tried)})" if tried else ""),
-        hint="pass --registry FILE, or give the server's URL with --model NAME",
+        f"no endpoint is known for alias {alias!r}"
+        + (f" (looked in {'; '.join(tried)})" if tried else ""),
+        hint="wait until `pbsvllm status` shows it ready, pass --registry FILE, or give the URL with --model NAME",
     )
 
 

@@ -291,8 +291,50 @@ def test_urls_aliases_and_levels():
     for bad in ("", "0", "a,b", "-1"):
         with pytest.raises(ConfigError):
             bench.parse_concurrency(bad)
-    with pytest.raises(JobNotFoundError, match="no endpoint is registered for alias 'nope'"):
-        bench.resolve_target("nope", None, registries=[])
+
+
+def test_alias_resolution_registry_config_and_job_records(tmp_path):
+    from pbsvllm.jobs import JobRecord, JobStore
+    from pbsvllm.registry import Endpoint, open_registry
+
+    env = {"PBSVLLM_HOME": str(tmp_path / "home"), "PBSVLLM_CONFIG": str(tmp_path / "config.toml"),
+           "POOL_KEY": "sk-pool", "VLLM_API_KEY": "sk-default"}
+    (tmp_path / "config.toml").write_text('registries = ["%s"]\n' % (tmp_path / "conf-endpoints.toml"))
+    with pytest.raises(JobNotFoundError, match="no endpoint is known for alias 'nope'") as exc:
+        bench.resolve_target("nope", None, environ=env)
+    assert "conf-endpoints.toml" in str(exc.value) and "job records in" in str(exc.value)
+
+    explicit = open_registry(str(tmp_path / "endpoints.toml"))
+    explicit.register(Endpoint("pool", "tiny", "http://n1:8000/v1", "POOL_KEY"))
+    explicit.register(Endpoint("pool", "tiny", "http://n2:8000/v1", "POOL_KEY"), replace=False)
+    t = bench.resolve_target("pool", None, registries=[explicit.path], environ=env)
+    assert [e.url for e in t.endpoints] == ["http://n1:8000/v1", "http://n2:8000/v1"]
+    assert {e.api_key for e in t.endpoints} == {"sk-pool"} and t.api_key_env == "POOL_KEY"
+    assert t.source == "registry " + explicit.path
+    assert "sk-pool" not in json.dumps(t.to_json())
+    with pytest.raises(JobNotFoundError):  # an explicit registry is the only place looked at
+        bench.resolve_target("other", None, registries=[explicit.path], environ=env)
+
+    # the registries of the user config
+    conf = open_registry(str(tmp_path / "conf-endpoints.toml"))
+    conf.register(Endpoint("cfg", "tiny", "http://n3:8000/v1"))
+    t = bench.resolve_target("cfg", None, environ=env)
+    assert [e.url for e in t.endpoints] == ["http://n3:8000/v1"] and t.endpoints[0].api_key == "sk-default"
+
+    # job records: the ready ones (replicas) win over older non-ready ones
+    store = JobStore(env["PBSVLLM_HOME"])
+    store.save(JobRecord("11", alias="job", served_model_name="tiny", url="http://n4:8000/v1",
+                         server_state="stopped", submitted_at=1))
+    t = bench.resolve_target("job", None, environ=env)
+    assert [e.url for e in t.endpoints] == ["http://n4:8000/v1"] and "stopped" in t.source
+    store.save(JobRecord("12", alias="job", served_model_name="tiny", url="http://n5:8000", server_state="ready",
+                         submitted_at=2, api_key_env="POOL_KEY"))
+    store.save(JobRecord("13", alias="job", model="/m/tiny", url="http://n6:8000/v1", server_state="ready",
+                         submitted_at=3))
+    t = bench.resolve_target("job", None, environ=env)
+    assert [(e.url, e.model) for e in t.endpoints] == [("http://n5:8000/v1", "tiny"), ("http://n6:8000/v1", "/m/tiny")]
+    assert [e.api_key for e in t.endpoints] == ["sk-pool", "sk-default"]
+    assert t.source.startswith("job record(s) 12, 13")
 
 
 # --------------------------------------------------------------------------- real HTTP
@@ -430,3 +472,18 @@ def test_progress_is_shown_on_a_terminal(fake_server):
     assert proc.returncode == 0
     assert b"\r" in err and b"m/v1 c=1: 5/5 done, 0 errors" in err.replace(fake_server.base.encode() + b"/ok/v1", b"m/v1")
     assert json.loads(out)["runs"][0]["levels"][0]["ok"] == 5
+
+
+def test_cli_alias_from_a_registry_spreads_over_replicas(fake_server, tmp_path):
+    from pbsvllm.registry import Endpoint, open_registry
+
+    reg = open_registry(str(tmp_path / "endpoints.toml"))
+    reg.register(Endpoint("pool", "m", fake_server.base + "/auth/v1", "BENCH_POOL_KEY"))
+    reg.register(Endpoint("pool", "m", fake_server.base + "/ok/v1", "BENCH_POOL_KEY"), replace=False)
+    fake_server.counts["auth"] = fake_server.counts["ok"] = 0
+    proc = run_cli("pool", "--registry", reg.path, "-n", "6", "-c", "2", "--input-len", "2", "--output-len", "2",
+                   "--json", env_extra={"BENCH_POOL_KEY": fake_server.secret}, check_rc=0)
+    doc = json.loads(proc.stdout)
+    assert doc["runs"][0]["target"]["source"] == "registry " + reg.path
+    assert doc["runs"][0]["levels"][0]["ok"] == 6
+    assert fake_server.counts["auth"] == 3 and fake_server.counts["ok"] == 3
