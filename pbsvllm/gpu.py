@@ -582,10 +582,14 @@ def resolve_visible_devices(value: Optional[str], report: Report) -> Resolution:
     entry, and duplicates, are reported in ``problems``.
     """
     gpus = list(report.gpus)
+    mig_note = [
+        f"GPU {g.index} is in MIG mode: CUDA programs see its MIG instances, not the whole GPU; "
+        f"name one instance (MIG-<uuid>, see 'pbsvllm probe') in CUDA_VISIBLE_DEVICES"
+        for g in gpus if g.mig.startswith("enabled")]
     if value is None:
         return Resolution(None, tuple(
             VisibleDevice(i, g.index, g.uuid, g.name, None, str(g.index)) for i, g in enumerate(gpus)
-        ), ())
+        ), tuple(mig_note))
     problems: List[str] = []
     out: List[VisibleDevice] = []
     seen: set = set()
@@ -639,6 +643,9 @@ def resolve_visible_devices(value: Optional[str], report: Report) -> Resolution:
             )
             break
         g, m = found
+        if m is None and g.mig.startswith("enabled"):
+            problems.append(f"CUDA_VISIBLE_DEVICES entry {entry!r} names GPU {g.index}, which is in MIG "
+                            "mode: name one of its MIG instances (MIG-<uuid>) instead")
         key = m.uuid if m else g.uuid
         if key in seen:
             problems.append(f"CUDA_VISIBLE_DEVICES names {entry!r} twice; CUDA refuses duplicate devices")

@@ -377,6 +377,10 @@ def test_resolution_of_mig_identifiers():
     missing = gpu.resolve_visible_devices(f"MIG-{rep.gpus[3].uuid}/9/0", rep)
     assert missing.devices == () and "no MIG instance" in missing.problems[0]
     assert "no MIG instance" in gpu.resolve_visible_devices("MIG-ffff", rep).problems[0]
+    whole = gpu.resolve_visible_devices("0,3", rep)
+    assert whole.indices == [0, 3] and "GPU 3, which is in MIG mode" in whole.problems[0]
+    unset = gpu.resolve_visible_devices(None, rep)
+    assert unset.indices == [0, 1, 2, 3] and unset.problems[0].startswith("GPU 3 is in MIG mode")
 
 
 def test_check_visible():
