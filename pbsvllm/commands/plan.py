@@ -1,0 +1,126 @@
+"""pbsvllm plan MODEL: the tuned vLLM flags for a model on a node, each with its reason.
+
+Also home of the option groups ``submit`` shares (site, workload, model facts).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List
+
+import click
+
+from pbsvllm.commands._common import echo_json, json_option
+
+
+def _apply(f: Callable, options: List[Callable]) -> Callable:
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def site_options(f: Callable) -> Callable:
+    """Which profile / node: shared by plan, submit (and usable by doctor)."""
+    return _apply(f, [
+        click.option("--profile", "-P", help="Site profile (built-in: polaris, sophia, pbspro, torque, local; "
+                     "or one from your config file)."),
+        click.option("--gpus", "gpus_per_node", type=int, help="GPUs per node (overrides the profile)."),
+        click.option("--gpu-memory", "gpu_memory_gib", type=float, help="Memory per GPU in GiB (overrides the profile)."),
+        click.option("--interconnect", type=click.Choice(["nvlink", "pcie", "none"]),
+                     help="How the node's GPUs are linked (overrides the profile)."),
+        click.option("--nodes", type=int, help="Most nodes one server may use (default 1; PP across nodes only "
+                     "when one node cannot hold the model)."),
+        click.option("--device", type=click.Choice(["cuda", "cpu"]), help="cuda or cpu (vLLM's CPU build)."),
+        click.option("--vllm-version", help="vLLM version on the cluster (flags are checked against it)."),
+    ])
+
+
+def workload_options(f: Callable) -> Callable:
+    """Workload hints and model-facts overrides: shared by plan and submit."""
+    return _apply(f, [
+        click.option("--max-model-len", type=int, help="Longest request (prompt + output) to serve, in tokens."),
+        click.option("--concurrency", type=int, help="Expected concurrent requests for the whole server."),
+        click.option("--prompt-len", type=int, help="Expected prompt length in tokens (average)."),
+        click.option("--output-len", type=int, help="Expected output length in tokens (average)."),
+        click.option("--kv-cache-dtype", help="KV cache dtype, e.g. fp8 (half the bytes per token)."),
+        click.option("--params", help="Parameter count when no config is on disk, e.g. 7B."),
+        click.option("--dtype", help="Weight dtype when not in the config (bfloat16, float16, fp8)."),
+        click.option("--quantization", help="Serve quantized weights (passed to vLLM as --quantization), e.g. fp8."),
+        click.option("--vllm-arg", "vllm_args", multiple=True,
+                     help="Extra vLLM flag(s), repeatable, e.g. --vllm-arg '--max-num-seqs 512'. Wins over the plan."),
+        click.option("--allow-unknown-vllm-args", is_flag=True,
+                     help="Pass vLLM flags pbsvllm's flag table does not know."),
+    ])
+
+
+PROFILE_FLAG_KEYS = ("profile", "gpus_per_node", "gpu_memory_gib", "interconnect", "nodes", "device")
+OPTION_KEYS = ("max_model_len", "concurrency", "prompt_len", "output_len", "kv_cache_dtype", "params", "dtype",
+               "quantization", "vllm_args", "allow_unknown_vllm_args", "vllm_version", "served_model_name", "port")
+
+
+def split_kwargs(kwargs: Dict[str, Any]) -> "tuple[Dict[str, Any], Dict[str, Any]]":
+    """click kwargs -> (flags for config.resolve, options for render.plan_for / prepare_job)."""
+    flags = {k: kwargs.get(k) for k in PROFILE_FLAG_KEYS if kwargs.get(k) is not None}
+    for k in ("host", "scheduler", "api_key_file", "queue", "account", "walltime", "alias"):
+        if kwargs.get(k) is not None:
+            flags[k] = kwargs[k]
+    options = {k: kwargs[k] for k in OPTION_KEYS if kwargs.get(k) not in (None, ())}
+    return flags, options
+
+
+def format_plan(plan: Any, facts: Any, hardware_text: str) -> str:
+    lines = [
+        f"model      {facts.model}  ({facts.weight_gib:.1f} GiB weights, {facts.num_layers} layers, "
+        f"{facts.num_kv_heads} KV heads x {facts.head_dim}; {facts.source})",
+        f"hardware   {hardware_text}; vLLM {plan.vllm_version}",
+        f"layout     TP={plan.tensor_parallel_size} PP={plan.pipeline_parallel_size} DP={plan.data_parallel_size} "
+        f"on {plan.nodes} node(s), {plan.gpus_per_node} GPU(s) per node",
+        f"capacity   {plan.kv_cache_tokens:,} KV-cache tokens per replica; max concurrency {plan.max_concurrency:.1f} "
+        f"at {plan.max_model_len:,} tokens, ~{plan.kv_cache_tokens // max(1, plan.expected_request_tokens) * plan.data_parallel_size:,} "
+        f"at {plan.expected_request_tokens:,} tokens",
+    ]
+    if "memory" in plan.decisions:
+        lines.append(f"memory     {plan.decisions['memory']}")
+    lines.append("")
+    width = max(len(a.flag) for a in plan.args) if plan.args else 10
+    vwidth = max((len(" ".join(a.values)) for a in plan.args), default=5)
+    lines.append(f"{'flag':<{width}}  {'value':<{vwidth}}  why")
+    for a in plan.args:
+        lines.append(f"{a.flag:<{width}}  {' '.join(a.values):<{vwidth}}  {a.reason}")
+    for w in plan.warnings:
+        lines.append(f"\nwarning: {w}")
+    if plan.alternatives:
+        lines.append("\nalternatives:")
+        for alt in plan.alternatives:
+            lines.append(f"  - {alt['summary']}")
+    import shlex
+
+    lines.append("\nvllm serve " + " ".join(shlex.quote(a) for a in plan.vllm_args))
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model")
+@click.option("--alias", help="Alias of the server (default served model name).")
+@click.option("--served-model-name", help="Name clients send as \"model\" (default: the alias, else the model).")
+@click.option("--port", type=int, default=8000, show_default=True, help="Requested port.")
+@site_options
+@workload_options
+@json_option
+def command(model: str, as_json: bool, **kwargs: Any) -> None:
+    """Plan tuned vLLM flags for MODEL on one node of a profile: a table of
+    flag, value and why, plus the predicted KV-cache capacity."""
+    from pbsvllm.config import resolve
+    from pbsvllm.plan import Hardware
+    from pbsvllm.render import plan_for
+
+    flags, options = split_kwargs(kwargs)
+    settings = resolve(flags)
+    options["served_model_name"] = kwargs.get("served_model_name") or kwargs.get("alias")
+    facts, plan = plan_for(settings, model, options)
+    if as_json:
+        out = plan.to_json()
+        out["profile"] = settings.profile.name
+        out["facts"] = facts.to_json()
+        echo_json(out)
+        return
+    click.echo(format_plan(plan, facts, Hardware.from_profile(settings.profile).describe()))

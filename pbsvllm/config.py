@@ -1,0 +1,538 @@
+"""Configuration: built-in profiles + user config file + environment + flags.
+
+Everything is resolved ONCE, by :func:`resolve`, into a frozen
+:class:`Settings`. Nothing else in pbsvllm reads the config file or the
+``PBSVLLM_*`` environment.
+
+Precedence (highest first)::
+
+    command-line flags  >  PBSVLLM_* environment  >  user config file
+                        >  profile (built-in or user-defined)  >  built-in defaults
+
+The user config file is ``$PBSVLLM_CONFIG`` if set, else
+``~/.config/pbsvllm/config.toml`` (missing is fine). Its layout::
+
+    profile = "mine"                 # default profile
+    home = "~/.pbsvllm"              # PBSVLLM_HOME (must be on a shared filesystem)
+    api_key_file = "~/.config/pbsvllm/api_key"
+    template_dirs = ["~/.config/pbsvllm/templates"]
+
+    [profiles.mine]                  # a user profile, inheriting a built-in one
+    base = "polaris"
+    account = "MyProject"
+    queue = "preemptable"
+
+    [aliases.qwen3-vl]
+    registries = ["~/configs/endpoints.toml"]
+
+Unknown keys and bad values raise :class:`~pbsvllm.errors.ConfigError` naming
+the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
+
+from pbsvllm.errors import ConfigError
+
+if sys.version_info >= (3, 11):  # pragma: no cover - version dependent
+    import tomllib as _toml
+else:  # pragma: no cover
+    import tomli as _toml
+
+BUILTIN_PROFILE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "profiles")
+DEFAULT_CONFIG_PATH = "~/.config/pbsvllm/config.toml"
+DEFAULT_HOME = "~/.pbsvllm"
+
+SCHEDULERS = ("auto", "pbspro", "torque", "local")
+DIALECTS = ("pbspro", "torque")
+INTERCONNECTS = ("nvlink", "pcie", "none")
+DEVICES = ("cuda", "cpu")
+
+_WALLTIME_RE = re.compile(r"^(\d+:)?\d{1,2}:\d{2}:\d{2}$|^\d+$")
+_VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?([.+-]?[A-Za-z0-9.]+)?$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# ---------------------------------------------------------------------------
+# value checkers: each takes (value, where) and returns the normalised value
+# ---------------------------------------------------------------------------
+
+def _where(path: str, key: str) -> str:
+    return f"{path}: key '{key}'"
+
+
+def _str(v: Any, where: str) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"{where} must be a string, got {type(v).__name__} {v!r}")
+    if "\n" in v or "\r" in v or "\x00" in v:
+        raise ConfigError(f"{where} must be one line (it contains a newline or NUL)")
+    return v
+
+
+def _optstr(v: Any, where: str) -> Optional[str]:
+    if v is None or v == "":
+        return None
+    return _str(v, where)
+
+
+def _int(minimum: int) -> Callable[[Any, str], int]:
+    def check(v: Any, where: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise ConfigError(f"{where} must be an integer >= {minimum}, got {v!r}")
+        try:
+            iv = int(v)
+        except ValueError:
+            raise ConfigError(f"{where} must be an integer >= {minimum}, got {v!r}") from None
+        if iv < minimum:
+            raise ConfigError(f"{where} must be an integer >= {minimum}, got {v!r}")
+        return iv
+    return check
+
+
+def _posfloat(v: Any, where: str) -> float:
+    if isinstance(v, bool):
+        raise ConfigError(f"{where} must be a positive number, got {v!r}")
+    try:
+        fv = float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must be a positive number, got {v!r}") from None
+    if not fv > 0:
+        raise ConfigError(f"{where} must be a positive number, got {v!r}")
+    return fv
+
+
+def _bool(v: Any, where: str) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return v.lower() in ("1", "true", "yes", "on")
+    raise ConfigError(f"{where} must be true or false, got {v!r}")
+
+
+def _choice(choices: Tuple[str, ...]) -> Callable[[Any, str], str]:
+    def check(v: Any, where: str) -> str:
+        s = _str(v, where).lower()
+        if s not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(choices)}; got {v!r}")
+        return s
+    return check
+
+
+def _walltime(v: Any, where: str) -> str:
+    s = _str(v, where)
+    if not _WALLTIME_RE.match(s):
+        raise ConfigError(f"{where} must be a walltime like 01:00:00 or 72:00:00, got {v!r}")
+    return s
+
+
+def _version(v: Any, where: str) -> str:
+    s = _str(v, where)
+    if not _VERSION_RE.match(s):
+        raise ConfigError(f"{where} must be a vLLM version like 0.11.0, got {v!r}")
+    return s
+
+
+def _strlist(v: Any, where: str) -> Tuple[str, ...]:
+    if isinstance(v, str):  # env vars and flags give one string: split on os.pathsep
+        return tuple(p for p in v.split(os.pathsep) if p)
+    if not isinstance(v, (list, tuple)):
+        raise ConfigError(f"{where} must be a list of strings, got {v!r}")
+    return tuple(_str(x, f"{where}[{i}]") for i, x in enumerate(v))
+
+
+def _linelist(v: Any, where: str) -> Tuple[str, ...]:
+    if isinstance(v, str):
+        return tuple(line for line in v.splitlines())
+    return _strlist(v, where)
+
+
+def _envmap(v: Any, where: str) -> Tuple[Tuple[str, str], ...]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where} must be a table of NAME = \"value\", got {v!r}")
+    out = []
+    for k, val in v.items():
+        if not _ENV_NAME_RE.match(str(k)):
+            raise ConfigError(f"{where}.{k} is not a valid environment variable name")
+        if isinstance(val, bool) or not isinstance(val, (str, int, float)):
+            raise ConfigError(f"{where}.{k} must be a string or number, got {val!r}")
+        out.append((str(k), _str(str(val), f"{where}.{k}")))
+    return tuple(out)
+
+
+def _url_template(v: Any, where: str) -> str:
+    s = _str(v, where)
+    for name in re.findall(r"{([^{}]*)}", s):
+        if name not in ("host", "port", "hostname", "alias"):
+            raise ConfigError(f"{where}: unknown placeholder {{{name}}}; use {{host}}, {{port}}, {{hostname}}, {{alias}}")
+    if "{port}" not in s:
+        raise ConfigError(f"{where} must contain {{port}} (the port is chosen when the job starts), got {v!r}")
+    return s
+
+
+# ---------------------------------------------------------------------------
+# Profile
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Profile:
+    """A site: how to ask PBS for a node, what the node has, how to set up vLLM."""
+
+    name: str = "local"
+    description: str = ""
+    scheduler: str = "auto"            # auto | pbspro | torque | local
+    dialect: str = "pbspro"            # directive syntax: pbspro (select=) | torque (nodes:ppn:gpus)
+    queue: Optional[str] = None
+    account: Optional[str] = None
+    walltime: str = "01:00:00"
+    filesystems: Optional[str] = None  # PBS Pro -l filesystems= (ALCF: home:eagle)
+    select_extra: Optional[str] = None  # appended to the select chunk, e.g. system=polaris
+    place: Optional[str] = None        # -l place=
+    request_ncpus: bool = True         # put ncpus=<cpus_per_node> in the select chunk / ppn
+    request_ngpus: bool = True         # put ngpus=<gpus> in the select chunk / gpus=
+    nodes: int = 1                     # most nodes the planner may use for one server
+    gpus_per_node: int = 0
+    gpu_memory_gib: float = 0.0
+    gpu_name: str = ""
+    interconnect: str = "none"         # nvlink | pcie | none
+    cpus_per_node: int = 1
+    device: str = "cuda"               # cuda | cpu
+    env_lines: Tuple[str, ...] = ()    # verbatim shell lines: module load, conda activate, source venv
+    env: Tuple[Tuple[str, str], ...] = ()  # exported variables, values quoted in the script
+    log_dir: Optional[str] = None      # default: $PBSVLLM_HOME/logs
+    hostname_suffix: str = ""          # appended to `hostname -s` to build a reachable name
+    url_template: str = "http://{host}:{port}/v1"
+    bind_host: str = "0.0.0.0"
+    launcher: str = "vllm serve"
+    model_flag: str = ""               # "" = model is positional (vllm serve M); e.g. "--model" for vf-vllm
+    vllm_version: str = "0.11.0"
+    extra_directives: Tuple[str, ...] = ()  # verbatim '#PBS ...' lines, placed BEFORE the generated ones
+    registries: Tuple[str, ...] = ()
+    queues: Tuple[str, ...] = ()       # documentation: the site's queues
+    source: str = "built-in defaults"  # where this profile came from (file paths)
+
+    @property
+    def env_dict(self) -> Dict[str, str]:
+        return dict(self.env)
+
+    @property
+    def cpu_kvcache_space_gib(self) -> float:
+        """KV cache size for vLLM's CPU backend (``VLLM_CPU_KVCACHE_SPACE``, GiB)."""
+        raw = self.env_dict.get("VLLM_CPU_KVCACHE_SPACE", "4")
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(
+                f"profile '{self.name}' ({self.source}): env.VLLM_CPU_KVCACHE_SPACE must be a number of GiB, got {raw!r}"
+            ) from None
+
+
+PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
+    "description": _str,
+    "scheduler": _choice(SCHEDULERS),
+    "dialect": _choice(DIALECTS),
+    "queue": _optstr,
+    "account": _optstr,
+    "walltime": _walltime,
+    "filesystems": _optstr,
+    "select_extra": _optstr,
+    "place": _optstr,
+    "request_ncpus": _bool,
+    "request_ngpus": _bool,
+    "nodes": _int(1),
+    "gpus_per_node": _int(0),
+    "gpu_memory_gib": _posfloat,
+    "gpu_name": _str,
+    "interconnect": _choice(INTERCONNECTS),
+    "cpus_per_node": _int(1),
+    "device": _choice(DEVICES),
+    "env_lines": _linelist,
+    "env": _envmap,
+    "log_dir": _optstr,
+    "hostname_suffix": _str,
+    "url_template": _url_template,
+    "bind_host": _str,
+    "launcher": _str,
+    "model_flag": _str,
+    "vllm_version": _version,
+    "extra_directives": _strlist,
+    "registries": _strlist,
+    "queues": _strlist,
+}
+
+# Profile fields that PBSVLLM_<NAME> environment variables and flags may override.
+ENV_PROFILE_FIELDS = (
+    "queue", "account", "walltime", "filesystems", "log_dir", "vllm_version", "nodes",
+    "gpus_per_node", "gpu_memory_gib", "interconnect", "device", "launcher", "hostname_suffix",
+)
+
+SETTINGS_KEYS: Dict[str, Callable[[Any, str], Any]] = {
+    "profile": _str,
+    "home": _str,
+    "host": _optstr,
+    "scheduler": _choice(SCHEDULERS),
+    "api_key_file": _optstr,
+    "api_key_env": _str,
+    "template_dirs": _strlist,
+    "registries": _strlist,
+}
+
+ALIAS_KEYS: Dict[str, Callable[[Any, str], Any]] = {
+    "registries": _strlist,
+    "profile": _str,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs, resolved once."""
+
+    home: str
+    profile: Profile
+    host: Optional[str] = None
+    scheduler: str = "auto"
+    api_key_file: Optional[str] = None
+    api_key_env: str = "VLLM_API_KEY"
+    registries: Tuple[str, ...] = ()
+    template_dirs: Tuple[str, ...] = ()
+    config_path: Optional[str] = None          # the user config file read (None: none found)
+    alias_registries: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+
+    def registries_for(self, alias: str) -> Tuple[str, ...]:
+        """Registries to update for ``alias``: its own list if set, else the default ones."""
+        for name, regs in self.alias_registries:
+            if name == alias:
+                return regs
+        return self.registries
+
+    @property
+    def log_dir(self) -> str:
+        return self.profile.log_dir or os.path.join(self.home, "logs")
+
+
+# ---------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------
+
+def _read_toml(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return _toml.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (set PBSVLLM_CONFIG to an existing file or unset it)") from None
+    except _toml.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def builtin_profile_names() -> Tuple[str, ...]:
+    try:
+        names = [f[:-5] for f in os.listdir(BUILTIN_PROFILE_DIR) if f.endswith(".toml")]
+    except OSError:
+        names = []
+    return tuple(sorted(names))
+
+
+def _builtin_profile_table(name: str) -> Tuple[Dict[str, Any], str]:
+    path = os.path.join(BUILTIN_PROFILE_DIR, f"{name}.toml")
+    return _read_toml(path), path
+
+
+def _check_table(table: Mapping[str, Any], allowed: Mapping[str, Callable], path: str, prefix: str,
+                 extra_ok: Iterable[str] = ()) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    extra = set(extra_ok)
+    for key, value in table.items():
+        full = f"{prefix}{key}"
+        if key in extra:
+            continue
+        if key not in allowed:
+            known = ", ".join(sorted(set(allowed) | extra))
+            raise ConfigError(f"{path}: unknown key '{full}' (known keys: {known})")
+        out[key] = allowed[key](value, _where(path, full))
+    return out
+
+
+def _profile_from_layers(name: str, layers: Iterable[Tuple[Mapping[str, Any], str]]) -> Profile:
+    values: Dict[str, Any] = {"name": name}
+    sources = []
+    for table, where in layers:
+        values.update(table)
+        sources.append(where)
+    values["source"] = " + ".join(sources) if sources else "built-in defaults"
+    return Profile(**values)
+
+
+def _profile_layers(name: str, user_profiles: Mapping[str, Any], path: str,
+                    seen: Tuple[str, ...] = ()) -> list:
+    """Tables (checked) from the root base to ``name``, each with its source."""
+    if name in seen:
+        raise ConfigError(f"{path}: profiles.{name}: 'base' inheritance loops ({' -> '.join(seen + (name,))})")
+    layers = []
+    user = user_profiles.get(name)
+    if user is not None and not isinstance(user, Mapping):
+        raise ConfigError(f"{path}: key 'profiles.{name}' must be a table")
+    base = None
+    if user is not None and "base" in user:
+        base = _str(user["base"], _where(path, f"profiles.{name}.base"))
+    if base is not None:
+        if base == name and name in builtin_profile_names():
+            layers.extend(_builtin_layers(name))
+        else:
+            layers.extend(_profile_layers(base, user_profiles, path, seen + (name,)))
+    elif name in builtin_profile_names():
+        layers.extend(_builtin_layers(name))
+    elif user is None:
+        known = ", ".join(sorted(set(builtin_profile_names()) | set(user_profiles)))
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"unknown profile '{name}'{where}; known profiles: {known} "
+                          f"(define [profiles.{name}] in your config file or pass --profile with one of these)")
+    if user is not None:
+        layers.append((_check_table(user, PROFILE_FIELDS, path, f"profiles.{name}.", extra_ok=("base",)),
+                       f"{path} [profiles.{name}]"))
+    return layers
+
+
+def _builtin_layers(name: str) -> list:
+    table, bpath = _builtin_profile_table(name)
+    return [(_check_table(table, PROFILE_FIELDS, bpath, ""), bpath)]
+
+
+def load_profile(name: str, user_profiles: Optional[Mapping[str, Any]] = None, config_path: str = "") -> Profile:
+    """A profile by name: built-in, user-defined, or user-defined on top of a base."""
+    return _profile_from_layers(name, _profile_layers(name, user_profiles or {}, config_path))
+
+
+def _config_file(env: Mapping[str, str], config_path: Optional[str]) -> Tuple[Optional[str], bool]:
+    """(path, must_exist)."""
+    if config_path:
+        return os.path.expanduser(config_path), True
+    if env.get("PBSVLLM_CONFIG"):
+        return os.path.expanduser(env["PBSVLLM_CONFIG"]), True
+    default = os.path.expanduser(DEFAULT_CONFIG_PATH)
+    return default, False
+
+
+def default_profile_name(host: Optional[str]) -> str:
+    """With no profile anywhere: 'pbspro' (scheduler auto-detected) when a qsub
+    is reachable or a remote host is given, else 'local' (run on this machine)."""
+    if host:
+        return "pbspro"
+    return "pbspro" if shutil.which("qsub") else "local"
+
+
+def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
+            config_path: Optional[str] = None) -> Settings:
+    """Merge flags > PBSVLLM_* env > user config > profile > defaults into Settings.
+
+    ``cli_flags`` keys: any of ``profile home host scheduler api_key_file
+    api_key_env template_dirs registries alias`` and any profile field
+    (``queue account walltime log_dir gpus_per_node ...``). ``None`` values
+    mean "not given".
+    """
+    flags = {k: v for k, v in cli_flags.items() if v is not None and v != ()}
+    path, must_exist = _config_file(env, config_path)
+    user: Dict[str, Any] = {}
+    used_path: Optional[str] = None
+    if path and (must_exist or os.path.exists(path)):
+        user = _read_toml(path)
+        used_path = path
+    where = used_path or "<no config file>"
+
+    user_profiles = user.get("profiles", {})
+    user_aliases = user.get("aliases", {})
+    if not isinstance(user_profiles, Mapping):
+        raise ConfigError(f"{where}: key 'profiles' must be a table of tables ([profiles.NAME])")
+    if not isinstance(user_aliases, Mapping):
+        raise ConfigError(f"{where}: key 'aliases' must be a table of tables ([aliases.NAME])")
+    top = {k: v for k, v in user.items() if k not in ("profiles", "aliases")}
+    top = _check_table(top, SETTINGS_KEYS, where, "")
+    aliases: Dict[str, Dict[str, Any]] = {}
+    for aname, atable in user_aliases.items():
+        if not isinstance(atable, Mapping):
+            raise ConfigError(f"{where}: key 'aliases.{aname}' must be a table")
+        aliases[aname] = _check_table(atable, ALIAS_KEYS, where, f"aliases.{aname}.")
+
+    def pick(key: str, env_name: str, default: Any) -> Any:
+        if key in flags:
+            return SETTINGS_KEYS[key](flags[key], f"command-line option --{key.replace('_', '-')}")
+        if env.get(env_name):
+            return SETTINGS_KEYS[key](env[env_name], f"environment variable {env_name}")
+        if key in top:
+            return top[key]
+        return default
+
+    host = pick("host", "PBSVLLM_HOST", None)
+    alias = flags.get("alias")
+    alias_profile = aliases.get(alias, {}).get("profile") if alias else None
+    # an alias's own profile beats the config file's default profile, not flags/env
+    if "profile" not in flags and not env.get("PBSVLLM_PROFILE") and alias_profile:
+        profile_name = alias_profile
+    else:
+        profile_name = pick("profile", "PBSVLLM_PROFILE", None) or default_profile_name(host)
+
+    profile = load_profile(profile_name, user_profiles, where)
+
+    # profile fields overridden by env then flags
+    overrides: Dict[str, Any] = {}
+    for fname in ENV_PROFILE_FIELDS:
+        env_name = "PBSVLLM_" + fname.upper()
+        if env.get(env_name):
+            overrides[fname] = PROFILE_FIELDS[fname](env[env_name], f"environment variable {env_name}")
+    for fname, value in flags.items():
+        if fname in PROFILE_FIELDS:
+            overrides[fname] = PROFILE_FIELDS[fname](value, f"command-line option --{fname.replace('_', '-')}")
+    if overrides:
+        srcs = profile.source + " + overrides (" + ", ".join(sorted(overrides)) + ")"
+        profile = dataclasses.replace(profile, source=srcs, **overrides)
+    _check_profile(profile)
+
+    home = os.path.expanduser(pick("home", "PBSVLLM_HOME", DEFAULT_HOME))
+    scheduler = pick("scheduler", "PBSVLLM_SCHEDULER", None) or profile.scheduler
+    api_key_file = pick("api_key_file", "PBSVLLM_API_KEY_FILE", None)
+    if api_key_file:
+        api_key_file = os.path.expanduser(api_key_file)
+    api_key_env = pick("api_key_env", "PBSVLLM_API_KEY_ENV", "VLLM_API_KEY")
+    if not _ENV_NAME_RE.match(api_key_env):
+        raise ConfigError(f"api_key_env must be an environment variable name, got {api_key_env!r}")
+    template_dirs = tuple(os.path.expanduser(p) for p in pick("template_dirs", "PBSVLLM_TEMPLATE_DIRS", ()))
+    registries = pick("registries", "PBSVLLM_REGISTRIES", None)
+    if registries is None:
+        registries = profile.registries
+    registries = tuple(os.path.expanduser(p) for p in registries)
+    alias_regs = tuple(
+        (name, tuple(os.path.expanduser(p) for p in a["registries"]))
+        for name, a in sorted(aliases.items()) if "registries" in a
+    )
+    if "registries" in flags:  # explicit flag wins for every alias
+        alias_regs = ()
+    return Settings(
+        home=home,
+        profile=profile,
+        host=host,
+        scheduler=scheduler,
+        api_key_file=api_key_file,
+        api_key_env=api_key_env,
+        registries=registries,
+        template_dirs=template_dirs,
+        config_path=used_path,
+        alias_registries=alias_regs,
+    )
+
+
+def _check_profile(p: Profile) -> None:
+    """Cross-field checks (single fields are checked while loading)."""
+    if p.device == "cuda" and (p.gpus_per_node < 1 or p.gpu_memory_gib <= 0):
+        raise ConfigError(
+            f"profile '{p.name}' ({p.source}): device is 'cuda' but the GPUs are not described; "
+            f"set gpus_per_node and gpu_memory_gib, or device = \"cpu\""
+        )
+    if p.scheduler == "torque" and p.dialect != "torque":
+        raise ConfigError(f"profile '{p.name}' ({p.source}): scheduler 'torque' needs dialect = \"torque\"")

@@ -1,0 +1,306 @@
+"""Render the PBS job script (Jinja2) for a planned vLLM server.
+
+- Templates: the user's ``template_dirs`` are searched before the built-in
+  directory (``pbsvllm/templates`` in a wheel, ``templates/`` in a source
+  tree); the built-ins are also reachable as ``builtin/<name>`` so a user
+  ``job.sh.j2`` can ``{% extends "base.sh.j2" %}`` and override one block.
+- ``StrictUndefined``: a missing variable is an error, never an empty string.
+- Every ``{{ value }}`` must pass through a filter that makes it safe for its
+  place (``shquote``, ``directive``, ``comment``, ``raw_shell``, ``envname``);
+  a bare string is refused at render time, so a template cannot forget to
+  quote. Numbers are allowed as they are.
+- Jinja comments are ``{## ... ##}`` (bash's ``${#array[@]}`` would open a
+  default ``{# #}`` comment).
+
+jinja2 is imported inside the functions (``pbsvllm --help`` stays light).
+The job-file contract (paths, server-info keys) is in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from pbsvllm import __version__
+from pbsvllm.config import Settings
+from pbsvllm.errors import ConfigError, PbsvllmError, PlanError, TemplateError
+
+TEMPLATE_NAME = "job.sh.j2"
+_DIRECTIVE_RE = re.compile(r"^[A-Za-z0-9_.:=+@/,%~-]+$")
+_ENVNAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def builtin_template_dir() -> str:
+    """``pbsvllm/templates`` (installed wheel) or ``<source tree>/templates``."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for cand in (os.path.join(here, "templates"), os.path.join(os.path.dirname(here), "templates")):
+        if os.path.isfile(os.path.join(cand, TEMPLATE_NAME)):
+            return cand
+    raise TemplateError(f"the built-in templates are missing: no {TEMPLATE_NAME} in {here}/templates or "
+                        f"{os.path.dirname(here)}/templates (reinstall pbsvllm)")
+
+
+class Safe(str):
+    """A string a filter has made safe for its place in the script."""
+
+
+def _shquote(v: Any) -> Safe:
+    return Safe(shlex.quote(str(v)))
+
+
+def _directive(v: Any) -> Safe:
+    s = str(v)
+    if not _DIRECTIVE_RE.match(s):
+        raise TemplateError(f"value {s!r} cannot go into a #PBS directive (allowed: letters, digits and _.:=+@/,%~-); "
+                            f"fix it in the profile or on the command line")
+    return Safe(s)
+
+
+def _directive_line(v: Any) -> Safe:
+    s = str(v)
+    if "\n" in s or "\r" in s or not s.startswith("#PBS "):
+        raise TemplateError(f"extra directive {s!r} must be one line starting with '#PBS ' (profile key extra_directives)")
+    return Safe(s)
+
+
+def _comment(v: Any) -> Safe:
+    return Safe(re.sub(r"[\x00-\x1f\x7f]+", " ", str(v)))
+
+
+def _raw_shell(v: Any) -> Safe:
+    s = str(v)
+    if "\n" in s or "\x00" in s:
+        raise TemplateError(f"profile env_lines entry {s!r} must be one line")
+    return Safe(s)
+
+
+def _envname(v: Any) -> Safe:
+    s = str(v)
+    if not _ENVNAME_RE.match(s):
+        raise TemplateError(f"{s!r} is not an environment variable name (profile key env)")
+    return Safe(s)
+
+
+def _finalize(v: Any) -> Any:
+    if isinstance(v, Safe) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return v
+    raise TemplateError(f"template printed {v!r} without a quoting filter; use | shquote (shell word), "
+                        f"| directive (#PBS value) or | comment (comment text)")
+
+
+def make_environment(template_dirs: Sequence[str] = ()) -> Any:
+    import jinja2
+
+    builtin = builtin_template_dir()
+    user = [d for d in template_dirs if d]
+    for d in user:
+        if not os.path.isdir(d):
+            raise TemplateError(f"template directory {d} does not exist (config key template_dirs)")
+    loader = jinja2.ChoiceLoader([
+        jinja2.PrefixLoader({"builtin": jinja2.FileSystemLoader(builtin)}),
+        jinja2.FileSystemLoader(user + [builtin]),
+    ])
+    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=False,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             finalize=_finalize, comment_start_string="{##", comment_end_string="##}")
+    env.filters.update(shquote=_shquote, directive=_directive, directive_line=_directive_line,
+                       comment=_comment, raw_shell=_raw_shell, envname=_envname)
+    return env
+
+
+# ---------------------------------------------------------------------------
+# planning from settings + options (shared by `plan`, `submit` and others)
+# ---------------------------------------------------------------------------
+
+WORKLOAD_KEYS = ("max_model_len", "concurrency", "prompt_len", "output_len", "kv_cache_dtype")
+FACT_KEYS = ("params", "dtype", "num_layers", "num_kv_heads", "head_dim", "weight_gib")
+
+
+def plan_for(settings: Settings, model: str, options: Mapping[str, Any], env: Optional[Mapping[str, str]] = None):
+    """(facts, plan) for ``model`` on the settings' profile. ``options`` keys:
+    served_model_name, port, vllm_args (list of --vllm-arg values), allow_unknown_vllm_args,
+    quantization, vllm_version, and the WORKLOAD_KEYS / FACT_KEYS."""
+    from pbsvllm.flags import split_user_args
+    from pbsvllm.modelfacts import load_model_facts
+    from pbsvllm.plan import Hardware, Workload, make_plan
+
+    o = {k: v for k, v in options.items() if v is not None}
+    facts = load_model_facts(model, {k: o[k] for k in FACT_KEYS if k in o}, **({"env": env} if env is not None else {}))
+    p = settings.profile
+    user_args = split_user_args(o.get("vllm_args", ()))
+    if o.get("quantization"):
+        user_args += ["--quantization", str(o["quantization"])]
+    workload = Workload(**{k: o[k] for k in WORKLOAD_KEYS if k in o})
+    model_arg = model
+    plan = make_plan(
+        facts, Hardware.from_profile(p), workload, o.get("vllm_version") or p.vllm_version, user_args,
+        served_model_name=o.get("served_model_name"), host=p.bind_host, port=int(o.get("port") or 8000),
+        model_arg=model_arg, model_flag=p.model_flag, allow_unknown_flags=bool(o.get("allow_unknown_vllm_args")),
+    )
+    return facts, plan
+
+
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PreparedJob:
+    alias: str
+    model: str
+    served_model_name: str
+    plan: Any                 # pbsvllm.plan.Plan
+    script_text: str
+    script_path: str          # $PBSVLLM_HOME/scripts/<alias>-<timestamp>.pbs (not yet written)
+    log_dir: str
+    home: str
+    job_name: str
+    port: int
+
+    def log_path(self, job_id: str) -> str:
+        """The realtime vLLM log: <log_dir>/<alias>.<job_id>.log"""
+        return os.path.join(self.log_dir, f"{self.alias}.{job_id}.log")
+
+    def server_info_path(self, job_id: str) -> str:
+        """$PBSVLLM_HOME/run/<job_id>.server.json"""
+        return os.path.join(self.home, "run", f"{job_id}.server.json")
+
+    @property
+    def log_path_pattern(self) -> str:
+        return os.path.join(self.log_dir, f"{self.alias}.{{job_id}}.log")
+
+    @property
+    def dirs(self) -> Tuple[str, ...]:
+        """Directories the submitter must create (0700) before qsub."""
+        return (self.home, os.path.join(self.home, "scripts"), os.path.join(self.home, "run"), self.log_dir)
+
+
+def check_alias(alias: str) -> str:
+    if not alias or alias in (".", "..") or "/" in alias or re.search(r"[\x00-\x1f\x7f]", alias) or len(alias) > 100:
+        raise ConfigError(f"alias {alias!r} is not usable: it names files (<alias>.<job_id>.log), so it must be "
+                          f"1-100 characters without '/' or control characters")
+    return alias
+
+
+def job_name_for(alias: str, dialect: str) -> str:
+    """A #PBS -N value: letters, digits, _ . - only, starting with a letter (Torque: 15 chars)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", alias)
+    if not name[:1].isalpha():
+        name = "v" + name
+    return name[:15] if dialect == "torque" else name[:63]
+
+
+def build_context(settings: Settings, model: str, alias: str, plan: Any, *, served_model_name: str,
+                  port: int) -> Dict[str, Any]:
+    p = settings.profile
+    if plan.nodes > 1:
+        alt = "; ".join(a["summary"] for a in plan.alternatives if a.get("nodes", 1) == 1) or \
+            "a quantized checkpoint (--quantization fp8) or a node with more GPU memory"
+        raise PlanError(
+            f"the plan needs {plan.nodes} nodes (TP={plan.tensor_parallel_size} PP={plan.pipeline_parallel_size}); "
+            f"multi-node jobs (a Ray cluster across the job's nodes) are not rendered yet",
+            hint=f"one-node options: {alt}")
+    if plan.data_parallel_mode == "replicas":
+        raise PlanError(
+            f"vLLM {plan.vllm_version} has no --data-parallel-size and the replicas mode (one server per GPU set) "
+            f"is not rendered yet", hint="set vllm_version to >= 0.8.5 if the cluster has it, or pass "
+            "--vllm-arg '--tensor-parallel-size N' to use the GPUs in one server")
+    home = settings.home
+    log_dir = settings.log_dir
+    for key, val in (("log_dir", log_dir),):
+        if not _DIRECTIVE_RE.match(val):
+            raise ConfigError(f"profile {p.name}: {key} {val!r} must be a plain path (letters, digits, _.-/) because "
+                              f"it goes into '#PBS -o'")
+    pbs = {
+        "dialect": p.dialect,
+        "job_name": job_name_for(alias, p.dialect),
+        "nodes": plan.nodes,
+        "ncpus": p.cpus_per_node if p.request_ncpus else 0,
+        "ngpus": plan.gpus_per_node if (p.request_ngpus and plan.device == "cuda") else 0,
+        "select_extra": p.select_extra or "",
+        "place": p.place or "",
+        "filesystems": p.filesystems or "",
+        "walltime": p.walltime,
+        "queue": p.queue or "",
+        "account": p.account or "",
+        "output": log_dir.rstrip("/") + "/",
+        "extra_directives": list(p.extra_directives),
+    }
+    launcher = shlex.split(p.launcher)
+    if not launcher:
+        raise ConfigError(f"profile {p.name}: launcher is empty (e.g. \"vllm serve\")")
+    url_host = "127.0.0.1" if p.bind_host in _LOOPBACK else ""
+    summary = (f"TP={plan.tensor_parallel_size} PP={plan.pipeline_parallel_size} DP={plan.data_parallel_size} on "
+               f"{plan.gpus_per_node or 'no'} GPU(s); {plan.kv_cache_tokens:,} KV tokens per replica; "
+               f"max concurrency {plan.max_concurrency:.1f} at {plan.max_model_len:,} tokens")
+    return {
+        "pbsvllm_version": __version__,
+        "alias": alias,
+        "model": model,
+        "served_model_name": served_model_name,
+        "home": home,
+        "log_dir": log_dir,
+        "profile": p,
+        "pbs": pbs,
+        "device": plan.device,
+        "gpus": plan.gpus_per_node,
+        "api_key_file": settings.api_key_file or "",
+        "port": int(port),
+        "bind_host": p.bind_host,
+        "url_host": url_host,
+        "hostname_suffix": p.hostname_suffix,
+        "url_template": p.url_template,
+        "launcher": launcher,
+        "launcher_text": p.launcher,
+        "model_args": list(plan.model_args),
+        "args": list(plan.args),
+        "plan": plan,
+        "plan_summary": summary,
+    }
+
+
+def render_script(context: Mapping[str, Any], template_dirs: Sequence[str] = (),
+                  template_name: str = TEMPLATE_NAME) -> str:
+    """Render ``template_name`` with ``context`` (see :func:`build_context`)."""
+    import jinja2
+
+    env = make_environment(template_dirs)
+    try:
+        return env.get_template(template_name).render(**context)
+    except PbsvllmError:
+        raise
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"template {exc.name} not found in {', '.join(list(template_dirs) + [builtin_template_dir()])}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template {template_name}: {exc.message} (a variable the template uses is not provided)") from None
+
+
+def prepare_job(settings: Settings, model: str, alias: str, options: Mapping[str, Any],
+                now: Optional[datetime.datetime] = None, env: Optional[Mapping[str, str]] = None) -> PreparedJob:
+    """Plan + rendered script + the paths the job will use. Pure apart from reading
+    model facts and templates; writes nothing (the submitter writes the script)."""
+    check_alias(alias)
+    served = options.get("served_model_name") or alias
+    port = int(options.get("port") or 8000)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be 1-65535, got {port}")
+    opts = dict(options)
+    opts["served_model_name"] = served
+    opts["port"] = port
+    _facts, plan = plan_for(settings, model, opts, env=env)
+    context = build_context(settings, model, alias, plan, served_model_name=served, port=port)
+    text = render_script(context, settings.template_dirs, options.get("template") or TEMPLATE_NAME)
+    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%S")
+    script_path = os.path.join(settings.home, "scripts", f"{alias}-{stamp}.pbs")
+    return PreparedJob(alias=alias, model=model, served_model_name=served, plan=plan, script_text=text,
+                       script_path=script_path, log_dir=settings.log_dir, home=settings.home,
+                       job_name=context["pbs"]["job_name"], port=port)
+
+
+__all__ = ["PreparedJob", "prepare_job", "render_script", "build_context", "plan_for", "make_environment",
+           "builtin_template_dir", "check_alias", "job_name_for"]
