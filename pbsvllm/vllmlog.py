@@ -364,6 +364,8 @@ def detect_phase(line: str) -> Optional[str]:
     for phase, needles in _PHASE_RULES:
         for n in needles:
             if n in line:
+                if phase == "compiling" and "disabling torch.compile" in line:
+                    break  # 0.32's "Enforce eager set, disabling torch.compile, ..." warning: no compiling
                 return phase
     if " version " in line and _BANNER_VERSION_RE.search(line):
         return "starting"

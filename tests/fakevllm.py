@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 
 class FakeVllm:
-    def __init__(self, models: Optional[List[str]] = None, api_key: Optional[str] = None) -> None:
+    def __init__(self, models: Optional[List[str]] = None, api_key: Optional[str] = None, port: int = 0) -> None:
         self.models = list(models or ["tiny"])
         self.api_key = api_key
         self.completion_status = 200
@@ -80,7 +80,7 @@ class FakeVllm:
                     return self._send(200, {"choices": [{"index": 0, "text": "!"}], "usage": {"completion_tokens": 1}})
                 return self._send(404, {"detail": "Not Found"})
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -101,3 +101,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+if __name__ == "__main__":  # python -m tests.fakevllm PORT MODEL: a stand-in server process
+    import sys
+    import time
+
+    with FakeVllm([sys.argv[2]], port=int(sys.argv[1])):
+        while True:
+            time.sleep(3600)

@@ -1,0 +1,374 @@
+"""The watcher loop, driven by a virtual clock: real log files, a real HTTP
+server, real registry files and job records; the scheduler is the injected
+seam, answering from a timeline (one batched status call per tick)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from pbsvllm import health
+from pbsvllm.errors import ServerError
+from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.models import JobState, ServerState
+from pbsvllm.registry import open_registry
+from pbsvllm.scheduler.base import JobStatus
+from pbsvllm.watcher import (
+    JobProgress,
+    LogTail,
+    Reporter,
+    TextReporter,
+    Watcher,
+    endpoint_url,
+    run_watchers,
+    watch_records,
+)
+from tests.fakevllm import FakeVllm, free_port
+
+SAMPLES = os.path.join(os.path.dirname(__file__), "data", "watcher")
+
+
+class Timeline:
+    """Virtual time: ``sleep`` advances it and fires the events that are due."""
+
+    def __init__(self):
+        self.t = 0.0
+        self.events = []  # (time, fn)
+
+    def at(self, t, fn):
+        self.events.append((t, fn))
+        self.events.sort(key=lambda e: e[0])
+
+    def clock(self):
+        return self.t
+
+    def sleep(self, s):
+        self.t += s
+        while self.events and self.events[0][0] <= self.t:
+            _, fn = self.events.pop(0)
+            fn()
+
+
+class TimelineScheduler:
+    """The scheduler seam: states by time, from a list of (from_time, JobStatus)."""
+
+    name = "timeline"
+
+    def __init__(self, tl, plan):
+        self.tl = tl
+        self.plan = plan  # job_id -> [(t, JobStatus)]
+        self.calls = []
+
+    def status(self, ids):
+        self.calls.append((self.tl.t, list(ids)))
+        out = {}
+        for jid in ids:
+            cur = None
+            for t, st in self.plan[jid]:
+                if self.tl.t >= t:
+                    cur = st
+            out[jid] = cur
+        return out
+
+
+def st(jid, state, **kw):
+    return JobStatus(job_id=jid, state=state, **kw)
+
+
+def sample_lines(name):
+    with open(os.path.join(SAMPLES, name), encoding="utf-8") as fh:
+        return fh.read().splitlines(keepends=True)
+
+
+def append(path, lines):
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.writelines(lines)
+
+
+def probe(url, model):
+    return health.check_ready(url, model, None, timeout=0.5, completion_timeout=2)
+
+
+@pytest.fixture
+def home(tmp_path):
+    h = tmp_path / "home"
+    (h / "run").mkdir(parents=True)
+    (h / "logs").mkdir()
+    return h
+
+
+def make_record(home, jid="101.pbs", alias="tiny-a", registries=()):
+    rec = JobRecord(job_id=jid, alias=alias, served_model_name="tiny",
+                    log_path=str(home / "logs" / f"{alias}.{jid}.log"),
+                    server_info_path=str(home / "run" / f"{jid}.server.json"),
+                    registries=list(registries))
+    JobStore(str(home)).save(rec)
+    return rec
+
+
+def write_info(rec, port, host="127.0.0.1"):
+    info = {"job_id": rec.job_id, "host": host, "port": port, "url": f"http://0.0.0.0:{port}/v1",
+            "alias": rec.alias, "served_model_name": "tiny", "log_path": rec.log_path}
+    tmp = rec.server_info_path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(info, fh)
+    os.replace(tmp, rec.server_info_path)
+
+
+def make_watcher(tl, sched, home, reporter=None, follow_ready=False):
+    store = JobStore(str(home))
+    return Watcher(sched, None, probe=probe, clock=tl.clock, reporter=reporter or Reporter(),
+                   save=lambda j: store.update(j.job_id, **j.saved_fields()), follow_ready=follow_ready)
+
+
+# ------------------------------------------------------------------ the happy path
+
+def test_queued_to_ready_registers_with_phases(home, tmp_path):
+    reg_path = str(tmp_path / "endpoints.toml")
+    rec = make_record(home, registries=[reg_path])
+    port = free_port()
+    tl = Timeline()
+    sched = TimelineScheduler(tl, {rec.job_id: [
+        (0, st(rec.job_id, JobState.PENDING, raw_state="Q")),
+        (40, st(rec.job_id, JobState.RUNNING, raw_state="R", exec_host="n1")),
+    ]})
+    lines = sample_lines("vllm-0.32.0-cpu-eager.log")
+    ready_idx = next(i for i, l in enumerate(lines) if "Application startup complete" in l)
+    servers = []
+    tl.at(41, lambda: append(rec.log_path, lines[:10]))
+    tl.at(42, lambda: write_info(rec, port))
+    tl.at(45, lambda: append(rec.log_path, lines[10:ready_idx]))
+    # the server starts answering at t=50 (vLLM refuses connections until then)
+    tl.at(50, lambda: (servers.append(FakeVllm(["tiny"], port=port).__enter__()),
+                       append(rec.log_path, lines[ready_idx:ready_idx + 1])))
+    rep = Reporter()
+    w = make_watcher(tl, sched, home, rep)
+    w.add(JobProgress.from_record(rec))
+    try:
+        assert run_watchers([w], timeout_s=300, clock=tl.clock, sleep=tl.sleep)
+    finally:
+        for s in servers:
+            s.__exit__(None)
+    job = w.jobs[0]
+    assert job.server_state == "ready" and job.url == f"http://127.0.0.1:{port}/v1"
+    # registered promptly once the server answers: within one tight poll
+    assert 50 <= job.ready_after_s <= 50.5
+    # queued polls backed off: few scheduler calls over 40 s of queue
+    queued_calls = [t for t, _ in sched.calls if t < 40]
+    assert 3 <= len(queued_calls) <= 8
+    assert all(len(ids) == 1 for _, ids in sched.calls)
+    text = "\n".join(rep.lines)
+    order = ["queued", "running on n1", "starting", "loading weights", "KV cache allocated", "ready at"]
+    positions = [text.index(o) for o in order]
+    assert positions == sorted(positions), text
+    assert f"registered tiny-a in {reg_path}" in text
+    eps = open_registry(reg_path).lookup("tiny-a")
+    assert [(e.model, e.url, e.key) for e in eps] == [("tiny", job.url, "VLLM_API_KEY")]
+    # progress is in the job record (for status and for a resumed watcher)
+    saved = JobStore(str(home)).get(rec.job_id)
+    assert saved.server_state == "ready" and saved.url == job.url
+    assert saved.get("watch")["log_offset"] == os.path.getsize(rec.log_path)
+    assert saved.get("watch")["registered"] == [reg_path]
+
+
+def test_failure_from_log_is_reported_with_lines_and_never_registered(home, tmp_path):
+    reg_path = str(tmp_path / "endpoints.toml")
+    rec = make_record(home, registries=[reg_path])
+    tl = Timeline()
+    sched = TimelineScheduler(tl, {rec.job_id: [(0, st(rec.job_id, JobState.RUNNING, exec_host="n1"))]})
+    lines = sample_lines("kv-too-small.log")
+    tl.at(1, lambda: append(rec.log_path, lines[:3]))
+    tl.at(3, lambda: append(rec.log_path, lines[3:]))
+    w = make_watcher(tl, sched, home)
+    w.add(JobProgress.from_record(rec))
+    assert run_watchers([w], timeout_s=60, clock=tl.clock, sleep=tl.sleep)
+    job = w.jobs[0]
+    assert job.server_state == "failed" and job.failure == "kv_cache_too_small"
+    assert "estimated maximum model length is 9920" in job.failure_detail or "9920" in job.failure_detail
+    # the evidence names the log and the line
+    kv_line = next(i for i, l in enumerate(lines, 1) if "max seq len" in l)
+    assert any(e.startswith(f"{rec.log_path}:{kv_line}: ") for e in job.evidence), job.evidence
+    assert tl.t < 5  # detected from the log, long before the job ends
+    assert not os.path.exists(reg_path)
+    assert JobStore(str(home)).get(rec.job_id).server_state == "failed"
+
+
+def test_job_ending_before_ready_reports_the_scheduler_reason(home):
+    rec = make_record(home)
+    tl = Timeline()
+    sched = TimelineScheduler(tl, {rec.job_id: [
+        (0, st(rec.job_id, JobState.RUNNING)),
+        (20, st(rec.job_id, JobState.FAILED, exit_status=-29, exit_reason="killed: walltime exceeded (Exit_status -29)")),
+    ]})
+    tl.at(1, lambda: append(rec.log_path, ["INFO 11-28 17:40:18 [api_utils.py:286] non-default args: {'port': 1}\n",
+                                           "last line without newline"]))
+    w = make_watcher(tl, sched, home)
+    w.add(JobProgress.from_record(rec))
+    assert run_watchers([w], timeout_s=60, clock=tl.clock, sleep=tl.sleep)
+    job = w.jobs[0]
+    assert job.server_state == "failed" and job.failure == "job_ended"
+    assert "walltime exceeded" in job.failure_detail
+    # the final read takes the unterminated last line too
+    assert job.evidence[-1].endswith(":2: last line without newline")
+
+
+def test_models_ok_but_completion_fails_is_failure(home, tmp_path):
+    reg_path = str(tmp_path / "endpoints.toml")
+    rec = make_record(home, registries=[reg_path])
+    tl = Timeline()
+    sched = TimelineScheduler(tl, {rec.job_id: [(0, st(rec.job_id, JobState.RUNNING))]})
+    with FakeVllm(["tiny"]) as fake:
+        fake.completion_status = 500
+        tl.at(1, lambda: write_info(rec, fake.port))
+        tl.at(2, lambda: append(rec.log_path, ["INFO:     Application startup complete.\n"]))
+        w = make_watcher(tl, sched, home)
+        w.add(JobProgress.from_record(rec))
+        assert run_watchers([w], timeout_s=60, clock=tl.clock, sleep=tl.sleep)
+    job = w.jobs[0]
+    assert job.server_state == "failed" and job.failure == "probe_completion_failed"
+    assert "500" in job.failure_detail
+    assert not os.path.exists(reg_path)
+
+
+def test_wrong_served_name_is_failure(home):
+    rec = make_record(home)
+    tl = Timeline()
+    sched = TimelineScheduler(tl, {rec.job_id: [(0, st(rec.job_id, JobState.RUNNING))]})
+    with FakeVllm(["someone-elses-model"]) as fake:
+        tl.at(1, lambda: write_info(rec, fake.port))
+        tl.at(2, lambda: append(rec.log_path, ["INFO:     Application startup complete.\n"]))
+        w = make_watcher(tl, sched, home)
+        w.add(JobProgress.from_record(rec))
+        assert run_watchers([w], timeout_s=60, clock=tl.clock, sleep=tl.sleep)
+    assert w.jobs[0].failure == "probe_model_missing"
+    assert "someone-elses-model" in w.jobs[0].failure_detail
+
+
+def test_ready_then_job_ends_removes_entries(home, tmp_path):
+    reg_toml, reg_yaml = str(tmp_path / "endpoints.toml"), str(tmp_path / "config.yaml")
+    rec = make_record(home, registries=[reg_toml, reg_yaml])
+    tl = Timeline()
+    sched = TimelineScheduler(tl, {rec.job_id: [
+        (0, st(rec.job_id, JobState.RUNNING)),
+        (30, st(rec.job_id, JobState.CANCELLED, exit_status=271)),
+    ]})
+    with FakeVllm(["tiny"]) as fake:
+        tl.at(1, lambda: write_info(rec, fake.port))
+        w = make_watcher(tl, sched, home, follow_ready=True)
+        w.add(JobProgress.from_record(rec))
+        seen = []
+        tl.at(10, lambda: seen.append(open_registry(reg_yaml).lookup("tiny-a")))
+        assert run_watchers([w], timeout_s=120, clock=tl.clock, sleep=tl.sleep)
+    assert seen and seen[0][0].job_id == rec.job_id
+    job = w.jobs[0]
+    assert job.server_state == "stopped"
+    assert open_registry(reg_toml).read() == {} and open_registry(reg_yaml).read() == {}
+
+
+def test_two_jobs_one_status_call_per_tick(home):
+    a, b = make_record(home, "1.s", "a"), make_record(home, "2.s", "b")
+    tl = Timeline()
+    sched = TimelineScheduler(tl, {
+        "1.s": [(0, st("1.s", JobState.PENDING)), (5, st("1.s", JobState.FAILED, exit_reason="the script exited with status 1"))],
+        "2.s": [(0, st("2.s", JobState.PENDING)), (9, st("2.s", JobState.UNKNOWN))],
+    })
+    w = make_watcher(tl, sched, home)
+    w.add(JobProgress.from_record(a))
+    w.add(JobProgress.from_record(b))
+    assert run_watchers([w], timeout_s=100, clock=tl.clock, sleep=tl.sleep)
+    assert all(len(ids) >= 1 for _, ids in sched.calls)
+    assert sched.calls[0][1] == ["1.s", "2.s"]  # batched
+    assert [j.failure for j in w.jobs] == ["job_ended", "job_ended"]
+    assert "no longer knows" in w.jobs[1].failure_detail
+
+
+def test_timeout_and_resume_from_saved_offset(home, tmp_path):
+    reg_path = str(tmp_path / "endpoints.toml")
+    rec = make_record(home, registries=[reg_path])
+    lines = sample_lines("vllm-0.32.0-cpu-eager.log")
+    append(rec.log_path, lines[:20])
+    tl = Timeline()
+    sched = TimelineScheduler(tl, {rec.job_id: [(0, st(rec.job_id, JobState.RUNNING))]})
+    w = make_watcher(tl, sched, home)
+    w.add(JobProgress.from_record(rec))
+    assert run_watchers([w], timeout_s=3, clock=tl.clock, sleep=tl.sleep) is False
+    saved = JobStore(str(home)).get(rec.job_id)
+    offset = saved.get("watch")["log_offset"]
+    assert offset == os.path.getsize(rec.log_path) and saved.get("watch")["log_line_no"] == 20
+    # a new watcher (a new CLI process) resumes from the record
+    append(rec.log_path, lines[20:])
+    job2 = JobProgress.from_record(JobStore(str(home)).get(rec.job_id))
+    assert job2.log_offset == offset
+    tail = LogTail(job2.log_path, None, job2.log_offset, job2.log_line_no)
+    new = tail.read_lines()
+    assert len(new) == len(lines) - 20 and tail.line_no == len(lines)
+
+
+def test_logtail_missing_partial_truncated(tmp_path):
+    p = str(tmp_path / "x.log")
+    t = LogTail(p)
+    assert t.read_lines() == []  # not there yet
+    append(p, ["one\n", "tw"])
+    assert t.read_lines() == ["one"]
+    append(p, ["o\n"])
+    assert t.read_lines() == ["two"] and t.line_no == 2
+    with open(p, "w") as fh:
+        fh.write("new\n")
+    assert t.read_lines() == ["new"] and t.truncated and t.line_no == 1
+
+
+def test_tty_reporter_grows_one_line():
+    out = []
+    rep = TextReporter(out.append, tty=True, single_job=True)
+    job = JobProgress(job_id="1", alias="q", served_model="q")
+    rep.phase(job, "queued", 1)
+    rep.phase(job, "queued", 12)
+    rep.phase(job, "running on n1", 13)
+    rep.event(job, "registered q in x.toml")
+    rep.close()
+    assert out[-3].startswith("\r\x1b[K   queued -> running on n1 (13s)")
+    assert out[-1] == "   registered q in x.toml\n"
+    plain = []
+    rep2 = TextReporter(plain.append, tty=False, single_job=True)
+    rep2.phase(job, "queued", 1)
+    assert plain == ["q (1): queued (1s)\n"]
+
+
+def test_endpoint_url_rules():
+    info = {"job_id": "1", "host": "x3006c0s13b1n0", "port": 8005}
+    assert endpoint_url(info) == "http://x3006c0s13b1n0:8005/v1"
+    assert endpoint_url(info, hostname_suffix=".hsn.cm.polaris.alcf.anl.gov") == \
+        "http://x3006c0s13b1n0.hsn.cm.polaris.alcf.anl.gov:8005/v1"
+    full = dict(info, host="x3006c0s13b1n0.hsn.cm.polaris.alcf.anl.gov")
+    assert endpoint_url(full, hostname_suffix=".hsn.cm.polaris.alcf.anl.gov").count("hsn") == 1
+    assert endpoint_url(info, url_template="https://{hostname}.proxy/{alias}:{port}", alias="q") == \
+        "https://x3006c0s13b1n0.proxy/q:8005"
+    assert endpoint_url({"host": "10.1.2.3", "port": 1}, hostname_suffix=".x") == "http://10.1.2.3:1/v1"
+    with pytest.raises(ServerError, match="0.0.0.0"):
+        endpoint_url({"job_id": "1", "host": "0.0.0.0", "port": 1, "url": "http://0.0.0.0:1/v1"})
+
+
+def test_watch_records_wiring_with_store(home, tmp_path):
+    """watch_records: records in, saved progress out (scheduler and probe injected)."""
+    reg_path = str(tmp_path / "reg.json")
+    rec = make_record(home, registries=[reg_path])
+    tl = Timeline()
+    sched = TimelineScheduler(tl, {rec.job_id: [(0, st(rec.job_id, JobState.RUNNING))]})
+
+    class Settings:
+        home = None
+        profile = None
+        api_key_file = None
+        api_key_env = "VLLM_API_KEY"
+        scheduler = "local"
+
+    Settings.home = str(home)
+    with FakeVllm(["tiny"]) as fake:
+        write_info(rec, fake.port)
+        res = watch_records(Settings, [rec], scheduler=sched, transport=None, probe=probe,
+                            clock=tl.clock, sleep=tl.sleep, timeout_s=30)
+    assert res.ok and res.to_dicts()[0]["server_state"] == "ready"
+    assert json.load(open(reg_path))["tiny-a"]["job_id"] == rec.job_id
