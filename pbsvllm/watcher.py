@@ -82,14 +82,14 @@ def endpoint_url(info: Mapping[str, Any], *, hostname_suffix: str = "",
     ``.hsn.cm.polaris.alcf.anl.gov``), ``{hostname}`` the name as the job
     wrote it. A bind-all address (``0.0.0.0``) is never a destination.
     """
+    url = str(info.get("url") or "").strip()
+    if url and not _wildcard_url(url) and not hostname_suffix_changes(info, hostname_suffix):
+        return url.rstrip("/")  # the job built it with the same profile
     host = str(info.get("host") or "").strip()
     port = info.get("port")
     if host in WILDCARD_HOSTS:
         host = str(info.get("hostname") or "").strip()
     if host in WILDCARD_HOSTS or not port:
-        url = str(info.get("url") or "")
-        if url and not any(f"//{w}:" in url for w in WILDCARD_HOSTS if w):
-            return url.rstrip("/")
         raise ServerError(
             f"the server-info file of job {info.get('job_id', '?')} gives no reachable host "
             f"(host={info.get('host')!r}, url={info.get('url')!r})",
@@ -105,6 +105,31 @@ def endpoint_url(info: Mapping[str, Any], *, hostname_suffix: str = "",
     except (KeyError, IndexError, ValueError) as exc:
         raise ServerError(f"url_template {url_template!r} cannot be filled: {exc}",
                           hint="use only {host}, {port}, {hostname}, {alias}") from None
+
+
+def _wildcard_url(url: str) -> bool:
+    return any(f"//{w}:" in url or url.rstrip("/").endswith(f"//{w}") for w in WILDCARD_HOSTS if w) or "//:" in url
+
+
+def hostname_suffix_changes(info: Mapping[str, Any], suffix: str) -> bool:
+    """True when the profile asks for a suffix the job's own URL lacks."""
+    host = str(info.get("host") or "")
+    return bool(suffix) and bool(host) and not _is_ip(host) and not host.endswith(suffix)
+
+
+def replica_infos(info: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """One server-info dict per server of the job (replicas mode: several)."""
+    reps = info.get("replicas")
+    if isinstance(reps, list) and len(reps) > 1:
+        out = []
+        for r in reps:
+            if isinstance(r, Mapping):
+                d = dict(info)
+                d.update(r)
+                out.append(d)
+        if out:
+            return out
+    return [dict(info)]
 
 
 def _is_ip(host: str) -> bool:
@@ -205,6 +230,7 @@ class JobProgress:
     phase: str = "submitted"
     server_state: str = ServerState.NONE.value
     url: str = ""
+    urls: List[str] = dataclasses.field(default_factory=list)  # every replica's URL (url is the first)
     exec_host: str = ""
     log_offset: int = 0
     log_line_no: int = 0
@@ -222,7 +248,7 @@ class JobProgress:
     last_probe: Any = None
     _stuck: Tuple[str, int] = ("", 0)
 
-    SAVED = ("phase", "server_state", "url", "log_offset", "log_line_no", "registered", "failure",
+    SAVED = ("phase", "server_state", "url", "urls", "log_offset", "log_line_no", "registered", "failure",
              "failure_detail", "evidence", "ready_after_s", "exec_host")
 
     @classmethod
@@ -511,21 +537,23 @@ class Watcher:
         if not job.url:
             info = self._server_info(job)
             if info is not None:
-                job.url = self.url_for(info, job)
+                job.urls = [self.url_for(r, job) for r in replica_infos(info)]
+                job.url = job.urls[0]
                 if info.get("host"):
                     job.exec_host = str(info.get("host"))
                 job.server_state = ServerState.STARTING.value
-                self.reporter.event(job, f"server process started; will answer at {job.url}")
+                self.reporter.event(job, f"server process started; will answer at {', '.join(job.urls)}")
                 self.save(job)
         near = job.phase in ("kv_cache_allocated", "log_ready")
         job.next_check = self.clock() + (NEAR_READY_CHECK_S if near else STARTING_CHECK_S)
         if not job.url or job.server_state == ServerState.READY.value:
             return
-        result = self.probe(job.url, job.served_model)
-        job.last_probe = result
-        if getattr(result, "ready", False):
+        results = [self.probe(u, job.served_model) for u in (job.urls or [job.url])]
+        bad = [r for r in results if not getattr(r, "ready", False)]
+        if not bad:
             self._became_ready(job)
             return
+        result = job.last_probe = bad[0]
         stage = getattr(result, "stage", "unreachable")
         limit = STUCK_PROBE_LIMIT.get(stage)
         if limit is None or job.phase != "log_ready":
@@ -548,18 +576,20 @@ class Watcher:
         job.ready_after_s = round(self.clock() - job.started_at, 1)
         job.phase = "ready"
         job.phases_seen.append("ready")
-        ep = Endpoint(alias=job.alias, model=job.served_model, url=job.url, key=job.key_env, job_id=job.job_id)
+        eps = [Endpoint(alias=job.alias, model=job.served_model, url=u, key=job.key_env, job_id=job.job_id)
+               for u in (job.urls or [job.url])]
         problems = []
         for spec in job.registries:
             try:
                 reg = self.open_registry(spec)
-                reg.register(ep, replace=not job.add_replica)
+                for i, ep in enumerate(eps):
+                    reg.register(ep, replace=(i == 0 and not job.add_replica))
                 if reg.path not in job.registered:
                     job.registered.append(reg.path)
             except RegistryError as exc:
                 problems.append(str(exc))
         self.save(job)
-        self.reporter.phase(job, f"ready at {job.url}", job.ready_after_s)
+        self.reporter.phase(job, f"ready at {', '.join(job.urls or [job.url])}", job.ready_after_s)
         for path in job.registered:
             self.reporter.event(job, f"registered {job.alias} in {path}")
         for p in problems:
@@ -628,7 +658,9 @@ class Watcher:
     def _unregister(self, job: JobProgress) -> None:
         for path in list(job.registered):
             try:
-                self.open_registry(path).unregister(job.alias, url=job.url, job_id=job.job_id)
+                reg = self.open_registry(path)
+                for u in job.urls or [job.url]:
+                    reg.unregister(job.alias, url=u)
             except RegistryError as exc:
                 self.reporter.event(job, f"could not remove {job.alias} from {path}: {exc}")
 

@@ -372,3 +372,31 @@ def test_watch_records_wiring_with_store(home, tmp_path):
                             clock=tl.clock, sleep=tl.sleep, timeout_s=30)
     assert res.ok and res.to_dicts()[0]["server_state"] == "ready"
     assert json.load(open(reg_path))["tiny-a"]["job_id"] == rec.job_id
+
+
+def test_replicas_in_server_info_are_all_probed_and_registered(home, tmp_path):
+    reg_path = str(tmp_path / "endpoints.toml")
+    rec = make_record(home, registries=[reg_path])
+    tl = Timeline()
+    sched = TimelineScheduler(tl, {rec.job_id: [(0, st(rec.job_id, JobState.RUNNING))]})
+    port2 = free_port()
+    servers = []
+    with FakeVllm(["tiny"]) as f1:
+        info = {"job_id": rec.job_id, "host": "127.0.0.1", "port": f1.port,
+                "replicas": [{"index": 0, "host": "127.0.0.1", "port": f1.port, "url": f1.url},
+                             {"index": 1, "host": "127.0.0.1", "port": port2,
+                              "url": f"http://127.0.0.1:{port2}/v1"}]}
+        with open(rec.server_info_path, "w") as fh:
+            json.dump(info, fh)
+        # the second replica answers only from t=5: not ready until both are
+        tl.at(5, lambda: servers.append(FakeVllm(["tiny"], port=port2).__enter__()))
+        w = make_watcher(tl, sched, home)
+        w.add(JobProgress.from_record(rec))
+        try:
+            assert run_watchers([w], timeout_s=60, clock=tl.clock, sleep=tl.sleep)
+        finally:
+            for s in servers:
+                s.__exit__(None)
+    job = w.jobs[0]
+    assert job.server_state == "ready" and job.ready_after_s >= 5
+    assert [e.url for e in open_registry(reg_path).lookup("tiny-a")] == [f1.url, f"http://127.0.0.1:{port2}/v1"]

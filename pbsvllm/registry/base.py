@@ -56,10 +56,8 @@ class Endpoint:
         return dataclasses.asdict(self)
 
 
-def _same_server(a: Endpoint, b: Endpoint) -> bool:
-    if a.job_id and b.job_id and a.job_id == b.job_id:
-        return True
-    return a.url.rstrip("/") == b.url.rstrip("/")
+def _same_url(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
 
 
 class Registry:
@@ -140,7 +138,7 @@ class Registry:
                 return [ep]
             out = list(current)
             for i, old in enumerate(out):
-                if _same_server(old, ep):
+                if _same_url(old.url, ep.url):
                     out[i] = ep
                     return out
             out.append(ep)
@@ -149,13 +147,15 @@ class Registry:
         return self.update(endpoint.alias, change)
 
     def unregister(self, alias: str, *, url: Optional[str] = None, job_id: Optional[str] = None) -> bool:
-        """Remove the alias's entries for one server (by URL or job id), or all of them."""
+        """Remove the alias's entries for one server URL, or for one job (all its
+        replicas; only formats that store the job id), or all of them."""
 
         def change(current: List[Endpoint]) -> List[Endpoint]:
             if url is None and job_id is None:
                 return []
-            probe = Endpoint(alias=alias, model="", url=url or "\0", job_id=job_id)
-            return [e for e in current if not _same_server(e, probe)]
+            return [e for e in current
+                    if not ((url is not None and _same_url(e.url, url))
+                            or (job_id is not None and e.job_id is not None and e.job_id == job_id))]
 
         return self.update(alias, change)
 
