@@ -313,7 +313,11 @@ class Settings:
 
     @property
     def log_dir(self) -> str:
-        return self.profile.log_dir or os.path.join(self.home, "logs")
+        """Realtime-log directory: the profile's log_dir, default $PBSVLLM_HOME/logs
+        ('~' kept as is for a remote host, expanded here for this machine)."""
+        if not self.profile.log_dir:
+            return os.path.join(self.home, "logs")
+        return self.profile.log_dir if self.host else os.path.expanduser(self.profile.log_dir)
 
 
 # ---------------------------------------------------------------------------
@@ -330,6 +334,16 @@ def _read_toml(path: str) -> Dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def user_profile_tables(config_path: Optional[str]) -> Dict[str, Any]:
+    """The raw [profiles.*] tables of a user config file ({} without one)."""
+    if not config_path or not os.path.exists(config_path):
+        return {}
+    tables = _read_toml(config_path).get("profiles", {})
+    if not isinstance(tables, Mapping):
+        raise ConfigError(f"{config_path}: key 'profiles' must be a table of tables ([profiles.NAME])")
+    return dict(tables)
 
 
 def builtin_profile_names() -> Tuple[str, ...]:
@@ -494,11 +508,14 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
         profile = dataclasses.replace(profile, source=srcs, **overrides)
     _check_profile(profile)
 
-    home = os.path.expanduser(pick("home", "PBSVLLM_HOME", DEFAULT_HOME))
+    # Paths the JOB uses (home, log_dir, api_key_file) live on the cluster: with a
+    # remote host, '~' is left for the remote side (transport / job script) to expand.
+    expand = (lambda x: x) if host else os.path.expanduser
+    home = expand(pick("home", "PBSVLLM_HOME", DEFAULT_HOME))
     scheduler = pick("scheduler", "PBSVLLM_SCHEDULER", None) or profile.scheduler
     api_key_file = pick("api_key_file", "PBSVLLM_API_KEY_FILE", None)
     if api_key_file:
-        api_key_file = os.path.expanduser(api_key_file)
+        api_key_file = expand(api_key_file)
     api_key_env = pick("api_key_env", "PBSVLLM_API_KEY_ENV", "VLLM_API_KEY")
     if not _ENV_NAME_RE.match(api_key_env):
         raise ConfigError(f"api_key_env must be an environment variable name, got {api_key_env!r}")

@@ -53,6 +53,16 @@ def _shquote(v: Any) -> Safe:
     return Safe(shlex.quote(str(v)))
 
 
+def _shpath(v: Any) -> Safe:
+    """A path as a shell word; a leading '~/' becomes "$HOME"/ (expanded on the node)."""
+    s = str(v)
+    if s == "~":
+        return Safe('"$HOME"')
+    if s.startswith("~/"):
+        return Safe('"$HOME"/' + shlex.quote(s[2:]))
+    return Safe(shlex.quote(s))
+
+
 def _directive(v: Any) -> Safe:
     s = str(v)
     if not _DIRECTIVE_RE.match(s):
@@ -108,7 +118,7 @@ def make_environment(template_dirs: Sequence[str] = ()) -> Any:
     env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=False,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                              finalize=_finalize, comment_start_string="{##", comment_end_string="##}")
-    env.filters.update(shquote=_shquote, directive=_directive, directive_line=_directive_line,
+    env.filters.update(shquote=_shquote, shpath=_shpath, directive=_directive, directive_line=_directive_line,
                        comment=_comment, raw_shell=_raw_shell, envname=_envname)
     return env
 
@@ -149,32 +159,35 @@ def plan_for(settings: Settings, model: str, options: Mapping[str, Any], env: Op
 
 @dataclass(frozen=True)
 class PreparedJob:
+    """What ``submit`` hands to ``pbsvllm.launch.submit_prepared``.
+
+    ``log_path`` and ``server_info_path`` hold the literal ``{job_id}``
+    placeholder (the id is known only after qsub); use :meth:`log_path_for`
+    / :meth:`server_info_path_for` once it is. With a remote host, paths may
+    start with ``~/`` (expanded on the cluster)."""
+
     alias: str
     model: str
     served_model_name: str
     plan: Any                 # pbsvllm.plan.Plan
     script_text: str
     script_path: str          # $PBSVLLM_HOME/scripts/<alias>-<timestamp>.pbs (not yet written)
+    log_path: str             # <log_dir>/<alias>.{job_id}.log
+    server_info_path: str     # $PBSVLLM_HOME/run/{job_id}.server.json
     log_dir: str
     home: str
     job_name: str
     port: int
 
-    def log_path(self, job_id: str) -> str:
-        """The realtime vLLM log: <log_dir>/<alias>.<job_id>.log"""
-        return os.path.join(self.log_dir, f"{self.alias}.{job_id}.log")
+    def log_path_for(self, job_id: str) -> str:
+        return self.log_path.replace("{job_id}", job_id)
 
-    def server_info_path(self, job_id: str) -> str:
-        """$PBSVLLM_HOME/run/<job_id>.server.json"""
-        return os.path.join(self.home, "run", f"{job_id}.server.json")
-
-    @property
-    def log_path_pattern(self) -> str:
-        return os.path.join(self.log_dir, f"{self.alias}.{{job_id}}.log")
+    def server_info_path_for(self, job_id: str) -> str:
+        return self.server_info_path.replace("{job_id}", job_id)
 
     @property
     def dirs(self) -> Tuple[str, ...]:
-        """Directories the submitter must create (0700) before qsub."""
+        """Directories the submitter creates (0700) before qsub."""
         return (self.home, os.path.join(self.home, "scripts"), os.path.join(self.home, "run"), self.log_dir)
 
 
@@ -210,10 +223,9 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
             "--vllm-arg '--tensor-parallel-size N' to use the GPUs in one server")
     home = settings.home
     log_dir = settings.log_dir
-    for key, val in (("log_dir", log_dir),):
-        if not _DIRECTIVE_RE.match(val):
-            raise ConfigError(f"profile {p.name}: {key} {val!r} must be a plain path (letters, digits, _.-/) because "
-                              f"it goes into '#PBS -o'")
+    if not log_dir.startswith("~") and not _DIRECTIVE_RE.match(log_dir):
+        raise ConfigError(f"profile {p.name}: log_dir {log_dir!r} must be a plain path (letters, digits, _.-/) "
+                          f"because it goes into '#PBS -o'")
     pbs = {
         "dialect": p.dialect,
         "job_name": job_name_for(alias, p.dialect),
@@ -226,7 +238,9 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
         "walltime": p.walltime,
         "queue": p.queue or "",
         "account": p.account or "",
-        "output": log_dir.rstrip("/") + "/",
+        # '#PBS -o <dir>/': PBS names the spool file <dir>/<job name>.o<seq>; a '~' path
+        # (remote host, not yet expanded) cannot go into a directive: PBS's default then applies
+        "output": "" if log_dir.startswith("~") else log_dir.rstrip("/") + "/",
         "extra_directives": list(p.extra_directives),
     }
     launcher = shlex.split(p.launcher)
@@ -298,7 +312,10 @@ def prepare_job(settings: Settings, model: str, alias: str, options: Mapping[str
     stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%S")
     script_path = os.path.join(settings.home, "scripts", f"{alias}-{stamp}.pbs")
     return PreparedJob(alias=alias, model=model, served_model_name=served, plan=plan, script_text=text,
-                       script_path=script_path, log_dir=settings.log_dir, home=settings.home,
+                       script_path=script_path,
+                       log_path=os.path.join(settings.log_dir, f"{alias}.{{job_id}}.log"),
+                       server_info_path=os.path.join(settings.home, "run", "{job_id}.server.json"),
+                       log_dir=settings.log_dir, home=settings.home,
                        job_name=context["pbs"]["job_name"], port=port)
 
 

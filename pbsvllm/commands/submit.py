@@ -1,0 +1,70 @@
+"""pbsvllm submit MODEL --alias A: plan, render the PBS script, submit it (--dry-run prints it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pbsvllm.commands._common import echo_json, json_option
+from pbsvllm.commands.plan import site_options, split_kwargs, workload_options
+
+
+def submit_options(f: Any) -> Any:
+    for opt in reversed([
+        click.option("--alias", "-a", required=True, help="Name of this server (job name, log name, registry entry)."),
+        click.option("--served-model-name", help="Name clients send as \"model\" (default: the alias)."),
+        click.option("--port", type=int, default=8000, show_default=True,
+                     help="Requested port; the job takes the next free one from here at start time."),
+        click.option("--walltime", help="Walltime, e.g. 04:00:00 (overrides the profile)."),
+        click.option("--queue", "-q", help="Queue (overrides the profile)."),
+        click.option("--account", "-A", help="Project / account to charge (overrides the profile)."),
+        click.option("--host", help="Submit over SSH to this host (user@host or an ~/.ssh/config name)."),
+        click.option("--scheduler", type=click.Choice(["auto", "pbspro", "torque", "local"]),
+                     help="Scheduler on the target (default: the profile's, auto-detected)."),
+        click.option("--api-key-file", type=click.Path(dir_okay=False),
+                     help="File (mode 0600) holding the API key; the job reads it into VLLM_API_KEY."),
+        click.option("--template", help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
+        click.option("--dry-run", is_flag=True, help="Print the rendered script; submit nothing."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@click.command()
+@click.argument("model")
+@submit_options
+@site_options
+@workload_options
+@json_option
+def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
+    """Plan MODEL for the profile, render its PBS script and submit it.
+
+    Prints the job id, alias and realtime log path (with --dry-run: the
+    script, nothing is submitted)."""
+    from pbsvllm.config import resolve
+    from pbsvllm.render import prepare_job
+
+    flags, options = split_kwargs(kwargs)
+    if kwargs.get("template"):
+        options["template"] = kwargs["template"]
+    settings = resolve(flags)
+    prepared = prepare_job(settings, model, kwargs["alias"], options)
+    if dry_run:
+        if as_json:
+            echo_json({"alias": prepared.alias, "script_path": prepared.script_path, "log_path": prepared.log_path,
+                       "server_info_path": prepared.server_info_path, "plan": prepared.plan.to_json(),
+                       "script": prepared.script_text})
+        else:
+            click.echo(prepared.script_text, nl=False)
+        return
+    from pbsvllm.launch import submit_prepared
+
+    record = submit_prepared(settings, prepared)
+    if as_json:
+        echo_json(record.to_dict())
+        return
+    click.echo(f"submitted {record.job_id}  alias {record.alias}  ({settings.profile.name}, "
+               f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size})")
+    click.echo(f"log     {record.log_path}")
+    click.echo(f"script  {record.script_path}")
