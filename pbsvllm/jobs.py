@@ -19,7 +19,7 @@ import time
 from typing import Any, Dict, Iterator, List, Optional
 
 from pbsvllm.errors import JobNotFoundError, PbsvllmError
-from pbsvllm.transport.local import atomic_write_text
+from pbsvllm.transport.local import atomic_write_text, makedirs_private
 
 _SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@\[\]-]*$")
 
@@ -85,10 +85,8 @@ class JobStore:
 
     # -- locking and paths
     def _ensure_dir(self) -> None:
-        for d in (self.home, self.dir):
-            if not os.path.isdir(d):
-                os.makedirs(d, mode=0o700, exist_ok=True)
-        os.chmod(self.dir, 0o700)
+        if not os.path.isdir(self.dir):
+            makedirs_private(self.dir)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -105,9 +105,11 @@ def submit_prepared(
     registries_for = getattr(settings, "registries_for", None)
     registries = list(registries_for(alias)) if callable(registries_for) else list(_get(settings, "registries", default=()) or ())
     log_path = fill_job_id(str(_get(prepared, "log_path", default="") or ""), job_id)
+    if log_path:
+        log_path = transport.expanduser(log_path)
     info_path = str(_get(prepared, "server_info_path", default="") or "")
     if info_path:
-        info_path = fill_job_id(info_path, job_id)
+        info_path = transport.expanduser(fill_job_id(info_path, job_id))
     elif home:
         info_path = os.path.join(home, "run", f"{job_id}.server.json")
     record = JobRecord(

@@ -37,7 +37,7 @@ from pbsvllm.scheduler.base import (
     unknown_status,
 )
 from pbsvllm.transport.base import Transport
-from pbsvllm.transport.local import atomic_write_text
+from pbsvllm.transport.local import atomic_write_text, makedirs_private
 
 _LOCAL_ID_RE = re.compile(r"^local-(\d+)$")
 
@@ -67,7 +67,7 @@ class LocalScheduler(Scheduler):
         return os.path.join(self.root, str(job_id))
 
     def _next_id(self) -> str:
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        makedirs_private(self.root)
         with open(os.path.join(self.root, ".counter.lock"), "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             path = os.path.join(self.root, "counter")

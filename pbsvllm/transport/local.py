@@ -11,11 +11,29 @@ from pbsvllm.errors import TransportError
 from pbsvllm.transport.base import RunResult, Transport, describe_argv
 
 
+def makedirs_private(folder: str) -> None:
+    """Create ``folder`` and any missing parents with mode 0700 (existing ones are left alone)."""
+    missing = []
+    cur = os.path.abspath(folder)
+    while not os.path.isdir(cur):
+        missing.append(cur)
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            break
+        cur = parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+            os.chmod(d, 0o700)  # umask may have narrowed the bits; make them exact
+        except FileExistsError:
+            pass
+
+
 def atomic_write_text(path: str, text: str, mode: int = 0o600) -> None:
     """Write ``text`` to ``path`` atomically: temp file in the same folder,
     fsync, chmod, ``os.replace``, fsync of the folder. Never half-written."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, mode=0o700, exist_ok=True)
+    makedirs_private(folder)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="~", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
