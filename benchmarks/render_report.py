@@ -1,0 +1,413 @@
+"""Render docs/performance.md from benchmarks/results/*.json.
+
+    .venv/bin/python benchmarks/render_report.py [--results benchmarks/results] [--out docs/performance.md]
+
+``bash benchmarks/run_all.sh`` calls this after running every benchmark.
+The figures come from the result files; the text that says what each figure
+does and does not show lives here, next to the code that prints it. A
+benchmark whose script is missing, failed or never ran is shown as such.
+A result shape this file does not know is still shown (flattened), so a
+benchmark that changes its output is never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+Result = Dict[str, Any]
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def machine_info() -> Dict[str, Any]:
+    """What the benchmarks ran on (recorded by run_all.sh at run time)."""
+    cpu = ""
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_gib = None
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    osname = ""
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            osname = line.split("=", 1)[1].strip('"')
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "cpu": cpu or platform.processor() or "unknown",
+        "cpus": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "os": osname or platform.platform(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "gpu": "present (nvidia-smi found)" if shutil.which("nvidia-smi") else "none",
+        "load_average_1_5_15": load,
+    }
+
+
+# --------------------------------------------------------------------------- formatting helpers
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        if abs(v) >= 100:
+            return f"{v:.1f}"
+        return f"{v:.{digits}g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(x) for x in v) if all(not isinstance(x, (dict, list)) for x in v) else json.dumps(v)
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def ms(seconds: Optional[float]) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def table(head: List[str], rows: List[List[Any]]) -> List[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in r) + " |")
+    return out
+
+
+def flatten(obj: Any, prefix: str = "", skip: Tuple[str, ...] = ()) -> List[Tuple[str, Any]]:
+    rows: List[Tuple[str, Any]] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in skip and not prefix:
+                continue
+            rows.extend(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(obj, list) and any(isinstance(x, (dict, list)) for x in obj):
+        for i, v in enumerate(obj):
+            rows.extend(flatten(v, f"{prefix}[{i}]"))
+    else:
+        rows.append((prefix, obj))
+    return rows
+
+
+def generic(result: Result, limit: int = 80) -> List[str]:
+    rows = flatten(result, skip=("machine", "command", "date", "benchmark", "title", "notes"))
+    lines = table(["figure", "value"], [[f"`{k}`", v] for k, v in rows[:limit]])
+    if len(rows) > limit:
+        lines.append(f"\n({len(rows) - limit} more values in the result file)")
+    return lines
+
+
+def get(d: Any, *path: str, default: Any = None) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return default
+        d = d[p]
+    return d
+
+
+# --------------------------------------------------------------------------- curated views
+
+
+def view_cli(r: Result) -> List[str]:
+    figs = r.get("figures", {})
+    ratios = r.get("ratio_of_medians_vs_vec_inf", {})
+    per_round = r.get("per_round_ratio_vs_vec_inf", {})
+    rows = []
+    for name, f in figs.items():
+        pr = per_round.get(name)
+        rows.append([f"`{name}`", ms(f.get("median_s")), ms(f.get("p10_s")), ms(f.get("p90_s")), f.get("runs"),
+                     fmt(ratios.get(name)) if name in ratios else "1 (reference)",
+                     f"{fmt(pr['median'])} ({fmt(pr['p10'])}–{fmt(pr['p90'])})" if pr else "–"])
+    lines = table(["command", "median wall", "p10", "p90", "runs", "ratio of medians vs vec-inf",
+                   "per-round ratio median (p10–p90)"], rows)
+    target = r.get("target_ratio_at_most")
+    met = r.get("meets_target", {})
+    lines.append("")
+    lines.append(f"Target: pbsvllm at most {fmt(target)}× vec-inf's wall time. "
+                 + "; ".join(f"`{k}`: {'met' if v else '**not met**'}" for k, v in met.items())
+                 + f". vec-inf {r.get('vec_inf_version', '?')} from PyPI, same Python.")
+    imp = r.get("importtime", {})
+    if imp:
+        lines.append("")
+        lines.append("Where the start-up time goes (`python -X importtime`, one run each):")
+        lines.append("")
+        rows = []
+        for name, i in imp.items():
+            top = ", ".join(f"{k} {v} ms" for k, v in list(i.get("top_cumulative_ms", {}).items())[:4])
+            own = ", ".join(f"{k} {v} ms" for k, v in list(i.get("pbsvllm_modules_cumulative_ms", {}).items())[:4])
+            rows.append([f"`{name}`", i.get("modules_imported"), f"{i.get('total_import_ms')} ms", top,
+                         own or "–", ", ".join(i.get("third_party_packages", [])) or "–"])
+        lines.extend(table(["command", "modules", "imports", "costliest imports (cumulative)",
+                            "pbsvllm modules (cumulative)", "third-party packages loaded"], rows))
+    return lines
+
+
+def view_logparse(r: Result) -> List[str]:
+    lr, rs, small = r.get("long_run", {}), r.get("restarts_worst_case", {}), r.get("long_run_small", {})
+    rows = []
+    for label, x in (("long-running server", lr), ("long-running server (smaller)", small),
+                     ("restarts every ~40 KB (worst case)", rs)):
+        if x:
+            rows.append([label, f"{x.get('bytes', 0) / 2**20:,.0f} MB", x.get("lines"), f"{fmt(x.get('mb_per_s'))} MB/s",
+                         f"{fmt(x.get('peak_rss_mib'))} MiB", f"{fmt(x.get('seconds'))} s"])
+    lines = table(["log", "size", "lines", "throughput", "peak RSS (child process)", "time"], rows)
+    lines.append("")
+    tgt = r.get("targets", {})
+    lines.append(f"Target: at least {tgt.get('mb_per_s', '?')} MB/s and under {tgt.get('peak_memory_mib', '?')} MiB: "
+                 f"{'met' if r.get('meets_targets') else '**not met**'}. "
+                 f"The interpreter alone (with pbsvllm.vllmlog imported) takes {fmt(r.get('interpreter_baseline_rss_mib'))} MiB.")
+    if r.get("speedup_file_path_vs_line_path") is not None:
+        lines.append(f"The file path (`parse_file`) is {fmt(r['speedup_file_path_vs_line_path'])}× the line-by-line "
+                     f"`parse_log` ({fmt(r.get('line_by_line_parse_log_mb_per_s'))} MB/s).")
+    tm = r.get("tracemalloc_peak_mib")
+    if tm:
+        lines.append("Python heap peak (tracemalloc) by log size: " + ", ".join(f"{k}: {v} MiB" for k, v in tm.items())
+                     + " (flat: memory does not grow with the log).")
+    fol = r.get("follow")
+    if fol:
+        lines.append(f"Follow mode: {fol.get('appended_bytes'):,} bytes appended, the next poll read "
+                     f"{fol.get('second_poll_bytes_read'):,} bytes in {fmt(fol.get('second_poll_seconds'))} s "
+                     f"(only the new bytes: {fmt(fol.get('reads_only_new_bytes'))}).")
+    return lines
+
+
+VIEWS: Dict[str, Callable[[Result], List[str]]] = {
+    "cli.json": view_cli,
+    "logparse.json": view_logparse,
+}
+
+
+# --------------------------------------------------------------------------- the sections
+
+SECTIONS: List[Dict[str, Any]] = [
+    {
+        "script": "bench_cli",
+        "title": "CLI cold start against vec-inf",
+        "says": "How long a user waits for `pbsvllm --help` and for `pbsvllm status` with nothing tracked, "
+                "against `vec-inf --help` (the closest peer), each a fresh process on the same Python, "
+                "alternating so load drift hits all three alike. The per-round ratio shows how stable the ratio is.",
+        "not": "Disk caches are warm (uncounted warm-up rounds first): a first start after a reboot, or from a slow "
+               "shared filesystem on a login node, is slower for both tools, and more so for the tool that imports "
+               "more modules. `status` with jobs also calls the scheduler; that is the next section.",
+    },
+    {
+        "script": "bench_status",
+        "title": "Status at scale",
+        "says": "Scheduler calls and wall time of `status` over many tracked jobs: 1,000 jobs on the real Slurm "
+                "stand-in (slurm-wlm-torque's `qstat`), and parsing a recorded 5,000-job PBS Pro "
+                "`qstat -x -f -F json` document. One scheduler call per `status`, whatever the job count.",
+        "not": "The Slurm stand-in runs on this machine: a real PBS server's `qstat` on a busy cluster adds its own "
+               "latency (seconds at times), which pbsvllm pays once per `status`, not once per job.",
+    },
+    {
+        "script": "bench_ssh",
+        "title": "SSH: connections and round trips",
+        "says": "Connections opened and round trips made by one `status` over SSH for 1 and 100 jobs, on the real "
+                "loopback OpenSSH server: one connection, reused, and a round-trip count that does not grow with "
+                "the number of jobs.",
+        "not": "Loopback has near-zero latency: on a real login node each round trip costs a network RTT (and the "
+               "first connection the SSH handshake), so the counts matter more than the wall times shown.",
+    },
+    {
+        "script": "bench_logparse",
+        "title": "Log parsing throughput and memory (doctor)",
+        "says": "Throughput and peak memory of the vLLM log parser on a 1 GB log built by repeating real vLLM 0.32 "
+                "CPU log lines, and that follow mode reads only the bytes appended since the last poll.",
+        "not": "The log is in the page cache; reading 1 GB from a parallel filesystem is usually slower than "
+               "parsing it. Real GPU logs have the same line formats (see docs/doctor.md), so the per-line cost carries over.",
+    },
+    {
+        "script": "bench_readiness",
+        "title": "Readiness to registry latency",
+        "says": "On a real vLLM CPU server: the time from the moment the server first answers `/v1/models` "
+                "(seen by an independent fast poller) to the moment the registry file is replaced by the watcher.",
+        "not": "It measures pbsvllm's own delay (polling, the one-token completion check, the atomic write), not "
+               "the server's start-up time, which on GPUs is dominated by weight loading and graph capture.",
+    },
+    {
+        "script": "bench_plan_value",
+        "title": "The value of the plan: the seed's baseline flags against the planner's",
+        "says": "The same tiny model on the real vLLM CPU server, the same `pbsvllm bench` load (same seeded "
+                "requests), with the seed's baseline flags (`--enforce-eager`, `--max-num-batched-tokens 2048`, "
+                "default `--max-num-seqs`) and with the planner's flags: throughput and latency ratio.",
+        "not": "This is a CPU and a 0.4 M-parameter model: it cannot show what CUDA graphs, tensor- vs data-parallel "
+               "layout, NVLink vs PCIe or KV-cache sizing do on GPUs, which is where the seed's 3-5× claim lives. "
+               "On a CPU, eager vs compiled mostly measures torch.compile's effect on CPU kernels, and a 2-core "
+               "machine has no room for data parallelism. Treat the ratio as \"the planner's flags start and "
+               "serve correctly and do not lose\", not as the GPU speed-up. The GPU figures need a GPU node "
+               "(`pbsvllm bench ALIAS --vs ALIAS-optimized` there).",
+    },
+]
+
+
+def render(results_dir: str) -> str:
+    runs_doc: Dict[str, Any] = {}
+    try:
+        with open(os.path.join(results_dir, "_runs.json")) as fh:
+            runs_doc = json.load(fh)
+    except (OSError, ValueError):
+        runs_doc = {}
+    runs = runs_doc.get("scripts", {})
+    machine = runs_doc.get("machine") or machine_info()
+    lines: List[str] = [
+        "# Performance",
+        "",
+        "<!-- Generated by `bash benchmarks/run_all.sh` (benchmarks/render_report.py); edit those, not this file. -->",
+        "",
+        "Every figure below was measured by the scripts in `benchmarks/`, all run by one command:",
+        "",
+        "    bash benchmarks/run_all.sh",
+        "",
+        "It sets up what it needs (like `scripts/test.sh`), runs each benchmark in turn and rewrites this page. "
+        "This machine is shared and noisy, so each figure is a **median** over many alternating runs, and "
+        "comparisons are **ratios measured side by side in the same run**, not against numbers from another day.",
+        "",
+        f"Report generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; benchmarks last run "
+        f"{runs_doc.get('updated_at', 'never (no benchmarks/results/_runs.json)')}.",
+        "",
+        "## The machine",
+        "",
+    ]
+    lines.extend(table(["", ""], [[k.replace("_", " "), fmt(v)] for k, v in machine.items()]))
+    lines.append("")
+    lines.append("No GPU: every serving figure here comes from vLLM on the CPU with a tiny locally built model. "
+                 "What that does and does not say about GPUs is spelled out under each figure.")
+    lines.append("")
+
+    # summary table
+    lines.extend(["## Summary", ""])
+    summary_rows = []
+    bodies: List[List[str]] = []
+    for i, sec in enumerate(SECTIONS, 1):
+        name = sec["script"]
+        run = runs.get(name)
+        script_exists = os.path.exists(os.path.join(ROOT, "benchmarks", name + ".py"))
+        if run is None:
+            status = "not run yet" if script_exists else "missing (no script)"
+        else:
+            status = run["status"] + (f" (rc {run['rc']})" if run.get("status") not in ("ok", "missing") else "")
+            if run.get("status") == "missing" and script_exists:
+                status = "missing at the last run (script added since)"
+        files = (run or {}).get("results") or []
+        if not files and run is None:
+            guess = name.replace("bench_", "") + ".json"
+            if os.path.exists(os.path.join(results_dir, guess)):
+                files = [guess]
+        results: List[Tuple[str, Result]] = []
+        for f in files:
+            try:
+                with open(os.path.join(results_dir, f)) as fh:
+                    results.append((f, json.load(fh)))
+            except (OSError, ValueError) as exc:
+                results.append((f, {"error": f"unreadable result file: {exc}"}))
+        head = headline(name, results)
+        summary_rows.append([str(i), f"[{sec['title']}](#{i}-{anchor(sec['title'])})", f"`{name}.py`", status,
+                             f"{run['seconds']:.0f} s" if run and run.get("seconds") else "–", head])
+        body = [f"## {i}. {sec['title']}", "", f"`benchmarks/{name}.py` — status: **{status}**"
+                + (f", ran {run['ran_at']} in {run['seconds']:.0f} s" if run and run.get("ran_at") else "") + ".", ""]
+        if run and run.get("status") not in ("ok", None):
+            body.append(f"Output tail (`{run.get('log')}`):")
+            body.append("")
+            body.append("```")
+            body.extend(_read(os.path.join(ROOT, run.get("log", ""))).splitlines()[-15:] or ["(no output)"])
+            body.append("```")
+            body.append("")
+        if not results and (run is None or run.get("status") == "ok"):
+            body.append("No result file yet." if script_exists else
+                        "The script does not exist yet, so there is no figure for this benchmark.")
+            body.append("")
+        for f, res in results:
+            cmd = res.get("command")
+            when = res.get("date") or res.get("measured_at")
+            body.append(f"Result file `benchmarks/results/{f}`" + (f", from `{cmd}`" if cmd else "")
+                        + (f", measured {when}" if when else "") + ":")
+            body.append("")
+            view = VIEWS.get(f, generic)
+            try:
+                body.extend(view(res))
+            except Exception as exc:  # a result shape the view did not expect: show it raw
+                body.append(f"(this result's shape is not the one the report expects: {exc!r}; raw values:)")
+                body.append("")
+                body.extend(generic(res))
+            notes = res.get("notes")
+            if notes:
+                body.append("")
+                body.extend(f"- {n}" for n in (notes if isinstance(notes, list) else [notes]))
+            body.append("")
+        body.append(f"**What it says.** {sec['says']}")
+        body.append("")
+        body.append(f"**What it does not say.** {sec['not']}")
+        body.append("")
+        bodies.append(body)
+    lines.extend(table(["#", "benchmark", "script", "status", "run time", "headline"], summary_rows))
+    lines.append("")
+    for b in bodies:
+        lines.extend(b)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def anchor(title: str) -> str:
+    out = "".join(c for c in title.lower() if c.isalnum() or c in " -").strip()
+    return out.replace(" ", "-")
+
+
+def headline(script: str, results: List[Tuple[str, Result]]) -> str:
+    """One short line for the summary table."""
+    for f, r in results:
+        try:
+            if f == "cli.json":
+                rat = r["ratio_of_medians_vs_vec_inf"]
+                return "; ".join(f"{k.split(' (')[0]}: {v:.2f}× vec-inf" for k, v in rat.items()) + \
+                    f" (target ≤ {r.get('target_ratio_at_most')})"
+            if f == "logparse.json":
+                lr = r["long_run"]
+                return f"{lr['mb_per_s']} MB/s, {lr['peak_rss_mib']} MiB peak on {lr['bytes'] / 2**30:.1f} GB"
+            if isinstance(r.get("headline"), str):
+                return r["headline"]
+        except (KeyError, TypeError, ZeroDivisionError):
+            continue
+    return "see below" if results else "–"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "results"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "performance.md"))
+    args = ap.parse_args()
+    text = render(args.results)
+    tmp = args.out + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, args.out)
+    print("->", os.path.relpath(args.out, ROOT))
+
+
+if __name__ == "__main__":
+    main()
