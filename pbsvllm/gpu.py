@@ -508,18 +508,36 @@ def planner_hardware(report: Report) -> Dict[str, Any]:
     if not report.gpus:
         raise ProbeError(f"no GPU found on {report.hostname}",
                          hint="run the probe inside a job that requested GPUs")
-    totals = [g.memory_total_mib for g in report.gpus if g.memory_total_mib]
-    frees = [g.memory_free_mib for g in report.gpus if g.memory_free_mib is not None]
-    ic = report.interconnect
+    whole = [g for g in report.gpus if not g.mig.startswith("enabled")]
+    notes = [f"GPU {g.index} is in MIG mode and is left out (a vLLM server uses whole GPUs or one "
+             f"MIG instance)" for g in report.gpus if g.mig.startswith("enabled")]
+    if whole:
+        totals = [g.memory_total_mib for g in whole if g.memory_total_mib]
+        frees = [g.memory_free_mib for g in whole if g.memory_free_mib is not None]
+        count, name = len(whole), whole[0].name
+        sub = Report(report.hostname, report.driver_version, report.cuda_version, tuple(whole),
+                     tuple(l for l in report.links if {l.a, l.b} <= {g.index for g in whole}))
+        ic = sub.interconnect
+        groups = sub.nvlink_groups()
+    else:  # every GPU in MIG mode: plan for the largest single MIG instance
+        migs = [m for g in report.gpus for m in g.mig_devices if m.memory_total_mib]
+        if not migs:
+            raise ProbeError(f"every GPU on {report.hostname} is in MIG mode with no MIG instance",
+                             hint="create MIG instances (nvidia-smi mig) or disable MIG")
+        totals = [max(m.memory_total_mib for m in migs)]
+        frees = []
+        count, name, ic, groups = 1, f"{report.gpus[0].name} MIG instance", "single", []
+        notes.append("every GPU is in MIG mode: planned for one MIG instance")
     return {
-        "gpus_per_node": len(report.gpus),
-        "gpu_name": report.gpus[0].name,
+        "gpus_per_node": count,
+        "gpu_name": name,
         "gpu_memory_gib": round(min(totals) / 1024, 1) if totals else None,
         "gpu_memory_free_gib": round(min(frees) / 1024, 1) if frees else None,
         "compute_capability": report.gpus[0].compute_capability,
         "interconnect": {"nvlink": "nvlink", "single": "none"}.get(ic, "pcie"),
-        "nvlink_groups": report.nvlink_groups(),
+        "nvlink_groups": groups,
         "source": f"probe of {report.hostname}",
+        "notes": notes,
     }
 
 

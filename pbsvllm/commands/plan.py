@@ -105,8 +105,13 @@ def format_plan(plan: Any, facts: Any, hardware_text: str) -> str:
 @click.option("--port", type=int, default=8000, show_default=True, help="Requested port.")
 @site_options
 @workload_options
+@click.option("--probe", "probe", is_flag=True,
+              help="Plan for the GPUs of the node this runs on (pynvml probe: count, memory, NVLink or PCIe) "
+                   "instead of the profile's numbers.")
+@click.option("--probe-file", type=click.Path(dir_okay=False), default=None,
+              help="Like --probe, from a probe saved with 'pbsvllm probe --raw' on the node.")
 @json_option
-def command(model: str, as_json: bool, **kwargs: Any) -> None:
+def command(model: str, as_json: bool, probe: bool, probe_file: Any, **kwargs: Any) -> None:
     """Plan tuned vLLM flags for MODEL on one node of a profile: a table of
     flag, value and why, plus the predicted KV-cache capacity."""
     from pbsvllm.config import resolve
@@ -114,6 +119,14 @@ def command(model: str, as_json: bool, **kwargs: Any) -> None:
     from pbsvllm.render import plan_for
 
     flags, options = split_kwargs(kwargs)
+    probed = None
+    if probe or probe_file:
+        from pbsvllm import gpu
+
+        probed = gpu.planner_hardware(gpu.build_report(gpu.load_raw(probe_file) if probe_file else gpu.probe_raw()))
+        for key in ("gpus_per_node", "gpu_memory_gib", "interconnect", "gpu_name"):
+            flags.setdefault(key, probed[key])  # an explicit --gpus / --gpu-memory / --interconnect still wins
+        flags.setdefault("device", "cuda")
     settings = resolve(flags)
     options["served_model_name"] = kwargs.get("served_model_name") or kwargs.get("alias")
     facts, plan = plan_for(settings, model, options)
@@ -121,6 +134,13 @@ def command(model: str, as_json: bool, **kwargs: Any) -> None:
         out = plan.to_json()
         out["profile"] = settings.profile.name
         out["facts"] = facts.to_json()
+        if probed:
+            out["probed_hardware"] = probed
         echo_json(out)
         return
-    click.echo(format_plan(plan, facts, Hardware.from_profile(settings.profile).describe()))
+    hw_text = Hardware.from_profile(settings.profile).describe()
+    if probed:
+        hw_text += f" [{probed['source']}]"
+    click.echo(format_plan(plan, facts, hw_text))
+    for note in (probed or {}).get("notes", []):
+        click.echo(f"note: {note}")
