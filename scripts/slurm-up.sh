@@ -26,8 +26,8 @@ if [ "${1:-}" = "--down" ]; then
   exit 0
 fi
 
-exec 9>"$DIR/.lock"
-flock -w 120 9
+exec 9>"$DIR/up.lock"
+flock -w 120 9 || { echo "slurm-up: another bring-up holds $DIR/up.lock for 120 s" >&2; exit 1; }
 
 log() { echo "slurm-up: $*" >&2; }
 node="$(hostname -s)"
@@ -59,7 +59,7 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
   fi
   chown munge:munge /etc/munge/munge.key
   chmod 0400 /etc/munge/munge.key
-  runuser -u munge -- /usr/sbin/munged --force
+  runuser -u munge -- /usr/sbin/munged --force 9>&-
   for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
   munge -n | unmunge >/dev/null || { log "munged did not start"; exit 1; }
 fi
@@ -136,13 +136,13 @@ mv -f "$CONF.tmp" "$CONF"
 alive() { [ -s "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
 if ! alive slurmctld; then
   log "starting slurmctld"
-  slurmctld -f "$CONF"
+  slurmctld -f "$CONF" 9>&-   # the daemons must not inherit the lock
 fi
 for _ in $(seq 150); do scontrol ping 2>/dev/null | grep -q 'is UP' && break; sleep 0.2; done
 scontrol ping | grep -q 'is UP' || { log "slurmctld did not come up; see $DIR/log/slurmctld.log"; tail -20 "$DIR/log/slurmctld.log" >&2; exit 1; }
 if ! alive slurmd; then
   log "starting slurmd"
-  slurmd -f "$CONF"
+  slurmd -f "$CONF" 9>&-
 fi
 for i in $(seq 150); do
   st="$(sinfo -h -n "$node" -o %t 2>/dev/null | head -1)"
