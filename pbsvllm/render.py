@@ -25,6 +25,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from markupsafe import Markup
+
 from pbsvllm import __version__
 from pbsvllm.config import Settings
 from pbsvllm.errors import ConfigError, PbsvllmError, PlanError, TemplateError
@@ -45,8 +47,12 @@ def builtin_template_dir() -> str:
                         f"{os.path.dirname(here)}/templates (reinstall pbsvllm)")
 
 
-class Safe(str):
-    """A string a filter has made safe for its place in the script."""
+class Safe(Markup):
+    """A string a filter has made safe for its place in the script.
+
+    A ``Markup`` subclass so that Jinja's autoescape (on, with this class as the
+    only way through ``finalize``) passes it unchanged; ``super()`` and macro
+    output are ``Markup`` too and pass as already-rendered template text."""
 
 
 def _shquote(v: Any) -> Safe:
@@ -97,7 +103,7 @@ def _envname(v: Any) -> Safe:
 
 
 def _finalize(v: Any) -> Any:
-    if isinstance(v, Safe) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+    if isinstance(v, Markup) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
         return v
     raise TemplateError(f"template printed {v!r} without a quoting filter; use | shquote (shell word), "
                         f"| directive (#PBS value) or | comment (comment text)")
@@ -115,7 +121,7 @@ def make_environment(template_dirs: Sequence[str] = ()) -> Any:
         jinja2.PrefixLoader({"builtin": jinja2.FileSystemLoader(builtin)}),
         jinja2.FileSystemLoader(user + [builtin]),
     ])
-    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=False,
+    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=True,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                              finalize=_finalize, comment_start_string="{##", comment_end_string="##}")
     env.filters.update(shquote=_shquote, shpath=_shpath, directive=_directive, directive_line=_directive_line,
@@ -216,11 +222,8 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
             f"the plan needs {plan.nodes} nodes (TP={plan.tensor_parallel_size} PP={plan.pipeline_parallel_size}); "
             f"multi-node jobs (a Ray cluster across the job's nodes) are not rendered yet",
             hint=f"one-node options: {alt}")
-    if plan.data_parallel_mode == "replicas":
-        raise PlanError(
-            f"vLLM {plan.vllm_version} has no --data-parallel-size and the replicas mode (one server per GPU set) "
-            f"is not rendered yet", hint="set vllm_version to >= 0.8.5 if the cluster has it, or pass "
-            "--vllm-arg '--tensor-parallel-size N' to use the GPUs in one server")
+    # replicas mode: N independent servers on the node, each on its own TP x PP GPU set
+    replicas = plan.data_parallel_size if plan.data_parallel_mode == "replicas" else 1
     home = settings.home
     log_dir = settings.log_dir
     if not log_dir.startswith("~") and not _DIRECTIVE_RE.match(log_dir):
@@ -261,6 +264,8 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
         "pbs": pbs,
         "device": plan.device,
         "gpus": plan.gpus_per_node,
+        "replicas": replicas,
+        "replica_gpus": plan.tensor_parallel_size * plan.pipeline_parallel_size,
         "api_key_file": settings.api_key_file or "",
         "port": int(port),
         "bind_host": p.bind_host,
