@@ -426,12 +426,16 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
 
     # --- batch limits -----------------------------------------------------------------------
     per_replica_cap = chosen.tokens / avg
-    mseqs = max(256, min(mseqs_cap, _pow2_up(per_replica_cap)))
+    # Twice the number of average requests the KV cache holds (rounded up to a power of two):
+    # requests vary in length and vLLM admits one only when KV blocks are free, so the limit
+    # should let short requests fill the cache rather than cap the batch first.
+    mseqs = max(64, min(mseqs_cap, _pow2_up(2 * per_replica_cap)))
     if conc_total:
         mseqs = max(mseqs, min(mseqs_cap, math.ceil(conc_total / dp / 16) * 16))
     mseqs_reason = (f"the KV cache holds {chosen.tokens:,} tokens per replica = ~{per_replica_cap:.0f} requests of "
-                    f"{avg} tokens; vLLM admits a request only when KV blocks are free, so {mseqs} lets the batch "
-                    f"fill the cache instead of stopping at vLLM's small default (256 on A100/<70 GiB GPUs)")
+                    f"{avg} tokens; requests vary in length and vLLM admits one only when KV blocks are free, so "
+                    f"{mseqs} (2x that, to a power of two, at most {mseqs_cap}) lets the batch fill the cache "
+                    f"instead of stopping at vLLM's default (256 on A100 / GPUs under 70 GiB)")
     if dp > 1:
         mseqs_reason += f"; per replica ({dp} replicas: {mseqs * dp} in total)"
     if user_int("--max-num-seqs"):

@@ -98,7 +98,7 @@ on_term() {
   STOPPING=1
   log "SIGTERM received: stopping vLLM${VLLM_PID:+ (pid $VLLM_PID)}"
   if [ -n "$VLLM_PID" ]; then
-    kill -TERM "$VLLM_PID" ${VLLM_PIDS[@]+"${VLLM_PIDS[@]}"} 2>/dev/null || true
+    kill -TERM ${VLLM_PIDS[@]+"${VLLM_PIDS[@]}"} 2>/dev/null || true  # VLLM_PIDS holds VLLM_PID
   fi
 }
 trap on_term TERM INT

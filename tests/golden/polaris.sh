@@ -151,7 +151,7 @@ on_term() {
   STOPPING=1
   log "SIGTERM received: stopping vLLM${VLLM_PID:+ (pid $VLLM_PID)}"
   if [ -n "$VLLM_PID" ]; then
-    kill -TERM "$VLLM_PID" ${VLLM_PIDS[@]+"${VLLM_PIDS[@]}"} 2>/dev/null || true
+    kill -TERM ${VLLM_PIDS[@]+"${VLLM_PIDS[@]}"} 2>/dev/null || true  # VLLM_PIDS holds VLLM_PID
   fi
 }
 trap on_term TERM INT
@@ -194,7 +194,7 @@ VLLM_ARGS+=(--data-parallel-size 4)  # 4 GPUs / TP=1 = 4 independent replicas: 4
 VLLM_ARGS+=(--api-server-count 1)  # one API server keeps the per-engine stats lines in the log (vLLM 0.32+ defaults to one API server per DP rank and then logs no stats at all); one front end is plenty for a node
 VLLM_ARGS+=(--max-model-len 32768)  # the model supports 262,144 tokens, but vLLM reserves KV cache for at least one full-length sequence and sizes its batching from it; 32,768 keeps memory for concurrency (pass --max-model-len to change)
 VLLM_ARGS+=(--gpu-memory-utilization 0.92)  # 0.92 of 40 GiB: PBS gives the job whole GPUs, so only CUDA/NCCL context and allocator slack need the remaining 3.2 GiB; every extra GiB is KV cache
-VLLM_ARGS+=(--max-num-seqs 256)  # the KV cache holds 279,433 tokens per replica = ~182 requests of 1536 tokens; vLLM admits a request only when KV blocks are free, so 256 lets the batch fill the cache instead of stopping at vLLM's small default (256 on A100/<70 GiB GPUs); per replica (4 replicas: 1024 in total)
+VLLM_ARGS+=(--max-num-seqs 512)  # the KV cache holds 279,433 tokens per replica = ~182 requests of 1536 tokens; requests vary in length and vLLM admits one only when KV blocks are free, so 512 (2x that, to a power of two, at most 1024) lets the batch fill the cache instead of stopping at vLLM's default (256 on A100 / GPUs under 70 GiB); per replica (4 replicas: 2048 in total)
 VLLM_ARGS+=(--max-num-batched-tokens 8192)  # prefill chunk of 8192 tokens per step (vLLM default 2048 on GPUs under 70 GiB): fewer steps for long prompts, so faster time to first token, at a bounded cost in activation memory (counted above)
 if [ "$STOPPING" = 1 ]; then
   exit 143

@@ -139,7 +139,7 @@ on_term() {
   STOPPING=1
   log "SIGTERM received: stopping vLLM${VLLM_PID:+ (pid $VLLM_PID)}"
   if [ -n "$VLLM_PID" ]; then
-    kill -TERM "$VLLM_PID" ${VLLM_PIDS[@]+"${VLLM_PIDS[@]}"} 2>/dev/null || true
+    kill -TERM ${VLLM_PIDS[@]+"${VLLM_PIDS[@]}"} 2>/dev/null || true  # VLLM_PIDS holds VLLM_PID
   fi
 }
 trap on_term TERM INT
@@ -182,7 +182,7 @@ VLLM_ARGS+=(--data-parallel-size 4)  # 4 GPUs / TP=1 = 4 independent replicas: 4
 VLLM_ARGS+=(--api-server-count 1)  # one API server keeps the per-engine stats lines in the log (vLLM 0.32+ defaults to one API server per DP rank and then logs no stats at all); one front end is plenty for a node
 VLLM_ARGS+=(--max-model-len 32768)  # the model supports 262,144 tokens, but vLLM reserves KV cache for at least one full-length sequence and sizes its batching from it; 32,768 keeps memory for concurrency (pass --max-model-len to change)
 VLLM_ARGS+=(--gpu-memory-utilization 0.95)  # 0.95 of 80 GiB: PBS gives the job whole GPUs, so only CUDA/NCCL context and allocator slack need the remaining 4.0 GiB; every extra GiB is KV cache
-VLLM_ARGS+=(--max-num-seqs 512)  # the KV cache holds 642,631 tokens per replica = ~418 requests of 1536 tokens; vLLM admits a request only when KV blocks are free, so 512 lets the batch fill the cache instead of stopping at vLLM's small default (256 on A100/<70 GiB GPUs); per replica (4 replicas: 2048 in total)
+VLLM_ARGS+=(--max-num-seqs 1024)  # the KV cache holds 642,631 tokens per replica = ~418 requests of 1536 tokens; requests vary in length and vLLM admits one only when KV blocks are free, so 1024 (2x that, to a power of two, at most 1024) lets the batch fill the cache instead of stopping at vLLM's default (256 on A100 / GPUs under 70 GiB); per replica (4 replicas: 4096 in total)
 VLLM_ARGS+=(--max-num-batched-tokens 16384)  # prefill chunk of 16384 tokens per step (vLLM default 2048 on GPUs under 70 GiB): fewer steps for long prompts, so faster time to first token, at a bounded cost in activation memory (counted above)
 if [ "$STOPPING" = 1 ]; then
   exit 143
