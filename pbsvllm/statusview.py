@@ -79,6 +79,7 @@ def build_row(record: Any, status: Any = None, *, now: Optional[float] = None, s
         "server_state": _rec(record, "server_state") or "none",
         "url": _rec(record, "url") or "",
         "metrics": _rec(record, "metrics"),
+        "registries": [],
         "stale": bool(stale),
     }
 
@@ -125,6 +126,41 @@ COLUMNS: List[Tuple[str, Callable[[Mapping[str, Any]], str]]] = [
     ("LEFT", lambda r: fmt_duration(r["walltime_left_s"])),
     ("HOST", lambda r: r["host"]),
     ("EXIT", _exit_cell),
+]
+
+#: Server columns (filled by ``pbsvllm.watcher.live_rows``): shown by ``status``
+#: unless --offline. Metrics are the latest engine-stats line(s) of the log,
+#: summed over data-parallel engines.
+
+
+def _metric(key: str, fmt: str) -> Callable[[Mapping[str, Any]], str]:
+    def cell(r: Mapping[str, Any]) -> str:
+        m = r.get("metrics") or {}
+        v = m.get(key)
+        return "-" if v is None else fmt.format(v)
+    return cell
+
+
+def _kv_cell(r: Mapping[str, Any]) -> str:
+    m = r.get("metrics") or {}
+    if m.get("kv_cache_usage_pct") is None:
+        return "-"
+    return f"{m['kv_cache_usage_pct']:.1f}% {m.get('kv_device') or ''}".strip()
+
+
+SERVER_COLUMNS: List[Tuple[str, Callable[[Mapping[str, Any]], str]]] = [
+    ("ALIAS", lambda r: r["alias"] or "-"),
+    ("JOB", lambda r: str(r["job_id"])),
+    ("STATE", _state_cell),
+    ("SERVER", lambda r: r.get("server_state") or "-"),
+    ("URL", lambda r: r.get("url") or "-"),
+    ("LEFT", lambda r: fmt_duration(r["walltime_left_s"])),
+    ("GEN/s", _metric("generation_tokens_per_s", "{:.1f}")),
+    ("PROMPT/s", _metric("prompt_tokens_per_s", "{:.1f}")),
+    ("RUN/WAIT", lambda r: "-" if not r.get("metrics") else f"{r['metrics'].get('running', 0)}/{r['metrics'].get('waiting', 0)}"),
+    ("KV", _kv_cell),
+    ("PREFIX", _metric("prefix_cache_hit_pct", "{:.1f}%")),
+    ("REGISTRIES", lambda r: ", ".join(r.get("registries") or []) or "-"),
 ]
 
 

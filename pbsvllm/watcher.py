@@ -175,6 +175,12 @@ class LogTail:
         except ValueError:
             return None
 
+    def exists(self) -> bool:
+        try:
+            return self._size() is not None
+        except OSError:
+            return False
+
     def _read_from(self, offset: int, size: int) -> bytes:
         if self._local():
             with open(self.path, "rb") as fh:
@@ -570,7 +576,7 @@ class Watcher:
                 self._fail(job, f"probe_{stage}", getattr(result, "detail", stage))
 
     def _became_ready(self, job: JobProgress) -> None:
-        from pbsvllm.registry import Endpoint
+        from pbsvllm.registry import Endpoint, spec_of
 
         job.server_state = ServerState.READY.value
         job.ready_after_s = round(self.clock() - job.started_at, 1)
@@ -584,8 +590,9 @@ class Watcher:
                 reg = self.open_registry(spec)
                 for i, ep in enumerate(eps):
                     reg.register(ep, replace=(i == 0 and not job.add_replica))
-                if reg.path not in job.registered:
-                    job.registered.append(reg.path)
+                spec = spec_of(reg)
+                if spec not in job.registered:
+                    job.registered.append(spec)
             except RegistryError as exc:
                 problems.append(str(exc))
         self.save(job)
@@ -791,3 +798,206 @@ def wait_until_ready(settings: Any, record: Any, **kwargs: Any) -> JobProgress:
         f"{job.name} failed: {job.failure_detail}" + (f"\n{evidence}" if evidence else ""),
         hint="`pbsvllm doctor " + (job.alias or job.job_id) + "` explains the log",
     )
+
+
+# ------------------------------------------------------------------ live view for `pbsvllm status`
+
+LOG_TAIL_BYTES = 256 * 1024
+METRIC_KEYS = ("generation_tokens_per_s", "prompt_tokens_per_s", "running", "waiting",
+               "kv_cache_usage_pct", "prefix_cache_hit_pct")
+
+
+def metrics_from_lines(lines: Iterable[str]) -> Optional[Dict[str, Any]]:
+    """The latest engine-stats figures from log lines: the last line of each
+    engine, throughput and requests summed over data-parallel engines, KV
+    cache and prefix-hit percentages averaged. None if no stats line."""
+    from pbsvllm.vllmlog import parse_stats_line, strip_line
+
+    latest: Dict[Any, Any] = {}
+    for raw in lines:
+        if "throughput:" not in raw:
+            continue
+        st = parse_stats_line(strip_line(raw))
+        if st is None:
+            continue
+        if st.engine is None and st.engines_aggregated is None:
+            latest.clear()  # V0 (one engine): only the last line counts
+        latest[st.engine] = st
+    if not latest:
+        return None
+    stats = list(latest.values())
+
+    def mean(vals: List[Optional[float]]) -> Optional[float]:
+        got = [v for v in vals if v is not None]
+        return round(sum(got) / len(got), 2) if got else None
+
+    return {
+        "generation_tokens_per_s": round(sum(s.generation_tokens_per_s for s in stats), 2),
+        "prompt_tokens_per_s": round(sum(s.prompt_tokens_per_s for s in stats), 2),
+        "running": sum(s.running for s in stats),
+        "waiting": sum(s.waiting for s in stats),
+        "kv_cache_usage_pct": mean([s.kv_cache_usage_pct for s in stats]),
+        "prefix_cache_hit_pct": mean([s.prefix_cache_hit_pct for s in stats]),
+        "kv_device": stats[-1].kv_device,
+        "engines": len(stats) if stats[0].engines_aggregated is None else stats[0].engines_aggregated,
+    }
+
+
+def read_log_end(path: str, transport: Any = None, nbytes: int = LOG_TAIL_BYTES) -> List[str]:
+    """The complete lines among the last ``nbytes`` of a (possibly remote) log."""
+    if not path:
+        return []
+    try:
+        if transport is None or getattr(transport, "is_local", False):
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - nbytes))
+                data = fh.read()
+                partial_first = size > nbytes
+        else:
+            rc, out, _err = transport.run(["tail", "-c", str(nbytes), path], timeout=30)
+            if rc != 0:
+                return []
+            data, partial_first = out.encode("utf-8"), True
+    except (OSError, PbsvllmError):
+        return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[1:] if partial_first and lines else lines
+
+
+def _rget(rec: Any, key: str, default: Any = None) -> Any:
+    getter = getattr(rec, "get", None)
+    if callable(getter):
+        v = getter(key, default)
+        return default if v is None else v
+    return getattr(rec, key, default)
+
+
+def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]], *, store: Any = None,
+              probe_timeout: float = 1.5, transport_for: Optional[Callable[[Any], Any]] = None,
+              reconcile: bool = True) -> List[str]:
+    """Fill ``server_state``, ``url``, ``metrics`` and ``registries`` of status rows.
+
+    Servers of running jobs are probed concurrently (short timeouts); metrics
+    come from the end of each job's log; registries are every known registry
+    (configured, the record's, where the watcher wrote) with an entry for the
+    server's URL. With ``reconcile``, entries of jobs that have ended are
+    removed (a dead URL in a registry only makes clients fail). Returns notes
+    for the user.
+    """
+    from pbsvllm import health
+    from pbsvllm.registry import open_registries, spec_of
+
+    if transport_for is None:
+        from pbsvllm.transport import get_transport
+
+        transport_for = get_transport
+    notes: List[str] = []
+    by_id = {str(_rget(r, "job_id")): r for r in records}
+    to_probe: List[Tuple[int, str, str]] = []
+    api_key_err: Optional[str] = None
+    for i, row in enumerate(rows):
+        rec = by_id.get(str(row.get("job_id")))
+        if rec is None:
+            continue
+        try:
+            tr = transport_for(_rget(rec, "host"))
+        except PbsvllmError:
+            tr = None
+        state = row.get("state") or "UNKNOWN"
+        saved = str(_rget(rec, "server_state", "none") or "none")
+        url = row.get("url") or _rget(rec, "url", "") or ""
+        if not url and state == JobState.RUNNING.value and _rget(rec, "server_info_path"):
+            info = Watcher(None, tr, probe=lambda u, m: None)._server_info(
+                JobProgress(job_id=str(row["job_id"]), alias="", served_model="",
+                            info_path=_rget(rec, "server_info_path")))
+            if info:
+                try:
+                    url = endpoint_url(info, alias=row.get("alias", ""))
+                except ServerError:
+                    url = ""
+        row["url"] = url
+        lines = read_log_end(_rget(rec, "log_path", ""), tr)
+        row["metrics"] = metrics_from_lines(lines)
+        terminal = state in {s.value for s in JobState if s.is_terminal} or state == JobState.UNKNOWN.value
+        if state in (JobState.PENDING.value, JobState.HELD.value):
+            row["server_state"] = ServerState.NONE.value
+        elif terminal:
+            if saved == ServerState.FAILED.value or (saved != ServerState.READY.value and state == JobState.FAILED.value):
+                row["server_state"] = ServerState.FAILED.value
+            else:
+                row["server_state"] = ServerState.STOPPED.value
+        elif state == JobState.RUNNING.value and url:
+            to_probe.append((i, url, str(_rget(rec, "served_model_name") or _rget(rec, "alias") or "")))
+            row["server_state"] = ServerState.FAILED.value if saved == ServerState.FAILED.value else ServerState.STARTING.value
+        elif state == JobState.RUNNING.value:
+            row["server_state"] = ServerState.FAILED.value if saved == ServerState.FAILED.value else ServerState.STARTING.value
+        else:
+            row["server_state"] = saved
+        # registries pointing at it
+        specs: List[str] = []
+        regs_for = getattr(settings, "registries_for", None)
+        if callable(regs_for):
+            specs.extend(regs_for(row.get("alias") or ""))
+        specs.extend(str(s) for s in (_rget(rec, "registries", []) or []))
+        watch = _rget(rec, "watch", {}) or {}
+        specs.extend(str(s) for s in (watch.get("registered") or []))
+        specs = list(dict.fromkeys(specs))
+        pointing: List[str] = []
+        urls = [u for u in ([url] + list(watch.get("urls") or [])) if u]
+        for reg in _open_quiet(open_registries, specs, notes):
+            if not os.path.exists(reg.path):
+                continue
+            try:
+                entries = reg.read()
+            except PbsvllmError as exc:
+                notes.append(str(exc))
+                continue
+            for alias, eps in entries.items():
+                for e in eps:
+                    if any(e.url.rstrip("/") == u.rstrip("/") for u in urls):
+                        if terminal and reconcile:
+                            try:
+                                reg.unregister(alias, url=e.url)
+                                notes.append(f"removed {alias} -> {e.url} from {reg.path}: job {row['job_id']} has ended")
+                            except PbsvllmError as exc:
+                                notes.append(str(exc))
+                        else:
+                            pointing.append(f"{alias}@{spec_of(reg)}")
+        row["registries"] = sorted(set(pointing))
+        if store is not None and terminal and saved not in (row["server_state"],):
+            try:
+                store.update(str(row["job_id"]), server_state=row["server_state"])
+            except PbsvllmError:
+                pass
+    if to_probe:
+        try:
+            key = health.resolve_api_key(getattr(settings, "api_key_file", None),
+                                         getattr(settings, "api_key_env", "VLLM_API_KEY") or "VLLM_API_KEY")
+        except PbsvllmError as exc:
+            key, api_key_err = None, str(exc)
+        results = health.check_many([(u, m) for _, u, m in to_probe], key, timeout=probe_timeout,
+                                    completion_timeout=max(probe_timeout, 5.0))
+        for (i, _u, _m), res in zip(to_probe, results):
+            row = rows[i]
+            if res.ready:
+                row["server_state"] = ServerState.READY.value
+            elif res.stage in ("unauthorized", "model_missing", "completion_failed", "models_error"):
+                if row["server_state"] != ServerState.FAILED.value:
+                    row["server_state"] = ServerState.UNKNOWN.value
+                row["server_detail"] = res.detail
+            # unreachable: keep starting (or failed, from the watcher)
+    if api_key_err:
+        notes.append(api_key_err)
+    return notes
+
+
+def _open_quiet(open_registries: Callable[..., Any], specs: List[str], notes: List[str]) -> List[Any]:
+    out = []
+    for s in specs:
+        try:
+            out.extend(open_registries([s]))
+        except PbsvllmError as exc:
+            notes.append(str(exc))
+    return out

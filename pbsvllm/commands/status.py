@@ -29,10 +29,22 @@ def command(target: Optional[str], as_json: bool, offline: bool, home: Optional[
     records = [store.find(target)] if target else store.list()
     statuses, errors = ({}, []) if offline else refresh_statuses(store, records)
     rows = statusview.build_rows(records, statuses)
+    notes = []
+    if not offline and records:
+        # server state (concurrent probes), URL, engine metrics from the log, registries
+        from pbsvllm.config import resolve
+        from pbsvllm.watcher import live_rows
+
+        notes = live_rows(resolve({"home": home}), records, rows, store=store)
     if as_json:
         echo_json(rows)
     else:
         click.echo(statusview.format_table(rows))
+        if not offline and rows:
+            click.echo("")
+            click.echo(statusview.format_table(rows, statusview.SERVER_COLUMNS))
+    for n in notes:
+        click.echo(f"pbsvllm: {n}", err=True)
     for e in errors:
         click.echo(f"pbsvllm: warning: could not refresh {e}", err=True)
     if errors:

@@ -20,7 +20,7 @@ _FORMAT_ALIASES = {"toml": "toml", "verifiers": "toml", "py": "py", "python": "p
 _BY_SUFFIX = {".toml": "toml", ".py": "py", ".yaml": "litellm", ".yml": "litellm", ".json": "json"}
 
 __all__ = ["DEFAULT_KEY_ENV", "Endpoint", "FORMATS", "Registry", "detect_format", "open_registry",
-           "open_registries"]
+           "open_registries", "spec_of"]
 
 
 def detect_format(path: str, fmt: Optional[str] = None) -> str:
@@ -75,3 +75,14 @@ def open_registries(specs: List[str], fmt: Optional[str] = None) -> List[Registr
             seen.add(reg.path)
             out.append(reg)
     return out
+
+
+def spec_of(reg: Registry) -> str:
+    """The shortest spec that opens ``reg`` again: its path, or ``FORMAT:PATH``
+    when the name alone does not tell the format."""
+    try:
+        if detect_format(reg.path) == reg.fmt:
+            return reg.path
+    except RegistryError:
+        pass
+    return f"{reg.fmt}:{reg.path}"
