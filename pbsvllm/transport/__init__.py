@@ -9,6 +9,7 @@ makes. ``close()`` (or :func:`close_all`) ends it.
 from __future__ import annotations
 
 import atexit
+import os
 from typing import Any, Dict, Optional, Tuple
 
 from pbsvllm.transport.base import Transport
@@ -30,10 +31,13 @@ def get_transport(host: Optional[str] = None, *, fresh: bool = False, **opts: An
     SSH options (``port``, ``user``, ``identity_file``, ``ssh_config``,
     ``known_hosts``, ``accept_unknown_host``, ``keepalive``, ...) are passed
     to :class:`pbsvllm.transport.ssh.SSHTransport`. ``fresh=True`` bypasses
-    the per-process cache.
+    the per-process cache. ``$PBSVLLM_SSH_CONFIG`` names another
+    ssh_config file than ``~/.ssh/config``.
     """
     if is_local_host(host):
         return LocalTransport()
+    if "ssh_config" not in opts and os.environ.get("PBSVLLM_SSH_CONFIG"):
+        opts["ssh_config"] = os.environ["PBSVLLM_SSH_CONFIG"]
     key = (str(host), tuple(sorted(opts.items())))
     if not fresh:
         cached = _cache.get(key)

@@ -338,7 +338,17 @@ class SSHTransport(Transport):
             if not drained:
                 select.select([chan], [], [], min(0.2, remaining))
         rc = chan.recv_exit_status()
-        return rc, b"".join(out).decode("utf-8", "replace"), b"".join(err).decode("utf-8", "replace")
+        stdout, stderr = b"".join(out).decode("utf-8", "replace"), b"".join(err).decode("utf-8", "replace")
+        if rc == -1:  # paramiko: the server sent no exit status
+            tr = self._client.get_transport() if self._client is not None else None
+            settle = time.monotonic() + 1.0  # let paramiko's reader notice a closed socket
+            while tr is not None and tr.is_active() and time.monotonic() < settle:
+                time.sleep(0.05)
+            if tr is None or not tr.is_active():
+                self._dropped_mid_command(command, None)
+            # the connection is fine: the remote command died of a signal (like ssh, report 255)
+            return 255, stdout, stderr + f"\n{command}: ended by a signal on {self.host}"
+        return rc, stdout, stderr
 
     def _dropped_mid_command(self, command: str, exc: Optional[BaseException]) -> None:
         self._drop()

@@ -43,7 +43,7 @@ class SSHD:
         import psutil
 
         try:
-            return [c.pid for c in psutil.Process(self.pid).children(recursive=False)]
+            return [c.pid for c in psutil.Process(self.pid).children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
 
