@@ -416,6 +416,9 @@ def test_cli_table_vs_and_csv(fake_server):
     ratio = rows[2]
     assert float(ratio["latency_p50_s"]) > 5 and float(ratio["requests_per_s"]) < 0.2
     assert rows[0]["ok"] == "4" and rows[0]["errors"] == ""
+    # TTFT is taken at the first streamed chunk, not at the end: slow's first token comes after
+    # ~50 ms, its last after ~300 ms
+    assert float(rows[1]["ttft_p50_s"]) < float(rows[1]["latency_p50_s"]) / 2
     assert "\r" not in proc.stderr  # no progress line when stderr is not a terminal
 
 
