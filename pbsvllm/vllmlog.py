@@ -34,7 +34,7 @@ import ast
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 # ---------------------------------------------------------------------------
 # Line-level helpers
@@ -112,9 +112,9 @@ def split_line(line: str) -> LogLine:
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EngineStats:
-    """One periodic engine-stats line (V0 or V1 form)."""
+class EngineStats(NamedTuple):
+    """One periodic engine-stats line (V0 or V1 form). A named tuple: cheap
+    to make (a 1 GB log holds millions) and immutable."""
 
     engine: Optional[int]  # "Engine 001:" -> 1; V0 and aggregated lines -> None
     prompt_tokens_per_s: float
@@ -132,11 +132,11 @@ class EngineStats:
     external_prefix_cache_hit_pct: Optional[float] = None
     mm_cache_hit_pct: Optional[float] = None
     engines_aggregated: Optional[int] = None  # "N Engines Aggregated:"
-    raw: str = ""
+    raw: str = ""  # the line as given, without its newline
 
     def to_dict(self) -> Dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if v is not None and k != "raw"}
-        return d
+        """The fields that have a value, ``raw`` left out."""
+        return {k: v for k, v in self._asdict().items() if v is not None and k != "raw"}
 
 
 _NUM = r"(-?[\d,]*\.?\d+(?:[eE][-+]?\d+)?|nan|inf)"
@@ -165,6 +165,20 @@ def _i(s: str) -> int:
     return int(s.replace(",", ""))
 
 
+# The common V1 shape (0.8 to 0.33, one engine or "Engine NNN:"), parsed by
+# one regex; every other shape takes the general, field-by-field path.
+_FAST_STATS = (
+    r"Avg prompt throughput: ([\d.,]+) tokens/s, Avg generation throughput: ([\d.,]+) tokens/s, "
+    r"Running: (\d+) reqs, Waiting: (\d+) reqs, (\w+) KV cache usage: ([\d.]+)%"
+    r"(?:, Prefix cache hit rate: ([\d.]+)%)?\r?$"
+)
+_FAST_STATS_RE = re.compile(_FAST_STATS)
+# bytes form: every stats line matches; group 1 is None unless it has the
+# common shape
+_FAST_STATS_BRE = re.compile(b"Avg prompt throughput: (?:" + _FAST_STATS[len("Avg prompt throughput: "):].encode() + b")?", re.M)
+_ENGINE_BRE = re.compile(rb"Engine (\d+):")
+
+
 def parse_stats_line(line: str) -> Optional[EngineStats]:
     """Parse a periodic engine-stats line; ``None`` for any other line.
 
@@ -176,7 +190,26 @@ def parse_stats_line(line: str) -> Optional[EngineStats]:
     """
     if "throughput:" not in line:
         return None
+    line = line.rstrip("\r\n")
     try:
+        fm = _FAST_STATS_RE.search(line)
+        if fm is not None:
+            head = line[: fm.start()]
+            e = _ENGINE_RE.search(head)
+            if e is not None or "Engines Aggregated" not in head:
+                pre = fm.group(7)
+                return EngineStats(
+                    int(e.group(1)) if e is not None else None,
+                    _f(fm.group(1)),
+                    _f(fm.group(2)),
+                    int(fm.group(3)),
+                    int(fm.group(4)),
+                    None,
+                    float(fm.group(6)),
+                    fm.group(5),
+                    float(pre) if pre is not None else None,
+                    raw=line,
+                )
         p = _PROMPT_RE.search(line)
         g = _GEN_RE.search(line)
         if not p or not g:
@@ -226,7 +259,7 @@ def parse_stats_line(line: str) -> Optional[EngineStats]:
             external_prefix_cache_hit_pct=_f(ex.group(1)) if ex else None,
             mm_cache_hit_pct=_f(mm.group(1)) if mm else None,
             engines_aggregated=agg,
-            raw=strip_line(line),
+            raw=line,
         )
     except (ValueError, OverflowError):
         return None
@@ -571,10 +604,6 @@ class StatsSeries:
         self.first: Optional[StatsSample] = None
         self.last: Optional[StatsSample] = None
         self.sum_gen = 0.0
-        self.sum_prompt = 0.0
-        self.sum_running = 0
-        self.sum_kv = 0.0
-        self.kv_count = 0
         self.busy_sum_gen = 0.0
         self.busy_sum_prompt = 0.0
         self.busy_sum_running = 0
@@ -584,6 +613,10 @@ class StatsSeries:
         self.max_waiting: Optional[StatsSample] = None
         self.max_kv: Optional[StatsSample] = None
         self.max_gen: Optional[StatsSample] = None
+        self._max_running = -1
+        self._max_waiting = -1
+        self._max_kv = -1.0
+        self._max_gen = -1.0
         self.preemptions_total = 0
         self.prefix_sum = 0.0
         self.prefix_count = 0
@@ -599,34 +632,34 @@ class StatsSeries:
         self.count += 1
         if self.first is None:
             self.first = item
+            self.kv_device = s.kv_device
         self.last = item
-        self.kv_device = s.kv_device
-        busy = s.running > 0 or s.generation_tokens_per_s > 0 or s.prompt_tokens_per_s > 0
-        self.sum_gen += s.generation_tokens_per_s
-        self.sum_prompt += s.prompt_tokens_per_s
-        self.sum_running += s.running
-        if s.kv_cache_usage_pct is not None:
-            self.sum_kv += s.kv_cache_usage_pct
-            self.kv_count += 1
+        gen = s.generation_tokens_per_s
+        running = s.running
+        kv = s.kv_cache_usage_pct
+        busy = running > 0 or gen > 0 or s.prompt_tokens_per_s > 0
+        self.sum_gen += gen
         if busy:
             self.busy_count += 1
-            self.busy_sum_gen += s.generation_tokens_per_s
+            self.busy_sum_gen += gen
             self.busy_sum_prompt += s.prompt_tokens_per_s
-            self.busy_sum_running += s.running
-            if s.kv_cache_usage_pct is not None:
-                self.busy_sum_kv += s.kv_cache_usage_pct
+            self.busy_sum_running += running
+            if kv is not None:
+                self.busy_sum_kv += kv
                 self.busy_kv_count += 1
-        if self.max_running is None or s.running > self.max_running.stats.running:
+        if running > self._max_running:
+            self._max_running = running
             self.max_running = item
-        if self.max_waiting is None or s.waiting > self.max_waiting.stats.waiting:
-            self.max_waiting = item
         if s.waiting > 0:
             self.waiting_lines += 1
-        if s.kv_cache_usage_pct is not None and (
-            self.max_kv is None or s.kv_cache_usage_pct > (self.max_kv.stats.kv_cache_usage_pct or 0.0)
-        ):
+        if s.waiting > self._max_waiting:
+            self._max_waiting = s.waiting
+            self.max_waiting = item
+        if kv is not None and kv > self._max_kv:
+            self._max_kv = kv
             self.max_kv = item
-        if self.max_gen is None or s.generation_tokens_per_s > self.max_gen.stats.generation_tokens_per_s:
+        if gen > self._max_gen:
+            self._max_gen = gen
             self.max_gen = item
         if s.preemptions:
             self.preemptions_total += s.preemptions
@@ -833,8 +866,17 @@ _API_COUNT_RE = re.compile(r"api_server_count to data_parallel_size \((\d+)\)")
 #: fast file path (:func:`scan_bytes`) searches exactly these with
 #: ``bytes.find``; the line path checks the same ones, so both give the same
 #: facts.
-STEADY_KEYWORDS = ("KV cache", "hit rate", "rror", "out of memory", "hutdown", "args", "with config")
-_STEADY_BYTES = tuple(k.encode() for k in STEADY_KEYWORDS)
+STEADY_KEYWORDS = (
+    "Avg prompt throughput: ",  # every stats line, V0 and V1
+    "Prefix cache hit rate: GPU",  # V0's second stats line
+    "preempted by",  # V0 preemption warnings
+    "rror",  # exceptions: OutOfMemoryError, OSError, EngineDeadError, "CUDA error: out of memory"...
+    "hutdown",  # shutdown triggered / Application shutdown complete
+    "args",  # a restart: non-default args / args: Namespace(
+    "with config",  # a restart: the engine config line
+)
+# the bytes path finds stats lines with one regex, the rest with bytes.find
+_STEADY_BYTES = tuple(k.encode() for k in STEADY_KEYWORDS[1:])
 
 
 def _scalar(v: Any) -> bool:
@@ -886,6 +928,46 @@ def _clean_dtype(v: Any) -> Optional[str]:
     return s or None
 
 
+# Every substring any handler of LogScanner._examine looks for (errors,
+# phases, config, KV, timings, warnings): a line holding none is skipped
+# without being taken apart. tests/test_vllmlog.py checks the samples give
+# the same facts with the prefilter off.
+_HANDLER_NEEDLES = (
+    "EngineDeadError",
+    "fatal error",
+    "shutdown triggered",
+    "received signal",
+    "Prefix cache hit rate",
+    "with config:",
+    "non-default args:",
+    "args: Namespace(",
+    "version",
+    " model ",
+    "KV cache",
+    "blocks:",
+    "Maximum concurrency",
+    "took",
+    "Chunked prefill is enabled",
+    "Using max model len",
+    "llreduce",
+    "Cudagraph is disabled",
+    "Enforce eager set",
+    "CUDA graph is disabled",
+    "disabling stats logging",
+    "Defaulting api_server_count",
+    "preempted by",
+    "EngineCore_DP",
+)
+_ALL_NEEDLES = sorted(
+    set(_HANDLER_NEEDLES)
+    | {n for _, needles, _ in _ERROR_RULES for n in needles}
+    | {n for _, needles in _PHASE_RULES for n in needles},
+    key=len,
+    reverse=True,
+)
+_PREFILTER_RE = re.compile("|".join(re.escape(n) for n in _ALL_NEEDLES))
+
+
 class LogScanner:
     """Feed vLLM log lines in order; read :attr:`facts` at any time.
 
@@ -922,6 +1004,12 @@ class LogScanner:
             if f.first_parse_problem is None:
                 f.first_parse_problem = f"line {line_no}: {type(exc).__name__}: {exc}"
 
+    def feed_stats(self, st: EngineStats, line_no: int) -> None:
+        """Record a stats line parsed elsewhere (the fast bytes path)."""
+        if line_no > self.facts.lines:
+            self.facts.lines = line_no
+        self._add_stats(st, line_no)
+
     def advance_to(self, line_no: int) -> None:
         """Record that lines up to ``line_no`` were read (skipped ones too)."""
         if line_no > self.facts.lines:
@@ -930,6 +1018,14 @@ class LogScanner:
     # -- internals --------------------------------------------------------
     def _examine(self, raw: str, line_no: int) -> None:
         f = self.facts
+        # stats lines first: by far the most frequent interesting line
+        if "throughput:" in raw:
+            st = parse_stats_line(raw)
+            if st is not None:
+                self._add_stats(st, line_no)
+                return
+        if _PREFILTER_RE.search(raw) is None:
+            return
         ll = split_line(raw)
         msg = ll.message
         if not msg:
@@ -955,11 +1051,6 @@ class LogScanner:
             elif phase == "shutting_down":
                 f.add_evidence("shutdown", line_no, text)
 
-        if "throughput:" in msg:
-            st = parse_stats_line(msg)
-            if st is not None:
-                self._add_stats(st, line_no, ll)
-                return
         if "Prefix cache hit rate: GPU" in msg or (
             msg.startswith("Prefix cache hit rate:") and self._last_stats_key is not None
         ):
@@ -1025,7 +1116,7 @@ class LogScanner:
                 if "data_parallel_size" not in f.args and "data_parallel_size" not in f.engine_config:
                     f.data_parallel_size = n
 
-    def _add_stats(self, st: EngineStats, line_no: int, ll: LogLine) -> None:
+    def _add_stats(self, st: EngineStats, line_no: int) -> None:
         f = self.facts
         key = "all" if st.engine is None else str(st.engine)
         series = f.stats.get(key)
@@ -1288,58 +1379,107 @@ def _decode(b: bytes) -> str:
     return b.decode("utf-8", "replace")
 
 
+STEADY_WINDOW_MIN = 64 * 1024
+STEADY_WINDOW_MAX = 4 * 1024 * 1024
+
+
 def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
     """Feed every complete line of ``data`` (which must end at a line
     boundary) to ``sc``; return the number of lines it held.
 
-    Before startup completes each line is decoded and examined; afterwards
-    ``bytes.find`` over the whole block locates the only lines that can
-    matter (those holding :data:`STEADY_KEYWORDS`), so the rest is never
-    decoded. The facts are the same as :func:`parse_log` on the same text.
+    Before startup completes each line is decoded and examined. Afterwards,
+    window by window, ``bytes.find`` locates the only lines that can matter
+    (those holding :data:`STEADY_KEYWORDS`) and one regex over the window
+    parses the common stats-line shape, so the bulk (uvicorn access lines,
+    routes, warnings) is never decoded. The facts are the same as
+    :func:`parse_log` on the same text (tests check it).
     """
     end = len(data)
     pos = 0
     line_no = first_line_no  # number of the line starting at pos
     find = data.find
+    rfind = data.rfind
     count = data.count
+    window = STEADY_WINDOW_MIN  # grows while no restart shows up
     while pos < end:
         if not sc.steady:
+            window = STEADY_WINDOW_MIN
             nl = find(b"\n", pos)
             stop = end if nl < 0 else nl
             sc.feed(_decode(data[pos:stop]), line_no)
             line_no += 1
             pos = stop + 1
             continue
-        # steady: collect the starts of lines holding a keyword
-        starts = set()
+        # one window of whole lines
+        if end - pos <= window:
+            wend = end
+        else:
+            nl = find(b"\n", pos + window)
+            wend = end if nl < 0 else nl + 1
+        window = min(window * 2, STEADY_WINDOW_MAX)
+        events: Dict[int, Any] = {}
+        for m in _FAST_STATS_BRE.finditer(data, pos, wend):
+            s = rfind(b"\n", pos, m.start()) + 1
+            if s < pos:
+                s = pos
+            if m.group(1) is None:
+                events[s] = None  # another shape: the general path
+                continue
+            head = data[s : m.start()]
+            if b"Engines Aggregated" in head and _ENGINE_BRE.search(head) is None:
+                events[s] = None  # the rare aggregated form: the general path
+                continue
+            events[s] = m
         for kw in _STEADY_BYTES:
-            i = find(kw, pos)
+            i = find(kw, pos, wend)
             while i >= 0:
-                s = data.rfind(b"\n", pos, i) + 1
+                s = rfind(b"\n", pos, i) + 1
                 if s < pos:
                     s = pos
-                starts.add(s)
-                nl = find(b"\n", i)
+                if s not in events:
+                    events[s] = None
+                nl = find(b"\n", i, wend)
                 if nl < 0:
                     break
-                i = find(kw, nl + 1)
+                i = find(kw, nl + 1, wend)
         cur = pos
-        switched = False
-        for s in sorted(starts):
+        restarted = False
+        for s in sorted(events):
             line_no += count(b"\n", cur, s)
-            nl = find(b"\n", s)
-            stop = end if nl < 0 else nl
-            sc.feed(_decode(data[s:stop]), line_no)
+            nl = find(b"\n", s, wend)
+            stop = wend if nl < 0 else nl
+            m = events[s]
+            if m is not None:
+                e = _ENGINE_BRE.search(data, s, m.start())
+                pt, gt, run, wait, dev, kv, pre = m.groups()
+                sc.feed_stats(
+                    EngineStats(
+                        int(e.group(1)) if e is not None else None,
+                        float(pt.replace(b",", b"")),
+                        float(gt.replace(b",", b"")),
+                        int(run),
+                        int(wait),
+                        None,
+                        float(kv),
+                        dev.decode(),
+                        float(pre) if pre is not None else None,
+                        raw=_decode(data[s:stop]).rstrip("\r"),
+                    ),
+                    line_no,
+                )
+            else:
+                sc.feed(_decode(data[s:stop]), line_no)
             line_no += 1
             cur = stop + 1
             if not sc.steady:  # a restart: examine everything again from here
-                switched = True
+                restarted = True
                 break
-        if not switched:
-            line_no += count(b"\n", cur, end)
-            if end > cur and not data.endswith(b"\n"):
-                line_no += 1
-            cur = end
+        if not restarted:
+            if wend > cur:
+                line_no += count(b"\n", cur, wend)
+                if data[wend - 1 : wend] != b"\n":
+                    line_no += 1
+            cur = wend
         pos = cur
     sc.advance_to(line_no - 1)
     return line_no - first_line_no
