@@ -145,12 +145,12 @@ def url_target(
 
 def resolve_target(
     name: str, model: Optional[str] = None, api_key_env: str = DEFAULT_API_KEY_ENV,
-    registries: Sequence[str] = (), environ: Optional[Mapping[str, str]] = None,
+    registries: Sequence[str] = (), environ: Optional[Mapping[str, str]] = None, home: Optional[str] = None,
 ) -> Target:
     """A URL (``--model`` required) or an alias looked up in registries / job records."""
     if is_url(name):
         return url_target(name, model, api_key_env, environ)
-    return alias_target(name, registries, environ)
+    return alias_target(name, registries, environ, home)
 
 
 def alias_target(alias: str, registries: Sequence[str] = (),

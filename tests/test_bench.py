@@ -490,3 +490,19 @@ def test_cli_alias_from_a_registry_spreads_over_replicas(fake_server, tmp_path):
     assert doc["runs"][0]["target"]["source"] == "registry " + reg.path
     assert doc["runs"][0]["levels"][0]["ok"] == 6
     assert fake_server.counts["auth"] == 3 and fake_server.counts["ok"] == 3
+
+
+def test_cli_alias_from_job_records_with_home(fake_server, tmp_path):
+    from pbsvllm.jobs import JobRecord, JobStore
+
+    home = tmp_path / "home"
+    JobStore(str(home)).save(JobRecord("local-7", alias="tinyjob", served_model_name="m",
+                                       url=fake_server.base + "/ok/v1", server_state="ready"))
+    (tmp_path / "config.toml").write_text("")
+    proc = run_cli("tinyjob", "--home", str(home), "-n", "3", "-c", "1", "--input-len", "2", "--output-len", "2",
+                   "--json", env_extra={"PBSVLLM_CONFIG": str(tmp_path / "config.toml")}, check_rc=0)
+    run = json.loads(proc.stdout)["runs"][0]
+    assert run["target"]["source"] == "job record(s) local-7 (ready)" and run["levels"][0]["ok"] == 3
+    proc = run_cli("unknown-alias", "--home", str(home), env_extra={"PBSVLLM_CONFIG": str(tmp_path / "config.toml")},
+                   check_rc=5)
+    assert "no endpoint is known for alias 'unknown-alias'" in proc.stderr

@@ -6,9 +6,10 @@
 set -euo pipefail
 
 # 1. The current server is registered as qwen3-vl (TP=4, eager). Submit the
-#    planner's layout next to it, under another alias, and wait until it is
-#    ready and registered:
-pbsvllm submit Qwen/Qwen3-VL-2B-Instruct --alias qwen3-vl-optimized --profile polaris --wait
+#    planner's layout next to it, under another alias, and follow it until
+#    it is ready and registered:
+pbsvllm submit Qwen/Qwen3-VL-2B-Instruct --alias qwen3-vl-optimized --profile polaris
+pbsvllm watch qwen3-vl-optimized --registry ~/configs/endpoints.toml
 
 # 2. Same seeded requests to both, at the concurrencies a vf-eval run uses
 #    and above; ratios per figure (throughput >1 and latency <1 mean the

@@ -54,12 +54,14 @@ class _Progress:
               help="Environment variable holding the API key for a URL target (aliases use their registry's).")
 @click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False),
               help="Registry file to look an alias up in (repeatable); default: the job records and configured registries.")
+@click.option("--home", type=click.Path(file_okay=False), default=None,
+              help="PBSVLLM_HOME to read job records from (for an alias).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per target and level) instead of a table.")
 @json_option
 def command(target: str, n: int, concurrency: str, other: Optional[str], model: Optional[str],
             vs_model: Optional[str], input_len: int, output_len: int, prompts_file: Optional[str], seed: int,
             timeout_s: float, warmup: int, ignore_eos: bool, api_key_env: str, registries: Tuple[str, ...],
-            as_csv: bool, as_json: bool) -> None:
+            home: Optional[str], as_csv: bool, as_json: bool) -> None:
     """Load-test TARGET (an alias or a URL like http://node:8005/v1).
 
     Sends N streamed /v1/completions requests at each concurrency level and
@@ -85,9 +87,9 @@ def command(target: str, n: int, concurrency: str, other: Optional[str], model: 
     else:
         requests = bench.synthetic_requests(n, input_len, output_len, seed)
 
-    targets = [bench.resolve_target(target, model, api_key_env, registries=list(registries))]
+    targets = [bench.resolve_target(target, model, api_key_env, registries=list(registries), home=home)]
     if other:
-        targets.append(bench.resolve_target(other, vs_model or model, api_key_env, registries=list(registries)))
+        targets.append(bench.resolve_target(other, vs_model or model, api_key_env, registries=list(registries), home=home))
 
     settings = {
         "n": n, "concurrency": levels, "input_len": None if prompts_file else input_len,
