@@ -198,9 +198,51 @@ def view_logparse(r: Result) -> List[str]:
     return lines
 
 
+def view_status(r: Result) -> List[str]:
+    lines: List[str] = []
+    pbs = r.get("pbspro_json")
+    if pbs:
+        lines.append("PBS Pro, a recorded `qstat -x -f -F json` document scaled up and replayed through the backend:")
+        lines.append("")
+        lines.extend(table(["jobs", "document", "parse", "map to states", "`status()` of all jobs", "scheduler calls",
+                            "jobs/s", "all matched"],
+                           [[pbs.get("jobs"), f"{fmt(pbs.get('document_mb'))} MB", ms(pbs.get("parse_s")),
+                             ms(pbs.get("map_to_status_s")), ms(pbs.get("scheduler_status_s")),
+                             pbs.get("scheduler_calls_per_status"), pbs.get("jobs_per_s"), pbs.get("all_matched")]]))
+        lines.append("")
+    sl = r.get("slurm_stand_in")
+    if sl:
+        lines.append(f"The real Slurm stand-in, {fmt(sl.get('jobs'))} tracked jobs (held):")
+        lines.append("")
+        lines.extend(table(["refresh", "wall time", "scheduler calls", "commands", "jobs answered"],
+                           [[x.get("run"), f"{fmt(x.get('seconds'))} s", x.get("scheduler_calls"),
+                             ", ".join(f"`{c}`" for c in x.get("commands", [])), x.get("jobs_answered")]
+                            for x in sl.get("refresh", [])]))
+        lines.append("")
+        lines.extend(table(["", "wall time"], [
+            ["`pbsvllm status --json` (CLI, median of 3)", f"{fmt(sl.get('cli_status_json_s_median'))} s"],
+            ["batched status, in-process (median)", f"{fmt(sl.get('batched_status_s'))} s"],
+            ["per-job polling (one `qstat -f` per job), projected", f"{fmt(sl.get('per_job_polling_projected_s'))} s"],
+            ["**ratio per-job ÷ batched**", f"**{fmt(sl.get('speedup_batched_vs_per_job'))}×**"],
+        ]))
+    return lines
+
+
+def view_ssh(r: Result) -> List[str]:
+    rows = [[x.get("jobs"), x.get("round_trips_per_status"), x.get("connections_in_process_6_statuses"),
+             x.get("cli_connections_seen_by_sshd"), f"{fmt(x.get('status_cold_s_incl_connect'))} s",
+             f"{fmt(x.get('status_warm_s_median'))} s", f"{fmt(x.get('cli_status_s'))} s", x.get("all_known")]
+            for x in r.get("runs", [])]
+    return table(["jobs", "round trips per status", "connections for 6 statuses (in-process)",
+                  "connections of one CLI `status` (sshd log)", "first status (with connect)", "later status (median)",
+                  "CLI `status`", "all states known"], rows)
+
+
 VIEWS: Dict[str, Callable[[Result], List[str]]] = {
     "cli.json": view_cli,
     "logparse.json": view_logparse,
+    "status.json": view_status,
+    "ssh.json": view_ssh,
 }
 
 
