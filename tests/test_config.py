@@ -172,3 +172,16 @@ def test_cuda_profile_without_gpus_is_an_error(tmp_path):
     cfg = write(tmp_path, '[profiles.mine]\nbase = "local"\ndevice = "cuda"\n')
     with pytest.raises(ConfigError, match="gpus_per_node"):
         resolve({"profile": "mine"}, {"PBSVLLM_CONFIG": cfg})
+
+
+def test_example_config_file_resolves():
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "config.toml")
+    s = resolve({}, {"PBSVLLM_CONFIG": path})
+    assert s.profile.name == "polaris-mine" and s.profile.account == "MyProject"
+    assert s.profile.select_extra == "system=polaris"
+    lab = resolve({"profile": "lab"}, {"PBSVLLM_CONFIG": path}).profile
+    assert (lab.dialect, lab.gpus_per_node, lab.interconnect) == ("torque", 2, "pcie")
+    assert dict(lab.env)["HF_HOME"] == "/scratch/hf"
+    laptop = resolve({"profile": "laptop"}, {"PBSVLLM_CONFIG": path}).profile
+    assert laptop.device == "cpu" and laptop.cpu_kvcache_space_gib == 2.0
+    assert s.registries_for("qwen3-vl") == (os.path.expanduser("~/configs/endpoints.toml"),)

@@ -378,3 +378,27 @@ def test_submit_dry_run_prints_the_script(tmp_path):
     doc = json.loads(j.stdout)
     assert doc["log_path"].endswith("q.{job_id}.log") and doc["script"].startswith("#!/bin/bash")
     assert doc["plan"]["data_parallel_size"] == 4
+
+
+def test_example_site_template_renders_and_passes_shellcheck(tmp_path):
+    tdir = os.path.join(os.path.dirname(HERE), "examples", "templates")
+    s = resolve({"profile": "polaris", "template_dirs": [tdir], "home": "/h"}, {"PBSVLLM_CONFIG": os.devnull})
+    text = render("polaris", settings=s).script_text
+    assert "source /soft/site/setup-vllm.sh\n" in text and "module load conda" in text
+    assert "is over 95% full" in text
+    path = tmp_path / "job.sh"
+    path.write_text(text)
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    shellcheck(str(path))
+
+
+def test_example_config_profiles_render_and_pass_shellcheck(tmp_path):
+    cfg = os.path.join(os.path.dirname(HERE), "examples", "config.toml")
+    for name in ("polaris-mine", "lab", "laptop"):
+        s = resolve({"profile": name, "template_dirs": []}, {"PBSVLLM_CONFIG": cfg})  # the example dir is not here
+        text = render(name, settings=s, model="Qwen/Qwen2.5-7B-Instruct").script_text
+        path = tmp_path / f"{name}.sh"
+        path.write_text(text)
+        subprocess.run(["bash", "-n", str(path)], check=True)
+        shellcheck(str(path))
+    assert "#PBS -m n\n#PBS -N qwen3-vl" in (tmp_path / "lab.sh").read_text()

@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC1090,SC1091  # profile env_lines may source site files shellcheck cannot follow
 #PBS -N qwen3-vl
 #PBS -l select=1:ngpus=8
 #PBS -l filesystems=home:eagle
@@ -149,7 +150,11 @@ on_term() {
   STOPPING=1
   log "SIGTERM received: stopping vLLM${VLLM_PID:+ (pid $VLLM_PID)}"
   if [ -n "$VLLM_PID" ]; then
-    kill -TERM ${VLLM_PIDS[@]+"${VLLM_PIDS[@]}"} 2>/dev/null || true  # VLLM_PIDS holds VLLM_PID
+    if [ "${#VLLM_PIDS[@]}" -gt 0 ]; then  # VLLM_PIDS holds VLLM_PID once set: signal each server once
+      kill -TERM "${VLLM_PIDS[@]}" 2>/dev/null || true
+    else
+      kill -TERM "$VLLM_PID" 2>/dev/null || true
+    fi
   fi
 }
 trap on_term TERM INT
