@@ -67,6 +67,9 @@ RUNNING_STATUS_POLL_S = 5.0
 STARTING_CHECK_S = 0.5
 NEAR_READY_CHECK_S = 0.2
 CONTEXT_LINES = 12
+# after the first error line, keep reading this long: the root cause (a traceback's
+# last line) is often written just after "EngineCore failed to start."
+FAIL_SETTLE_S = 1.5
 # consecutive probe results of these kinds, once the log says the server is up, mean failure
 STUCK_PROBE_LIMIT = {"unauthorized": 2, "model_missing": 3, "completion_failed": 3, "models_error": 5}
 WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
@@ -252,6 +255,7 @@ class JobProgress:
     next_check: float = 0.0
     phases_seen: List[str] = dataclasses.field(default_factory=list)
     last_probe: Any = None
+    failing_since: Optional[float] = None
     _stuck: Tuple[str, int] = ("", 0)
 
     SAVED = ("phase", "server_state", "url", "urls", "log_offset", "log_line_no", "registered", "failure",
@@ -538,7 +542,13 @@ class Watcher:
         self._read_log(job)
         tracker = self._tracker(job)
         if tracker.failed:
-            self._fail(job, tracker.root_cause or "error", self._describe_error(tracker))
+            now = self.clock()
+            if job.failing_since is None:
+                job.failing_since = now
+            if now - job.failing_since >= FAIL_SETTLE_S:
+                self._fail(job, tracker.root_cause or "error", self._describe_error(tracker))
+            else:
+                job.next_check = now + NEAR_READY_CHECK_S
             return
         if not job.url:
             info = self._server_info(job)

@@ -8,6 +8,7 @@ import click
 
 from pbsvllm.commands._common import echo_json, json_option
 from pbsvllm.commands.plan import site_options, split_kwargs, workload_options
+from pbsvllm.commands.watch import registry_options, registry_specs
 
 
 def submit_options(f: Any) -> Any:
@@ -34,6 +35,12 @@ def submit_options(f: Any) -> Any:
 @click.command()
 @click.argument("model")
 @submit_options
+@click.option("--wait", is_flag=True,
+              help="Follow the job until its server really answers (model listed, one-token completion), "
+                   "then register it in the endpoint registries; exit 7 if it fails.")
+@click.option("--timeout", "timeout_s", type=float, default=None, metavar="SECONDS",
+              help="With --wait: give up waiting after this long (the job keeps running).")
+@registry_options
 @site_options
 @workload_options
 @json_option
@@ -46,6 +53,9 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     from pbsvllm.render import prepare_job
 
     flags, options = split_kwargs(kwargs)
+    specs = registry_specs(kwargs.get("registries") or (), kwargs.get("registry_format"))
+    if specs:
+        flags["registries"] = tuple(specs)  # recorded in the job: watch/status use them later
     if kwargs.get("template"):
         options["template"] = kwargs["template"]
     settings = resolve(flags)
@@ -61,10 +71,24 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     from pbsvllm.launch import submit_prepared
 
     record = submit_prepared(settings, prepared)
-    if as_json:
+    if kwargs.get("add_replica"):
+        from pbsvllm.jobs import JobStore
+
+        record = JobStore(settings.home).update(record.job_id, watch={"add_replica": True})
+    if as_json and not kwargs.get("wait"):
         echo_json(record.to_dict())
         return
-    click.echo(f"submitted {record.job_id}  alias {record.alias}  ({settings.profile.name}, "
-               f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size})")
-    click.echo(f"log     {record.log_path}")
-    click.echo(f"script  {record.script_path}")
+    say = (lambda t: click.echo(t, err=True)) if as_json else click.echo
+    say(f"submitted {record.job_id}  alias {record.alias}  ({settings.profile.name}, "
+        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size})")
+    say(f"log     {record.log_path}")
+    say(f"script  {record.script_path}")
+    if kwargs.get("wait"):
+        import sys
+
+        from pbsvllm.commands.watch import follow_jobs
+
+        code = follow_jobs(settings, [record], add_replica=bool(kwargs.get("add_replica")),
+                           timeout_s=kwargs.get("timeout_s"), as_json=as_json)
+        if code:
+            sys.exit(code)
