@@ -150,7 +150,11 @@ def resolve_target(
     """A URL (``--model`` required) or an alias looked up in registries / job records."""
     if is_url(name):
         return url_target(name, model, api_key_env, environ)
-    return alias_target(name, registries, environ, home)
+    target = alias_target(name, registries, environ, home)
+    if model:  # --model overrides the served name the registry or job record gives
+        eps = tuple(Endpoint(e.url, model, e.api_key) for e in target.endpoints)
+        target = Target(target.name, eps, target.source, target.api_key_env)
+    return target
 
 
 def alias_target(alias: str, registries: Sequence[str] = (),
@@ -179,7 +183,9 @@ def alias_target(alias: str, registries: Sequence[str] = (),
         home = home or settings.home
     for i, reg in enumerate(open_registries(regs)):
         tried.append(reg.path)
-        if i >= explicit and not os.path.exists(reg.path):
+        if not os.path.exists(reg.path):
+            if i < explicit:
+                raise ConfigError(f"registry {reg.path} (given with --registry) does not exist")
             continue
         found = reg.lookup(alias)
         if found:

@@ -314,6 +314,10 @@ def test_alias_resolution_registry_config_and_job_records(tmp_path):
     assert "sk-pool" not in json.dumps(t.to_json())
     with pytest.raises(JobNotFoundError):  # an explicit registry is the only place looked at
         bench.resolve_target("other", None, registries=[explicit.path], environ=env)
+    with pytest.raises(ConfigError, match="does not exist"):
+        bench.resolve_target("pool", None, registries=[str(tmp_path / "typo.toml")], environ=env)
+    t = bench.resolve_target("pool", "override", registries=[explicit.path], environ=env)
+    assert {e.model for e in t.endpoints} == {"override"} and t.endpoints[0].api_key == "sk-pool"
 
     # the registries of the user config
     conf = open_registry(str(tmp_path / "conf-endpoints.toml"))
@@ -437,6 +441,7 @@ def test_cli_prompts_file_and_api_key_from_env(fake_server, tmp_path):
     proc = run_cli(url, "--model", "m", "-n", "2", "-c", "1", "--prompts", str(prompts), "--json",
                    "--api-key-env", "BENCH_TEST_KEY", check_rc=7)
     assert json.loads(proc.stdout)["runs"][0]["levels"][0]["errors"] == {"http_401": 2}
+    assert "$BENCH_TEST_KEY is not set" in proc.stderr
 
 
 def test_cli_bad_options_are_one_line_errors(tmp_path):

@@ -109,7 +109,9 @@ def command(target: str, n: int, concurrency: str, other: Optional[str], model: 
 
     if report.total_ok() == 0:
         kinds: List[str] = sorted({k for run in report.runs for lv in run.levels for k in lv.errors})
-        raise ServerError(
-            f"all {report.total_requests()} requests failed ({', '.join(kinds)})",
-            hint="check the URL, --model and the API key variable; the report above shows an example of each error",
-        )
+        hint = "check the URL, --model and the API key variable; the report above shows an example of each error"
+        if "http_401" in kinds:
+            unset = sorted({t.api_key_env for t in targets if not any(e.api_key for e in t.endpoints)})
+            hint = ("the server wants an API key: " + (f"${' and $'.join(unset)} is not set"
+                    if unset else "the key sent was refused") + " (--api-key-env NAME picks the variable)")
+        raise ServerError(f"all {report.total_requests()} requests failed ({', '.join(kinds)})", hint=hint)
