@@ -58,7 +58,8 @@ def build_row(record: Any, status: Any = None, *, now: Optional[float] = None, s
         at = _rec(record, "last_status_at") or 0
         if at:
             used = int(used + max(0, now - at))
-    left = None if used is None or limit is None else max(0, int(limit) - int(used))
+    active = state in (JobState.PENDING.value, JobState.HELD.value, JobState.RUNNING.value, JobState.COMPLETING.value)
+    left = None if used is None or limit is None or not active else max(0, int(limit) - int(used))
     return {
         "alias": _rec(record, "alias") or "",
         "job_id": _rec(record, "job_id"),

@@ -184,3 +184,20 @@ def test_detection_from_version_output():
     assert "local backend" in str(ei.value)
     t = ScriptedTransport([(["qstat", "--version"], (2, "", "Unknown option: version\nUsage:\n")), (["scontrol", "--version"], (0, "slurm-wlm 22.05.8\n", ""))])
     assert get_scheduler("auto", t).name == "slurm-torque"
+
+
+def test_many_missing_ids_asks_for_all_jobs_once():
+    import json
+
+    doc = json.loads(sample("qstat-f-F-json-1job-pbs20.0.1.json"))
+    job = doc["Jobs"]["1008.qot-calc0"]
+    all_jobs = {"Jobs": {f"{2000 + i}.qot-calc0": job for i in range(30)}}
+    first = {"Jobs": {"2000.qot-calc0": job}}
+    ids = [str(2000 + i) for i in range(30)]
+    s, t = sched([
+        (["qstat", "-x", "-f", "-F", "json", "2000", "2001"], (0, json.dumps(first), "")),
+        (["qstat", "-x", "-f", "-F", "json"], (0, json.dumps(all_jobs), "")),
+    ])
+    got = s.status(ids)
+    assert t.argvs[1] == ["qstat", "-x", "-f", "-F", "json"] and len(t.argvs) == 2
+    assert all(g.state is JobState.RUNNING for g in got.values())

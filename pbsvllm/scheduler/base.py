@@ -298,11 +298,14 @@ def ids_match(requested: str, reported: str) -> bool:
 def match_ids(requested: Sequence[str], found: Mapping[str, Any]) -> Dict[str, str]:
     """requested id -> key in ``found`` naming the same job."""
     out: Dict[str, str] = {}
+    by_seq: Dict[str, List[str]] = {}
+    for key in found:
+        by_seq.setdefault(split_job_id(key)[0], []).append(key)
     for rid in requested:
         if rid in found:
             out[rid] = rid
             continue
-        for key in found:
+        for key in by_seq.get(split_job_id(rid)[0], ()):
             if ids_match(rid, key):
                 out[rid] = key
                 break

@@ -23,6 +23,8 @@ _UNKNOWN_RE = re.compile(r"Unknown Job Id(?: Error)?\s+(\S+)")
 class PBSProScheduler(QsubScheduler):
     name = "pbspro"
     states = PBSPRO_STATES
+    #: Up to this many ids missing from a multi-id answer are re-asked one by one.
+    per_id_limit = 10
 
     # -- status
     def status(self, job_ids: Iterable[str]) -> Dict[str, JobStatus]:
@@ -35,9 +37,11 @@ class PBSProScheduler(QsubScheduler):
         missing = [i for i in ids if i not in mapping and i not in unknown]
         if missing and len(ids) > 1:
             # OpenPBS #2672: with several ids only the first job comes back
-            # (and no error for the others). Ask for the rest one by one.
-            for jid in missing:
-                more, unk = self._query([jid])
+            # (and no error for the others). Ask for the rest one by one, or,
+            # when many are missing, for all jobs at once and filter.
+            batches = [[j] for j in missing] if len(missing) <= self.per_id_limit else [[]]
+            for batch in batches:
+                more, unk = self._query(batch)
                 found.update(more)
                 unknown |= unk
             mapping = match_ids(ids, found)
@@ -54,7 +58,7 @@ class PBSProScheduler(QsubScheduler):
         argv = ["qstat", "-x", "-f", "-F", "json", *ids]
         rc, out, err = self._run(argv, safe_to_repeat=True)
         unknown = self._unknown_ids(ids, err)
-        if rc != 0 and not out.strip() and len(unknown) < len(ids):
+        if rc != 0 and not out.strip() and (not ids or len(unknown) < len(ids)):
             raise self._fail(argv, rc, out, err, "cannot read job status")
         try:
             return parse_pbs_json(out), unknown
@@ -63,7 +67,7 @@ class PBSProScheduler(QsubScheduler):
         argv = ["qstat", "-x", "-f", "-w", *ids]
         rc, out, err = self._run(argv, safe_to_repeat=True)
         unknown |= self._unknown_ids(ids, err)
-        if rc != 0 and not out.strip() and len(unknown) < len(ids):
+        if rc != 0 and not out.strip() and (not ids or len(unknown) < len(ids)):
             raise self._fail(argv, rc, out, err, "cannot read job status (text fallback)")
         return parse_qstat_f_text(out), unknown
 

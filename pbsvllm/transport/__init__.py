@@ -32,12 +32,16 @@ def get_transport(host: Optional[str] = None, *, fresh: bool = False, **opts: An
     ``known_hosts``, ``accept_unknown_host``, ``keepalive``, ...) are passed
     to :class:`pbsvllm.transport.ssh.SSHTransport`. ``fresh=True`` bypasses
     the per-process cache. ``$PBSVLLM_SSH_CONFIG`` names another
-    ssh_config file than ``~/.ssh/config``.
+    ssh_config file than ``~/.ssh/config``; ``$PBSVLLM_SSH_ACCEPT_NEW=1``
+    records an unknown host key instead of refusing it (like
+    ``StrictHostKeyChecking=accept-new``).
     """
     if is_local_host(host):
         return LocalTransport()
     if "ssh_config" not in opts and os.environ.get("PBSVLLM_SSH_CONFIG"):
         opts["ssh_config"] = os.environ["PBSVLLM_SSH_CONFIG"]
+    if "accept_unknown_host" not in opts and os.environ.get("PBSVLLM_SSH_ACCEPT_NEW", "") in ("1", "yes", "true"):
+        opts["accept_unknown_host"] = True
     key = (str(host), tuple(sorted(opts.items())))
     if not fresh:
         cached = _cache.get(key)

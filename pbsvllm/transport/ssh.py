@@ -189,7 +189,7 @@ class SSHTransport(Transport):
                     f"refusing to connect to {where}: its host key is not in known_hosts"
                     f" ({self.known_hosts or '~/.ssh/known_hosts'})",
                     hint="connect once with `ssh` to check and record the key, or opt in with"
-                    " --accept-new-host-key",
+                    " PBSVLLM_SSH_ACCEPT_NEW=1",
                 ) from None
             raise TransportError(f"SSH connection to {where} failed: {text}", hint="check the host and that sshd runs") from None
         except OSError as exc:

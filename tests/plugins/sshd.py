@@ -66,12 +66,17 @@ def _wait_banner(port: int, timeout: float) -> bool:
     return False
 
 
-@pytest.fixture(scope="session")
-def sshd_server(tmp_path_factory) -> SSHD:
+class SSHDError(RuntimeError):
+    pass
+
+
+def start_sshd(d: str) -> "tuple[SSHD, subprocess.Popen]":
+    """Start sshd with everything under folder ``d``; raise SSHDError if it cannot.
+    Used by the fixture and by benchmarks/bench_ssh.py."""
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     if not os.path.exists(sshd) or not shutil.which("ssh-keygen"):
-        pytest.fail("OpenSSH server is not installed: run `bash scripts/setup-system.sh` (openssh-server)")
-    d = str(tmp_path_factory.mktemp("sshd"))
+        raise SSHDError("OpenSSH server is not installed: run `bash scripts/setup-system.sh` (openssh-server)")
+    os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o700)
     for name, kind in (("host_key", "ed25519"), ("client_key", "ed25519")):
         subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", os.path.join(d, name)], check=True)
@@ -110,15 +115,29 @@ def sshd_server(tmp_path_factory) -> SSHD:
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     log = open(os.path.join(d, "sshd.log"), "ab")
     proc = subprocess.Popen([sshd, "-D", "-e", "-f", cfg], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    log.close()
     if not _wait_banner(port, 20):
         proc.kill()
         with open(os.path.join(d, "sshd.log"), errors="replace") as fh:
-            pytest.fail(f"sshd did not start on 127.0.0.1:{port}:\n{fh.read()[-3000:]}")
+            raise SSHDError(f"sshd did not start on 127.0.0.1:{port}:\n{fh.read()[-3000:]}")
     server = SSHD(port=port, dir=d, ssh_config=client_cfg, known_hosts=known, client_key=os.path.join(d, "client_key"), host_pub=host_pub, pid=proc.pid)
-    yield server
+    return server, proc
+
+
+def stop_sshd(proc: "subprocess.Popen") -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory) -> SSHD:
+    try:
+        server, proc = start_sshd(str(tmp_path_factory.mktemp("sshd")))
+    except SSHDError as exc:
+        pytest.fail(str(exc))
+    yield server
+    stop_sshd(proc)

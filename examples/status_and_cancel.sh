@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Submit a tiny PBS-style script through the embedded local backend (no
+# scheduler needed), watch it in `pbsvllm status`, then cancel it.
+#   bash examples/status_and_cancel.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+export PBSVLLM_HOME="${PBSVLLM_HOME:-$(mktemp -d)/pbsvllm}"
+work="$(mktemp -d)"
+cat > "$work/sleeper.pbs" <<'JOB'
+#!/bin/bash
+#PBS -N sleeper
+#PBS -l walltime=00:05:00
+#PBS -j oe
+echo "job $PBS_JOBID on $(cat "$PBS_NODEFILE") in $PBS_O_WORKDIR"
+trap 'echo "got SIGTERM"; exit 143' TERM
+sleep 300 & wait
+JOB
+# The library calls that `pbsvllm submit` makes after rendering the script:
+"$PY" - "$work/sleeper.pbs" <<'PYCODE'
+import sys, types, os
+from pbsvllm.launch import submit_prepared
+home = os.environ["PBSVLLM_HOME"]
+script = open(sys.argv[1]).read()
+prepared = types.SimpleNamespace(alias="sleeper", model="none", served_model_name="sleeper", plan={}, port=0,
+                                 script_text=script, script_path=os.path.join(home, "scripts", "sleeper.pbs"),
+                                 log_path="", server_info_path="")
+settings = types.SimpleNamespace(home=home, host=None, scheduler="local", profile=None, registries=())
+rec = submit_prepared(settings, prepared)
+print("submitted", rec.job_id)
+PYCODE
+sleep 1
+"$PY" -m pbsvllm status
+"$PY" -m pbsvllm status sleeper --json
+"$PY" -m pbsvllm cancel sleeper
+sleep 1
+"$PY" -m pbsvllm status --offline
+"$PY" -m pbsvllm status
