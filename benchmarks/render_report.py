@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -309,6 +310,37 @@ SECTIONS: List[Dict[str, Any]] = [
 ]
 
 
+def script_doc(name: str) -> str:
+    """First paragraph of a benchmark script's docstring (for sections this file does not describe)."""
+    import ast
+
+    try:
+        doc = ast.get_docstring(ast.parse(_read(os.path.join(ROOT, "benchmarks", name + ".py")))) or ""
+    except SyntaxError:
+        doc = ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def all_sections(runs: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The known sections, then one for every other benchmark script found or run."""
+    known = {s["script"] for s in SECTIONS}
+    found = set(runs)
+    bench_dir = os.path.join(ROOT, "benchmarks")
+    if os.path.isdir(bench_dir):
+        found |= {f[:-3] for f in os.listdir(bench_dir) if f.startswith("bench_") and f.endswith(".py")}
+    extra = []
+    for name in sorted(found - known):
+        doc = script_doc(name)
+        extra.append({
+            "script": name,
+            "title": (re.split(r"[.:;(]", doc)[0] if doc else name.replace("bench_", "").replace("_", " ")).strip(),
+            "says": doc or "(the script has no description)",
+            "not": "This benchmark has no section in benchmarks/render_report.py yet: read its script and notes "
+                   "before drawing conclusions from its figures.",
+        })
+    return list(SECTIONS) + extra
+
+
 def render(results_dir: str) -> str:
     runs_doc: Dict[str, Any] = {}
     try:
@@ -347,7 +379,7 @@ def render(results_dir: str) -> str:
     lines.extend(["## Summary", ""])
     summary_rows = []
     bodies: List[List[str]] = []
-    for i, sec in enumerate(SECTIONS, 1):
+    for i, sec in enumerate(all_sections(runs), 1):
         name = sec["script"]
         run = runs.get(name)
         script_exists = os.path.exists(os.path.join(ROOT, "benchmarks", name + ".py"))
@@ -358,10 +390,11 @@ def render(results_dir: str) -> str:
             if run.get("status") == "missing" and script_exists:
                 status = "missing at the last run (script added since)"
         files = (run or {}).get("results") or []
-        if not files and run is None:
-            guess = name.replace("bench_", "") + ".json"
-            if os.path.exists(os.path.join(results_dir, guess)):
-                files = [guess]
+        earlier = False
+        guess = name.replace("bench_", "", 1) + ".json"
+        if not files and os.path.exists(os.path.join(results_dir, guess)):
+            files = [guess]
+            earlier = run is not None and run.get("status") != "ok"
         results: List[Tuple[str, Result]] = []
         for f in files:
             try:
@@ -374,16 +407,22 @@ def render(results_dir: str) -> str:
                              f"{run['seconds']:.0f} s" if run and run.get("seconds") else "–", head])
         body = [f"## {i}. {sec['title']}", "", f"`benchmarks/{name}.py` — status: **{status}**"
                 + (f", ran {run['ran_at']} in {run['seconds']:.0f} s" if run and run.get("ran_at") else "") + ".", ""]
-        if run and run.get("status") not in ("ok", None):
-            body.append(f"Output tail (`{run.get('log')}`):")
+        failed = bool(run) and run.get("status") not in ("ok", "missing")
+        if failed or (run and run.get("status") == "ok" and not results):
+            body.append(("Its output" if not failed else "Output tail") + f" (`{run.get('log')}`)"
+                        + (", as it wrote no result file:" if not failed else ":"))
             body.append("")
             body.append("```")
-            body.extend(_read(os.path.join(ROOT, run.get("log", ""))).splitlines()[-15:] or ["(no output)"])
+            body.extend(_read(os.path.join(ROOT, run.get("log", ""))).splitlines()[-(15 if failed else 40):]
+                        or ["(no output)"])
             body.append("```")
             body.append("")
-        if not results and (run is None or run.get("status") == "ok"):
+        elif not results:
             body.append("No result file yet." if script_exists else
                         "The script does not exist yet, so there is no figure for this benchmark.")
+            body.append("")
+        if earlier:
+            body.append("The last run failed; the figures below are from an **earlier** run.")
             body.append("")
         for f, res in results:
             cmd = res.get("command")

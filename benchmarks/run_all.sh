@@ -18,7 +18,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 
+# The benchmarks of the issue, in report order, then any other benchmarks/bench_*.py found.
 SCRIPTS=(bench_cli bench_status bench_ssh bench_logparse bench_readiness bench_plan_value)
+for f in benchmarks/bench_*.py; do
+  [ -f "$f" ] || continue
+  n="$(basename "$f" .py)"
+  case " ${SCRIPTS[*]} " in *" $n "*) ;; *) SCRIPTS+=("$n") ;; esac
+done
 PER_SCRIPT_TIMEOUT="${BENCH_TIMEOUT:-2400}"
 RESULTS="$ROOT/benchmarks/results"
 LOGS="$RESULTS/logs"
@@ -63,8 +69,8 @@ for name in "${SCRIPTS[@]}"; do
   rc=$?
   end=$(date +%s.%N)
   secs=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b-a}')
-  # result files this script wrote (newer than the marker)
-  written="$(find "$RESULTS" -maxdepth 1 -name '*.json' ! -name '_runs.json' -newer "$marker" -printf '%f ' 2>/dev/null)"
+  # result files this script wrote: results/<name without bench_>*.json, newer than the marker
+  written="$(find "$RESULTS" -maxdepth 1 -name "${name#bench_}*.json" -newer "$marker" -printf '%f ' 2>/dev/null)"
   rm -f "$marker"
   tail -n 200 "$log.full" >"$log"
   rm -f "$log.full"
