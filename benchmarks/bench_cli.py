@@ -96,7 +96,7 @@ def importtime(python: str, code: str, env: Dict[str, str], top: int = 8) -> Dic
     own = sorted((r for r in rows if r[0].startswith("pbsvllm")), key=lambda r: -r[2])[:top]
     stdlib = getattr(sys, "stdlib_module_names", frozenset())
     packages = sorted({r[0].split(".")[0] for r in rows} - set(stdlib)
-                      - {"pbsvllm", "sitecustomize", "usercustomize"})
+                      - {"pbsvllm", "sitecustomize", "usercustomize", "org"})  # org: Jython probe in copy
     packages = [p for p in packages if not p.startswith("_")]
     return {
         "modules_imported": len(rows),

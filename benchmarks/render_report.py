@@ -389,9 +389,9 @@ def render(results_dir: str) -> str:
             status = run["status"] + (f" (rc {run['rc']})" if run.get("status") not in ("ok", "missing") else "")
             if run.get("status") == "missing" and script_exists:
                 status = "missing at the last run (script added since)"
-        files = (run or {}).get("results") or []
-        earlier = False
         guess = name.replace("bench_", "", 1) + ".json"
+        files = [f for f in (run or {}).get("results") or [] if f.startswith(guess[:-5])]
+        earlier = False
         if not files and os.path.exists(os.path.join(results_dir, guess)):
             files = [guess]
             earlier = run is not None and run.get("status") != "ok"
