@@ -82,6 +82,13 @@ def submit_prepared(
     if scheduler is None:
         profile = _get(settings, "profile")
         name = _get(settings, "scheduler") or _get(profile, "scheduler") or "auto"
+        if name == "torque":
+            # Many "Torque" sites are Slurm behind Torque wrappers: check once
+            # at submit; the record keeps the answer for status and cancel.
+            from pbsvllm.scheduler.detect import detect
+
+            if detect(transport) == "slurm-torque":
+                name = "slurm-torque"
         kw = {"home": home} if home else {}
         scheduler = get_scheduler(name, transport, **kw)
     store = store or JobStore(home)

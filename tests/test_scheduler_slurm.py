@@ -162,3 +162,18 @@ def test_walltime_overrun_is_reported(slurm, walltime_job):
     st, seen = wait_for(slurm, jid, {JobState.FAILED, JobState.COMPLETED, JobState.CANCELLED}, timeout=180)
     assert st.state is JobState.FAILED and st.exit_status == -29, st
     assert "walltime exceeded" in st.exit_reason and "TIMEOUT" in st.comment
+
+
+def test_torque_profile_on_slurm_wrappers_and_output_folder(slurm, tmp_path):
+    home = str(tmp_path / "home")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    prepared = types.SimpleNamespace(alias="folder", model="m", served_model_name="folder", plan={}, port=1,
+                                     script_text=f"#!/bin/bash\n#PBS -N folderjob\n#PBS -l walltime=00:02:00\n#PBS -j oe\n#PBS -o {logs}/\necho out-here\n",
+                                     script_path=os.path.join(home, "scripts", "f.pbs"), log_path="", server_info_path="")
+    settings = types.SimpleNamespace(home=home, host=None, scheduler="torque", profile=None, registries=())
+    rec = submit_prepared(settings, prepared)
+    assert rec.scheduler == "slurm-torque"  # detected once at submit, kept in the record
+    st, _ = wait_for(slurm, rec.job_id, {JobState.COMPLETED, JobState.FAILED}, timeout=90)
+    assert st.exit_status == 0
+    assert (logs / f"folderjob.o{rec.job_id}").read_text() == "out-here\n"

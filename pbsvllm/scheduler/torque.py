@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 import time
@@ -144,8 +145,8 @@ class SlurmTorqueScheduler(TorqueScheduler):
         if name and not opts.job_name:
             extra += ["-N", name]
         join = directives.get("-j")
-        out_path = directives.get("-o")
-        err_path = directives.get("-e")
+        out_path = _slurm_path(directives.get("-o"), name or posixpath.basename(script_path), "o")
+        err_path = _slurm_path(directives.get("-e"), name or posixpath.basename(script_path), "e")
         if join and join.startswith("o"):
             extra += ["-j", "oe"]
             if out_path:
@@ -227,6 +228,18 @@ class SlurmTorqueScheduler(TorqueScheduler):
         if st.state.is_terminal:
             return f"job {job_id} had already finished ({st.exit_reason or st.raw_state})"
         raise self._fail(argv, rc, out, err, f"cannot cancel job {job_id}")
+
+
+def _slurm_path(value: Optional[str], name: str, kind: str) -> Optional[str]:
+    """PBS ``-o``/``-e`` value -> a file path for sbatch: ``host:`` dropped; a
+    folder (trailing ``/``) gets PBS's default name ``<name>.o<id>``."""
+    if not value:
+        return None
+    if ":" in value and not value.startswith("/"):
+        value = value.split(":", 1)[1]
+    if value.endswith("/"):
+        value = f"{value}{name}.{kind}%j"
+    return value
 
 
 def _numeric(job_id: str) -> str:
