@@ -133,6 +133,38 @@ if [ "$(cat "$VENV/.pbsvllm-ready" 2>/dev/null || true)" != "$RECIPE" ]; then
 else
   echo "setup-vllm-cpu: reusing $VENV (stamp present)"
 fi
+# AMX permission hook (idempotent, also applied to venvs built before it existed).
+# On x86 CPUs with AMX, Linux only lets a process use the AMX tile registers
+# after it asks (arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA); the permission is
+# reset by exec. vLLM 0.32's CPU attention picks its "amx" kernels for bf16,
+# and its worker processes (spawned: a fresh exec) never ask, so the first
+# short prompt kills the worker with SIGILL ("Worker proc VllmWorker-0 died
+# unexpectedly (exit code: -4)", HTTP 500, the server shuts down). A .pth
+# file makes every Python process of this venv ask at start-up (a no-op
+# elsewhere).
+install_amx_hook() {
+  local sp
+  sp="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  cat >"$sp/_pbsvllm_amx.py.tmp" <<'PY'
+"""Ask Linux for AMX tile permission (see scripts/setup-vllm-cpu.sh)."""
+import platform
+import sys
+
+if sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64"):
+    try:
+        import ctypes
+
+        # syscall(SYS_arch_prctl=158, ARCH_REQ_XCOMP_PERM=0x1023, XFEATURE_XTILEDATA=18)
+        ctypes.CDLL(None, use_errno=True).syscall(158, 0x1023, 18)
+    except Exception:  # no AMX, old kernel, no libc symbol: nothing to do
+        pass
+PY
+  mv -f "$sp/_pbsvllm_amx.py.tmp" "$sp/_pbsvllm_amx.py"
+  echo "import _pbsvllm_amx" >"$sp/_pbsvllm_amx.pth.tmp"
+  mv -f "$sp/_pbsvllm_amx.pth.tmp" "$sp/_pbsvllm_amx.pth"
+}
+install_amx_hook
+
 if [ "$(cat "$MODEL/.pbsvllm-ready" 2>/dev/null || true)" != "$MODEL_RECIPE" ]; then
   build_model
 else

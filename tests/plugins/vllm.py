@@ -190,7 +190,13 @@ class VllmServer:
                 ids = [m.get("id") for m in body.get("data", [])] if isinstance(body, dict) else []
                 if self.served_name not in ids:
                     raise RuntimeError("server on port %d serves %s, not %r" % (self.port, ids, self.served_name))
-                status, body = chat(self.base_url, self.served_name, self.api_key, max_tokens=1)
+                # A 200 from /v1/models does not prove the engine can generate: send
+                # a short completion (the kind that once crashed the CPU worker) and a chat.
+                status, body = http_json("POST", self.base_url + "/completions",
+                                         {"model": self.served_name, "prompt": "Hello", "max_tokens": 1,
+                                          "temperature": 0}, api_key=self.api_key, timeout=60)
+                if status == 200:
+                    status, body = chat(self.base_url, self.served_name, self.api_key, max_tokens=1)
                 if status != 200:
                     raise RuntimeError("first completion failed: HTTP %s %s; log:\n%s"
                                        % (status, body, self.log_tail()))
