@@ -151,12 +151,10 @@ STOPPING=0
 on_term() {
   STOPPING=1
   log "SIGTERM received: stopping vLLM${VLLM_PID:+ (pid $VLLM_PID)}"
-  if [ -n "$VLLM_PID" ]; then
-    if [ "${#VLLM_PIDS[@]}" -gt 0 ]; then  # VLLM_PIDS holds VLLM_PID once set: signal each server once
-      kill -TERM "${VLLM_PIDS[@]}" 2>/dev/null || true
-    else
-      kill -TERM "$VLLM_PID" 2>/dev/null || true
-    fi
+  if [ "${#VLLM_PIDS[@]}" -gt 0 ]; then  # VLLM_PIDS holds VLLM_PID once set: signal each server once
+    kill -TERM "${VLLM_PIDS[@]}" 2>/dev/null || true
+  elif [ -n "$VLLM_PID" ]; then
+    kill -TERM "$VLLM_PID" 2>/dev/null || true
   fi
 }
 trap on_term TERM INT
