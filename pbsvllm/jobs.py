@@ -174,18 +174,26 @@ class JobStore:
 
     def update(self, job_id: str, **fields: Any) -> JobRecord:
         """Set ``fields`` on the stored record under the lock (read-modify-write)."""
+        return self.update_many({job_id: fields})[0]
+
+    def update_many(self, updates: Dict[str, Dict[str, Any]]) -> List[JobRecord]:
+        """``update`` for several records under ONE lock (e.g. ``status``
+        caching the states of 1,000 jobs)."""
+        names = {f.name for f in dataclasses.fields(JobRecord)} - {"extra", "job_id"}
+        out = []
         with self.lock():
-            rec = self.get(job_id)
-            names = {f.name for f in dataclasses.fields(JobRecord)} - {"extra", "job_id"}
-            for k, v in fields.items():
-                if k in names:
-                    setattr(rec, k, v)
-                elif k == "job_id":
-                    raise PbsvllmError("a job record's job_id cannot be changed")
-                else:
-                    rec.extra[k] = v
-            self._write(rec)
-            return rec
+            for job_id, fields in updates.items():
+                rec = self.get(job_id)
+                for k, v in fields.items():
+                    if k in names:
+                        setattr(rec, k, v)
+                    elif k == "job_id":
+                        raise PbsvllmError("a job record's job_id cannot be changed")
+                    else:
+                        rec.extra[k] = v
+                self._write(rec)
+                out.append(rec)
+        return out
 
     def delete(self, job_id: str) -> None:
         with self.lock():

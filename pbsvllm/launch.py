@@ -187,6 +187,7 @@ def refresh_statuses(
             errors.append(f"{host or 'localhost'} ({sched_name}): {exc}")
             continue
         now = time.time()
+        changed: Dict[str, Dict[str, Any]] = {}
         for rec in recs:
             st = got.get(rec.job_id)
             if st is None:
@@ -195,7 +196,9 @@ def refresh_statuses(
             d = st.to_dict()
             if _status_key(d) != _status_key(rec.last_status or {}) or now - (rec.last_status_at or 0) > 60:
                 rec.last_status, rec.last_status_at = d, now
-                store.update(rec.job_id, last_status=d, last_status_at=now)
+                changed[rec.job_id] = {"last_status": d, "last_status_at": now}
+        if changed:
+            store.update_many(changed)
     return statuses, errors
 
 

@@ -28,6 +28,12 @@ def get_scheduler(name: Optional[str], transport: Transport, **opts: Any) -> Sch
         from pbsvllm.scheduler.detect import detect
 
         key = detect(transport)
+        if key == "local" and not transport.is_local:
+            raise ConfigError(
+                f"no scheduler answered on {transport.host}: `qstat` is not on the PATH of a"
+                " non-interactive shell there",
+                hint="add the PBS bin folder to PATH in ~/.bashrc on that host, or pass --scheduler pbspro|torque",
+            )
     if key == "pbspro":
         from pbsvllm.scheduler.pbspro import PBSProScheduler
 
