@@ -438,13 +438,15 @@ class ErrorTracker:
         self.engine_dead_after_shutdown = 0
         self.suggested_max_model_len: Optional[int] = None
 
-    def feed(self, line: str, line_no: int) -> Optional[str]:
-        """Look at one line; return an error kind when it shows one."""
+    def feed(self, line: str, line_no: int, text: Optional[str] = None) -> Optional[str]:
+        """Look at one line (or its message part); return an error kind when
+        it shows one. ``text`` is what to quote as evidence (default: the
+        line, wrappers stripped)."""
         kind = classify_error(line)
         if kind is not None:
             self.kinds_seen[kind] = self.kinds_seen.get(kind, 0) + 1
             if len(self.events) < MAX_ERROR_EVENTS:
-                self.events.append(ErrorEvent(kind, line_no, strip_line(line)[:1000]))
+                self.events.append(ErrorEvent(kind, line_no, (text or strip_line(line))[:1000]))
             if kind == "kv_cache_too_small" and self.suggested_max_model_len is None:
                 m = _EST_MAX_LEN_RE.search(line)
                 if m:
@@ -456,13 +458,13 @@ class ErrorTracker:
                 self.shutdown_line = line_no
             return None
         if "encountered a fatal error" in line and not self.shutdown_seen:
-            self._crash(line, line_no)
+            self._crash(text or line, line_no)
             return None
         if "EngineDeadError" in line:
             if self.shutdown_seen:
                 self.engine_dead_after_shutdown += 1
             else:
-                self._crash(line, line_no)
+                self._crash(text or line, line_no)
         return None
 
     def _crash(self, line: str, line_no: int) -> None:
@@ -1033,7 +1035,7 @@ class LogScanner:
         text = strip_line(raw)
 
         # errors first: they matter most and a line may also be a phase line
-        kind = f.errors.feed(msg, line_no)
+        kind = f.errors.feed(msg, line_no, text)
         if kind is not None:
             f.add_evidence("error:" + kind, line_no, text)
         elif "EngineDeadError" in msg or "encountered a fatal error" in msg:
