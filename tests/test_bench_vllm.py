@@ -1,8 +1,8 @@
 """pbsvllm bench against the real vLLM CPU server (tests/plugins/vllm.py starts it).
 
-A few seconds of load: 12 short requests at concurrency 1 and 4. The server
-is the session-wide eager ``tiny`` server, shared with other tests; if it
-cannot start, the fixture fails the test loudly.
+A few seconds of load: 12 short requests at concurrency 1 and 4. One
+server only (the session-wide eager ``tiny`` server with an API key, shared
+with other tests); if it cannot start, the fixture fails the test loudly.
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.vllm
 
 
-def test_bench_real_vllm_cli_json(vllm_server):
+def test_bench_real_vllm_cli_json(vllm_server_key):
+    srv = vllm_server_key
     env = dict(os.environ)
-    env.pop("VLLM_API_KEY", None)
+    env["VLLM_API_KEY"] = srv.api_key  # the default --api-key-env; never on the command line
     proc = subprocess.run(
-        [sys.executable, "-m", "pbsvllm", "bench", vllm_server.base_url, "--model", vllm_server.served_name,
+        [sys.executable, "-m", "pbsvllm", "bench", srv.base_url, "--model", srv.served_name,
          "-n", "12", "-c", "1,4", "--input-len", "16", "--output-len", "8", "--seed", "5", "--json",
          "--timeout", "60"],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
     )
-    assert proc.returncode == 0, (proc.stdout, proc.stderr, vllm_server.log_tail())
+    assert proc.returncode == 0, (proc.stdout, proc.stderr, srv.log_tail())
+    assert srv.api_key not in proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     levels = doc["runs"][0]["levels"]
     assert [lv["concurrency"] for lv in levels] == [1, 4]
