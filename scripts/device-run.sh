@@ -47,12 +47,12 @@ fi
 if [ "$phase" = plan ] || [ "$phase" = all ]; then
   step "plan --probe (2B, 8B, 70B)"
   : >"$OUT/plan.txt"
-  for m in "${PLAN_MODELS_2B:-Qwen/Qwen2.5-1.5B-Instruct}" "${PLAN_MODELS_8B:-meta-llama/Llama-3.1-8B-Instruct}" "${PLAN_MODELS_70B:-meta-llama/Llama-3.1-70B-Instruct}"; do
-    echo "--- $m" | tee -a "$OUT/plan.txt"
-    check "plan --probe $m" 0 bash -o pipefail -c "$PY -m pbsvllm plan '$m' --probe 2>&1 | tee -a '$OUT/plan.txt'"
+  for m in Qwen/Qwen3-VL-2B-Instruct meta-llama/Llama-3.1-8B-Instruct meta-llama/Llama-3.1-70B-Instruct; do
+    echo "--- pbsvllm plan $m --probe -P pbspro" | tee -a "$OUT/plan.txt"
+    check "plan --probe $m" 0 bash -o pipefail -c "$PY -m pbsvllm plan '$m' --probe -P pbspro 2>&1 | tee -a '$OUT/plan.txt'"
   done
   step "pre-launch check in the rendered script"
-  check "preflight" 0 bash scripts/device-preflight.sh "$OUT"
+  check "preflight" 0 env PYTHON="$PY" bash scripts/device-preflight.sh "$OUT"
 fi
 echo
 [ "$fail" -eq 0 ] && echo "device-run: all checks passed" || echo "device-run: SOME CHECKS FAILED"
