@@ -15,7 +15,8 @@ and the place, and the file stays byte-for-byte); the new text is parsed
 again in memory and must describe exactly the intended registry; it goes to
 a temp file in the same directory, is fsynced and renamed over the original
 (the previous version is kept as ``<file>.bak``, the mode is kept, 0600 for a
-new file); finally the file on disk is read back and parsed once more.
+new file); finally the file on disk is read back and must equal the verified
+text.
 """
 
 from __future__ import annotations
@@ -188,9 +189,9 @@ class Registry:
             self._verify(new_text, expected, "the new text (nothing was written)")
             self._write(new_text, old_text)
             on_disk = self._read_text()
-            if on_disk != new_text:
-                raise RegistryError(f"registry {self.path} changed while it was being written (read back differs)")
-            self._verify(on_disk, expected, "the file as written")
+            if on_disk != new_text:  # the text was verified above; the file must hold exactly it
+                raise RegistryError(f"registry {self.path} does not read back as written; the previous "
+                                    f"version is {self.path}.bak")
             return True
 
     # -- machinery --------------------------------------------------------------

@@ -127,12 +127,21 @@ class TomlRegistry(Registry):
     stores_job_id = False
 
     def _loads(self, text: str, what: Optional[str] = None) -> Dict[str, Any]:
+        import copy
+
+        memo = self.__dict__.setdefault("_memo", {})
+        if text in memo:
+            return copy.deepcopy(memo[text])
         try:
-            return tomllib.loads(text)
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             m = _LINE_COL.search(str(exc))
             where = location(self.path, int(m.group(1)), int(m.group(2))) if m else self.path
             raise not_parsable(self.path, what or where, str(exc)) from None
+        if len(memo) >= 4:
+            memo.clear()
+        memo[text] = copy.deepcopy(data)
+        return data
 
     def parse(self, text: str) -> Entries:
         data = self._loads(text)
@@ -181,11 +190,14 @@ class TomlRegistry(Registry):
     def _blocks(self, text: str) -> Tuple[List[str], List[Tuple[int, int, str]]]:
         """Lines, and (start, end, endpoint_id) of every [[endpoint]] block.
 
-        A block runs from its header to its last key line; trailing blank and
-        comment lines belong to whatever follows.
+        A block runs from its header to its last key line (sub-tables such as
+        ``[endpoint.headers]`` included); trailing blank and comment lines
+        belong to whatever follows. The n-th header is the n-th entry of the
+        parsed document (checked; the rendered result is verified anyway).
         """
         lines = _split_lines(text)
         heads = _header_lines(lines)
+        parsed = self._loads(text).get("endpoint", [])
         blocks: List[Tuple[int, int, str]] = []
         for hi, start in enumerate(heads):
             if not _ENDPOINT_HEADER.match(lines[start]):
@@ -198,12 +210,17 @@ class TomlRegistry(Registry):
             end = stop
             while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
                 end -= 1
-            chunk = "".join(lines[start:end])
-            data = self._loads(chunk, f"{self.path}:{start + 1}")
-            items = data.get("endpoint")
-            if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
-                raise RegistryError(f"cannot edit {self.path}:{start + 1} in place: unexpected [[endpoint]] layout")
-            blocks.append((start, end, str(items[0].get("endpoint_id", ""))))
+            n = len(blocks)
+            eid = parsed[n].get("endpoint_id", "") if n < len(parsed) and isinstance(parsed[n], dict) else None
+            if eid is None:
+                break
+            blocks.append((start, end, str(eid)))
+        if len(blocks) != len(parsed):
+            raise RegistryError(
+                f"cannot edit {self.path} in place: found {len(blocks)} [[endpoint]] headers in the text "
+                f"but TOML reads {len(parsed)} entries",
+                hint="write each entry as its own [[endpoint]] table",
+            )
         return lines, blocks
 
     def render(self, text: str, alias: str, entries: List[Endpoint]) -> str:
