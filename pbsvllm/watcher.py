@@ -256,6 +256,7 @@ class JobProgress:
     phases_seen: List[str] = dataclasses.field(default_factory=list)
     last_probe: Any = None
     failing_since: Optional[float] = None
+    unknown_polls: int = 0
     _stuck: Tuple[str, int] = ("", 0)
 
     SAVED = ("phase", "server_state", "url", "urls", "log_offset", "log_line_no", "registered", "failure",
@@ -357,10 +358,9 @@ class TextReporter(Reporter):
     def phase(self, job: JobProgress, label: str, elapsed_s: float) -> None:
         super().phase(job, label, elapsed_s)
         if self.live:
-            if self.trail and self.trail[-1].split(" ", 1)[0] == label.split(" ", 1)[0] and label.startswith("queued"):
-                self.trail[-1] = label
-            else:
-                self.trail.append(label)
+            if self.trail and self.trail[-1] in ("queued", "held") and label not in ("queued", "held"):
+                self.trail[-1] = f"{self.trail[-1]} {elapsed_s:.0f}s"  # how long it waited
+            self.trail.append(label)
             self.write("\r\x1b[K   " + " -> ".join(self.trail) + f" ({elapsed_s:.0f}s)")
             self._open = True
         else:
@@ -414,6 +414,7 @@ class Watcher:
         self.next_status = 0.0
         self.queued_poll = QUEUED_POLL_MIN_S
         self.status_calls = 0
+        self.status_errors = 0
         self._tails: Dict[str, LogTail] = {}
         self._trackers: Dict[str, Any] = {}
         self._context: Dict[str, Deque[Tuple[int, str]]] = {}
@@ -446,12 +447,26 @@ class Watcher:
         return max(0.0, min(due) - now) if self.pending() else 0.0
 
     def _poll_scheduler(self, active: List[JobProgress], now: float) -> None:
-        statuses = self.scheduler.status([j.job_id for j in active])
+        try:
+            statuses = self.scheduler.status([j.job_id for j in active])
+        except PbsvllmError as exc:
+            # the scheduler (or the SSH link) failed after its own retries: say so, try again later
+            self.status_errors += 1
+            delay = min(QUEUED_POLL_MAX_S, 2.0 * self.status_errors)
+            self.reporter.event(active[0], f"could not ask the scheduler ({exc}); retrying in {delay:.0f}s")
+            self.next_status = now + delay
+            return
+        self.status_errors = 0
         self.status_calls += 1
         any_queued = False
         for job in active:
             st = statuses.get(job.job_id)
             state = st.state if st is not None else JobState.UNKNOWN
+            if state == JobState.UNKNOWN and job.unknown_polls < 1:
+                # a job the scheduler does not know: believe it only on the second asking
+                job.unknown_polls += 1
+                continue
+            job.unknown_polls = 0
             job.job_state = state.value
             if state in (JobState.PENDING, JobState.HELD):
                 any_queued = True

@@ -325,11 +325,11 @@ def test_tty_reporter_grows_one_line():
     rep = TextReporter(out.append, tty=True, single_job=True)
     job = JobProgress(job_id="1", alias="q", served_model="q")
     rep.phase(job, "queued", 1)
-    rep.phase(job, "queued", 12)
-    rep.phase(job, "running on n1", 13)
+    rep.phase(job, "running on n1", 12)
+    rep.phase(job, "ready at http://n1:8000/v1", 94)
     rep.event(job, "registered q in x.toml")
     rep.close()
-    assert out[-3].startswith("\r\x1b[K   queued -> running on n1 (13s)")
+    assert out[-3] == "\r\x1b[K   queued 12s -> running on n1 -> ready at http://n1:8000/v1 (94s)"
     assert out[-1] == "   registered q in x.toml\n"
     plain = []
     rep2 = TextReporter(plain.append, tty=False, single_job=True)
@@ -400,3 +400,27 @@ def test_replicas_in_server_info_are_all_probed_and_registered(home, tmp_path):
     job = w.jobs[0]
     assert job.server_state == "ready" and job.ready_after_s >= 5
     assert [e.url for e in open_registry(reg_path).lookup("tiny-a")] == [f1.url, f"http://127.0.0.1:{port2}/v1"]
+
+
+def test_scheduler_errors_and_a_transient_unknown_are_survived(home):
+    from pbsvllm.errors import SchedulerError
+
+    rec = make_record(home)
+    tl = Timeline()
+
+    class Flaky(TimelineScheduler):
+        def status(self, ids):
+            if 2 <= self.tl.t < 6:
+                raise SchedulerError("`qstat -x -f -F json 101.pbs` failed (rc 1): pbs_iff: cannot connect to host")
+            if self.tl.t < 2:  # just submitted: not listed yet once
+                self.calls.append((self.tl.t, list(ids)))
+                return {}
+            return super().status(ids)
+
+    sched = Flaky(tl, {rec.job_id: [(0, st(rec.job_id, JobState.FAILED, exit_reason="the script exited with status 2"))]})
+    rep = Reporter()
+    w = make_watcher(tl, sched, home, rep)
+    w.add(JobProgress.from_record(rec))
+    assert run_watchers([w], timeout_s=120, clock=tl.clock, sleep=tl.sleep)
+    assert any("could not ask the scheduler" in l and "pbs_iff" in l for l in rep.lines)
+    assert w.jobs[0].failure == "job_ended" and "status 2" in w.jobs[0].failure_detail
