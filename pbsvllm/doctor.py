@@ -281,6 +281,8 @@ def node_shape(
     elif log_dev in ("cpu", "cuda") or facts.kv_cache_device in ("CPU", "GPU"):
         n.device = "cpu" if (log_dev == "cpu" or facts.kv_cache_device == "CPU") else "cuda"
         n.sources["device"] = "log"
+    elif facts.platform_hint:
+        n.device, n.sources["device"] = facts.platform_hint, "log (vLLM's platform modules in the log)"
     elif profile is not None:
         n.device, n.sources["device"] = profile.device, pname
     else:
@@ -874,7 +876,15 @@ def diagnose(
     # ---- eager -------------------------------------------------------------------
     if facts.enforce_eager or facts.cudagraph_disabled:
         ev = _ev(facts, "eager", "args", "config", limit=3)
-        if gpu:
+        if node.assumed("device"):
+            add(Finding(
+                "eager_mode", "medium", "--enforce-eager (CUDA graphs / torch.compile off)", ev,
+                "on GPUs every decode step launches each kernel from Python (typically 30-50% slower decode); on "
+                "vLLM's CPU backend it turns torch.compile off",
+                "remove --enforce-eager (the planner never sets it)",
+                [node.sources["device"]],
+            ))
+        elif gpu:
             add(Finding(
                 "eager_mode", "high", "CUDA graphs off (--enforce-eager)", ev,
                 "every decode step launches each kernel from Python; decode is typically 30-50% slower than with "

@@ -737,6 +737,7 @@ class LogFacts:
     enable_chunked_prefill: Optional[bool] = None
     api_server_count: Optional[int] = None
     device: Optional[str] = None  # "cuda", "cpu"... from the config line
+    platform_hint: Optional[str] = None  # "cpu"/"cuda" from the source files that log (cpu_worker.py...)
     block_size: Optional[int] = None
     # KV cache
     kv_cache_tokens: Optional[int] = None  # per engine (first engine reporting)
@@ -959,6 +960,20 @@ _HANDLER_NEEDLES = (
     "Defaulting api_server_count",
     "preempted by",
     "EngineCore_DP",
+    "cpu.py:",
+    "cpu_worker.py:",
+    "cpu_model_runner.py:",
+    "gpu_worker.py:",
+    "gpu_model_runner.py:",
+    "cuda.py:",
+)
+_PLATFORM_SOURCES = (
+    ("cpu.py:", "cpu"),
+    ("cpu_worker.py:", "cpu"),
+    ("cpu_model_runner.py:", "cpu"),
+    ("gpu_worker.py:", "cuda"),
+    ("gpu_model_runner.py:", "cuda"),
+    ("cuda.py:", "cuda"),
 )
 _ALL_NEEDLES = sorted(
     set(_HANDLER_NEEDLES)
@@ -1112,6 +1127,11 @@ class LogScanner:
         if "preempted by" in msg and "KV cache" in msg:
             f.v0_preemption_warnings += 1
             f.add_evidence("preemption", line_no, text)
+        if f.platform_hint is None and ll.source:
+            for src, plat in _PLATFORM_SOURCES:
+                if ll.source.startswith(src):
+                    f.platform_hint = plat
+                    break
         if ll.process.startswith("EngineCore_DP") and ll.rank is not None:
             n = ll.rank + 1
             if f.data_parallel_size is None or f.data_parallel_size < n:

@@ -294,3 +294,53 @@ def test_vllm_defaults_follow_the_reference():
     assert doctor.vllm_defaults("0.20.0", "V1", "cuda", 40)["gpu_memory_utilization"][0] == 0.92
     assert doctor.vllm_defaults("0.6.3", "V0", "cuda", 40, max_model_len=32768)["max_num_batched_tokens"][0] == 32768
     assert doctor.vllm_defaults("0.11.0", "V1", "cuda", None)["max_num_seqs"][0] is None
+
+
+# ---------------------------------------------------------------- our own real vLLM CPU runs (tests/data/vllm-real)
+REAL = os.path.join(ROOT, "tests", "data", "vllm-real")
+
+
+def test_real_dp2_one_api_server_run(tmp_path):
+    """DP=2 with --api-server-count 1: one stats line per engine, both read."""
+    path = os.path.join(REAL, "vllm-0.32.0-cpu-dp2-1api.log")
+    rep = doctor_json(path, tmp_path)
+    f = rep["facts"]
+    assert (f["data_parallel_size"], f["enforce_eager"]) == (2, True)
+    assert f.get("api_server_count", 1) == 1  # vLLM's non-default args leave out an explicit 1
+    assert rep["load"]["engines"] == 2 and f["engine_stats_lines"] > 2
+    facts = vllmlog.parse_file(path)
+    assert sorted(facts.stats) == ["0", "1"] and facts.kv_cache_tokens_by_engine == {0: 2097152, 1: 2097152}
+    assert f["error"] is None and "stats_logging_disabled" not in [x["id"] for x in rep["findings"]]
+    assert_evidence_is_real(rep, path)
+
+
+def test_real_eager_under_load_run(tmp_path):
+    path = os.path.join(REAL, "vllm-0.32.0-cpu-eager-load.log")
+    rep = doctor_json(path, tmp_path)
+    assert rep["facts"]["error"] is None and rep["node"]["device"] == "cpu"
+    assert rep["load"]["peak_running_per_engine"] >= 2
+    eager = next(x for x in rep["findings"] if x["id"] == "eager_mode")
+    assert eager["severity"] == "low"
+    assert_evidence_is_real(rep, path)
+
+
+def test_real_kv_too_small_run_suggests_vllms_own_length(tmp_path):
+    path = os.path.join(REAL, "vllm-0.32.0-cpu-kv-too-small.log")
+    rep = doctor_json(path, tmp_path)
+    assert rep["facts"]["error"] == "kv_cache_too_small"
+    assert rep["facts"]["max_model_len"] == 4194304
+    first = rep["findings"][0]
+    assert first["id"] == "error_kv_cache_too_small"
+    assert f"--max-model-len {rep['facts']['suggested_max_model_len']}" in first["recommendation"]
+    assert_evidence_is_real(rep, path)
+
+
+def test_real_port_busy_run(tmp_path):
+    path = os.path.join(REAL, "vllm-0.32.0-cpu-port-busy.log")
+    rep = doctor_json(path, tmp_path)
+    assert rep["facts"]["error"] == "port_in_use"
+    assert rep["findings"][0]["id"] == "error_port_in_use"
+    # the server died before saying which device it runs on: no claim about CUDA graphs
+    eager = next(x for x in rep["findings"] if x["id"] == "eager_mode")
+    assert eager["severity"] == "medium" and eager["assumptions"]
+    assert_evidence_is_real(rep, path)
