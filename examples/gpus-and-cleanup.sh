@@ -22,6 +22,9 @@ pbsvllm probe --from "$RAW" --json \
 CUDA_VISIBLE_DEVICES=GPU-9a8ed216-3854-e861-579d-9a1df0118bfc \
   pbsvllm probe --from "$RAW" --expect-gpus 2 || echo "(exit $? as expected: 1 GPU visible, 2 planned)"
 
+# Plan from the node's GPUs (on the node: --probe; here: the saved probe).
+pbsvllm plan meta-llama/Llama-3.1-70B-Instruct --profile pbspro --probe-file "$RAW" | head -4
+
 # Leftover servers of this user started through pbsvllm on this node:
 pbsvllm cleanup --dry-run       # list them (marker env / server-info pid+pgid)
 # pbsvllm cleanup               # SIGTERM, 10 s grace, SIGKILL

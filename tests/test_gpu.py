@@ -170,9 +170,9 @@ def run_cli(*args: str, env_extra: Dict[str, str] = None, drop=("CUDA_VISIBLE_DE
                           text=True, env=env, timeout=60)
 
 
-def nvidia_smi_facts():
+def nvidia_smi_facts(prefix="h200x4"):
     """Parse the nvidia-smi output captured on the same node at the same time."""
-    text = open(os.path.join(DATA, "h200x4.nvidia-smi.txt"), encoding="utf-8").read()
+    text = open(os.path.join(DATA, f"{prefix}.nvidia-smi.txt"), encoding="utf-8").read()
     rows, topo = {}, {}
     for line in text.splitlines():
         parts = [p.strip() for p in line.split(",")]
@@ -188,7 +188,7 @@ def nvidia_smi_facts():
 # the edge: collect_raw through the NVML-shaped seam
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [H200, PCIE])
+@pytest.mark.parametrize("name", [H200, "h200x4b.raw.json", PCIE])
 def test_collect_raw_asks_nvml_for_exactly_what_was_recorded(name):
     raw = load(name)
     fake = FakeNvml(raw)
@@ -224,9 +224,10 @@ def test_collect_raw_device_error_is_recorded_not_raised():
 # the report, checked against nvidia-smi captured on the same node
 # ---------------------------------------------------------------------------
 
-def test_h200_report_matches_nvidia_smi():
-    rep = report_of(H200)
-    rows, topo = nvidia_smi_facts()
+@pytest.mark.parametrize("prefix", ["h200x4", "h200x4b"])  # two machines, two captures
+def test_h200_report_matches_nvidia_smi(prefix):
+    rep = report_of(f"{prefix}.raw.json")
+    rows, topo = nvidia_smi_facts(prefix)
     assert len(rep.gpus) == len(rows) == 4
     for g in rep.gpus:
         idx, uuid, bus, name, total, _free, cc, mig, driver = rows[g.index]
@@ -341,9 +342,10 @@ def test_load_raw_errors(tmp_path):
 # CUDA_VISIBLE_DEVICES: what CUDA (torch) saw on the real node is the oracle
 # ---------------------------------------------------------------------------
 
-def test_resolution_matches_what_cuda_enumerated_on_the_node():
-    rep = report_of(H200)
-    recorded = json.load(open(os.path.join(DATA, "h200x4.cvd-check.json")))
+@pytest.mark.parametrize("prefix", ["h200x4", "h200x4b"])
+def test_resolution_matches_what_cuda_enumerated_on_the_node(prefix):
+    rep = report_of(f"{prefix}.raw.json")
+    recorded = json.load(open(os.path.join(DATA, f"{prefix}.cvd-check.json")))
     assert len(recorded["cases"]) >= 5
     for case in recorded["cases"]:
         res = gpu.resolve_visible_devices(case["CUDA_VISIBLE_DEVICES"], rep)
