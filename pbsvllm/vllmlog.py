@@ -875,7 +875,8 @@ STEADY_KEYWORDS = (
     "preempted by",  # V0 preemption warnings
     "rror",  # exceptions: OutOfMemoryError, OSError, EngineDeadError, "CUDA error: out of memory"...
     "hutdown",  # shutdown triggered / Application shutdown complete
-    "args",  # a restart: non-default args / args: Namespace(
+    "non-default args",  # a restart (>= 0.10.2)
+    "Namespace(",  # a restart (<= 0.9: args: Namespace(...))
     "with config",  # a restart: the engine config line
 )
 # the bytes path finds stats lines with one regex, the rest with bytes.find
@@ -1026,6 +1027,95 @@ class LogScanner:
         if line_no > self.facts.lines:
             self.facts.lines = line_no
         self._add_stats(st, line_no)
+
+    def add_stats_rows(self, data: bytes, rows: List[Tuple[int, int, int, Any]]) -> None:
+        """Record common-shape ``Engine NNN:`` stats lines found by the bytes
+        path: ``(line_no, start, stop, match)`` in file order. The same
+        result as :meth:`_add_stats` line by line, without building an
+        :class:`EngineStats` for the lines no aggregate keeps (most)."""
+        f = self.facts
+        stats = f.stats
+        lasts: Dict[str, Tuple[int, Any, int, int]] = {}
+        key = ""
+        busy = False
+        top_engine = -1
+
+        def make(line_no: int, m: Any, st: int, sp: int) -> StatsSample:
+            pt, gt, run, wait, dev, kv, pre = m.groups()
+            eng = int(data[m.start() - 5 : m.start() - 2])
+            return StatsSample(line_no, EngineStats(
+                eng, float(pt.replace(b",", b"")), float(gt.replace(b",", b"")), int(run), int(wait), None,
+                float(kv), dev.decode(), float(pre) if pre is not None else None,
+                raw=data[st:sp].decode("utf-8", "replace").rstrip("\r")))
+
+        for line_no, st, sp, m in rows:
+            at = m.start()
+            eng = int(data[at - 5 : at - 2])
+            key = str(eng)
+            ser = stats.get(key)
+            if ser is None:
+                ser = stats[key] = StatsSeries()
+            pt, gt, run, wait, dev, kv_b, pre_b = m.groups()
+            prompt = float(pt) if b"," not in pt else float(pt.replace(b",", b""))
+            gen = float(gt) if b"," not in gt else float(gt.replace(b",", b""))
+            running = int(run)
+            waiting = int(wait)
+            kv = float(kv_b)
+            busy = running > 0 or gen > 0 or prompt > 0
+            ser.count += 1
+            if ser.first is None:
+                ser.first = make(line_no, m, st, sp)
+                ser.kv_device = ser.first.stats.kv_device
+            ser.sum_gen += gen
+            if busy:
+                ser.busy_count += 1
+                ser.busy_sum_gen += gen
+                ser.busy_sum_prompt += prompt
+                ser.busy_sum_running += running
+                ser.busy_sum_kv += kv
+                ser.busy_kv_count += 1
+            if running > ser._max_running:
+                ser._max_running = running
+                ser.max_running = make(line_no, m, st, sp)
+            if waiting > 0:
+                ser.waiting_lines += 1
+            if waiting > ser._max_waiting:
+                ser._max_waiting = waiting
+                ser.max_waiting = make(line_no, m, st, sp)
+            if kv > ser._max_kv:
+                ser._max_kv = kv
+                ser.max_kv = make(line_no, m, st, sp)
+            if gen > ser._max_gen:
+                ser._max_gen = gen
+                ser.max_gen = make(line_no, m, st, sp)
+            if pre_b is not None:
+                ser.add_prefix(float(pre_b), busy)
+            if (ser.count - 1) % ser._stride == 0:
+                ser.sample.append(make(line_no, m, st, sp))
+                if len(ser.sample) > ser.cap:
+                    ser.sample = ser.sample[::2]
+                    ser._stride *= 2
+            lasts[key] = (line_no, m, st, sp)
+            if eng > top_engine:
+                top_engine = eng
+        last_item = None
+        for k, (line_no, m, st, sp) in lasts.items():
+            item = make(line_no, m, st, sp)
+            stats[k].last = item
+            if k == key:
+                last_item = item
+        f.engine_stats_lines += len(rows)
+        if rows[-1][0] > f.lines:
+            f.lines = rows[-1][0]
+        if last_item is not None:
+            f.last_stats = last_item.stats
+            if f.kv_cache_device is None:
+                f.kv_cache_device = rows[0][3].group(5).decode()
+        self._last_stats_key = key
+        self._last_stats_busy = busy
+        if top_engine >= 1 and (f.data_parallel_size is None or f.data_parallel_size < top_engine + 1):
+            f.data_parallel_size = top_engine + 1
+        self.steady = True
 
     def advance_to(self, line_no: int) -> None:
         """Record that lines up to ``line_no`` were read (skipped ones too)."""
@@ -1441,15 +1531,13 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
         window = min(window * 2, STEADY_WINDOW_MAX)
         events: Dict[int, Any] = {}
         for m in _FAST_STATS_BRE.finditer(data, pos, wend):
-            s = rfind(b"\n", pos, m.start()) + 1
+            at = m.start()
+            s = rfind(b"\n", pos, at) + 1
             if s < pos:
                 s = pos
-            if m.group(1) is None:
-                events[s] = None  # another shape: the general path
-                continue
-            head = data[s : m.start()]
-            if b"Engines Aggregated" in head and _ENGINE_BRE.search(head) is None:
-                events[s] = None  # the rare aggregated form: the general path
+            head = data[at - 12 : at] if at - 12 >= s else b""
+            if m.group(1) is None or head[:7] != b"Engine " or head[10:] != b": " or not head[7:10].isdigit():
+                events[s] = None  # another shape (V0, optional fields, no engine number): the general path
                 continue
             events[s] = m
         for kw in _STEADY_BYTES:
@@ -1466,36 +1554,27 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
                 i = find(kw, nl + 1, wend)
         cur = pos
         restarted = False
+        rows: List[Tuple[int, int, int, Any]] = []  # common-shape stats lines not yet recorded
         for s in sorted(events):
             line_no += count(b"\n", cur, s)
-            nl = find(b"\n", s, wend)
-            stop = wend if nl < 0 else nl
             m = events[s]
             if m is not None:
-                e = _ENGINE_BRE.search(data, s, m.start())
-                pt, gt, run, wait, dev, kv, pre = m.groups()
-                sc.feed_stats(
-                    EngineStats(
-                        int(e.group(1)) if e is not None else None,
-                        float(pt.replace(b",", b"")),
-                        float(gt.replace(b",", b"")),
-                        int(run),
-                        int(wait),
-                        None,
-                        float(kv),
-                        dev.decode(),
-                        float(pre) if pre is not None else None,
-                        raw=_decode(data[s:stop]).rstrip("\r"),
-                    ),
-                    line_no,
-                )
+                stop = m.end()  # the common shape ends at the end of its line
+                rows.append((line_no, s, stop, m))
             else:
+                nl = find(b"\n", s, wend)
+                stop = wend if nl < 0 else nl
+                if rows:
+                    sc.add_stats_rows(data, rows)
+                    rows = []
                 sc.feed(_decode(data[s:stop]), line_no)
             line_no += 1
             cur = stop + 1
             if not sc.steady:  # a restart: examine everything again from here
                 restarted = True
                 break
+        if rows:
+            sc.add_stats_rows(data, rows)
         if not restarted:
             if wend > cur:
                 line_no += count(b"\n", cur, wend)
