@@ -129,6 +129,11 @@ class SSHTransport(Transport):
         if self._closed:
             raise TransportError(f"the SSH transport to {self.host} was already closed")
         client = paramiko.SSHClient()
+        if os.path.exists("/etc/ssh/ssh_known_hosts"):
+            try:
+                client.load_system_host_keys("/etc/ssh/ssh_known_hosts")  # the site's GlobalKnownHostsFile
+            except (OSError, paramiko.SSHException):
+                pass
         if self.known_hosts:
             if not os.path.exists(self.known_hosts) and self.accept_unknown_host:
                 os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)
