@@ -189,7 +189,7 @@ def render_markdown(d: Diagnosis) -> str:
             L.append("")
             L.append("```")
             for n, t in fd.evidence:
-                L.append(f"{n}: {t}")
+                L.append(f"{n}: {t if len(t) <= 400 else t[:400] + ' …'}")
             L.append("```")
             L.append("")
         L.append(f"**What it costs**: {fd.cost}")
@@ -247,13 +247,15 @@ def render_markdown(d: Diagnosis) -> str:
     alias = "ALIAS"
     if rec.available and "--alias" in rec.submit_argv:
         alias = rec.submit_argv[rec.submit_argv.index("--alias") + 1]
-    L.append(f"1. Measure the current server: `pbsvllm bench {alias} --concurrency 8,32,128` (or your own "
-             "evaluation run, timed).")
-    L.append("2. Start the recommended server with the command above plus `--wait` (it waits until a real "
-             "completion succeeds and registers the endpoint).")
-    L.append(f"3. Run the same benchmark against it and compare tokens/s and latency.")
-    L.append(f"4. Watch `pbsvllm logs {alias} --stats`: KV-cache usage should rise and running requests follow the "
-             "client's concurrency; then `pbsvllm doctor` on the new log should show no critical or high findings.")
+    new = f"{alias}-new"
+    L.append(f"1. Start the recommended server next to the current one: the command above with `--alias {new} "
+             "--wait` (it waits until a real completion succeeds and registers the endpoint).")
+    L.append(f"2. Compare them on the same requests: `pbsvllm bench {alias} --vs {new} -c 8,64,256` (or time your "
+             "own evaluation run against each).")
+    L.append(f"3. Watch `pbsvllm logs {new} --stats`: KV-cache usage should rise with the client's concurrency; "
+             f"`pbsvllm doctor {new}` should show no critical or high findings.")
+    L.append(f"4. Move the endpoint with no failed requests: `pbsvllm swap-endpoint {alias} --to {new} --cancel-old` "
+             "(see docs/lifecycle.md).")
     L.append("")
     return "\n".join(L)
 

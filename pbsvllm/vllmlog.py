@@ -839,6 +839,8 @@ class LogFacts:
         if self.errors.suggested_max_model_len is not None:
             d["suggested_max_model_len"] = self.errors.suggested_max_model_len
         put("phase", self.phase)
+        if self.server_starts > 1:
+            d["server_starts"] = self.server_starts
         return d
 
 
