@@ -308,3 +308,143 @@ def vllm_server_key(vllm_env, tmp_path_factory):
         pytest.fail("the real vLLM server (with API key) did not start: %s" % e, pytrace=False)
     yield srv
     srv.stop()
+
+
+# --------------------------------------------------------------------------
+# A throwaway pbsvllm "site" for the end-to-end tests: PBSVLLM_HOME, a user
+# config whose profiles (based on the built-in `local`, or on Slurm's Torque
+# wrappers) activate the CPU vLLM venv, and a 0600 API key file. The real
+# `pbsvllm` CLI runs in a subprocess with this environment.
+# --------------------------------------------------------------------------
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+@dataclass
+class PbsvllmSite:
+    root: str
+    home: str
+    config: str
+    key_file: str
+    env: Dict[str, str]
+    vllm: VllmEnv
+
+    @property
+    def api_key(self) -> str:
+        with open(self.key_file) as f:
+            return f.read().strip()
+
+    def cli(self, *args: str, timeout: float = 600.0, env: Optional[Dict[str, str]] = None
+            ) -> subprocess.CompletedProcess:
+        """Run the real ``pbsvllm`` CLI (this interpreter's install) with the site's environment."""
+        import sys
+
+        return subprocess.run([sys.executable, "-m", "pbsvllm", *args], capture_output=True, text=True,
+                              timeout=timeout, env=env or self.env, cwd=self.root, stdin=subprocess.DEVNULL)
+
+    def cli_json(self, *args: str, timeout: float = 600.0):
+        r = self.cli(*args, "--json", timeout=timeout)
+        try:
+            return r, json.loads(r.stdout)
+        except ValueError:
+            raise AssertionError("pbsvllm %s --json printed no JSON (rc %s):\n%s\n%s"
+                                 % (" ".join(args), r.returncode, r.stdout, r.stderr)) from None
+
+    def cancel_all(self) -> None:
+        """Cancel every job this site still runs and wait (bounded) for local ones to end."""
+        r = self.cli("status", "--json", timeout=120)
+        try:
+            rows = json.loads(r.stdout)
+        except ValueError:
+            rows = []
+        for row in rows:
+            if row.get("state") in ("PENDING", "HELD", "RUNNING", "COMPLETING", "UNKNOWN"):
+                self.cli("cancel", row["job_id"], timeout=120)
+        deadline = time.monotonic() + 60
+        local_root = os.path.join(self.home, "local")
+        while time.monotonic() < deadline and os.path.isdir(local_root):
+            live = [d for d in os.listdir(local_root) if d.startswith("local-")
+                    and not os.path.exists(os.path.join(local_root, d, "exit.json"))]
+            if not live:
+                break
+            time.sleep(0.5)
+
+
+def make_site(vllm_env: VllmEnv, root: str, api_key: Optional[str] = None) -> PbsvllmSite:
+    import sys
+
+    home = os.path.join(root, "home")
+    work = os.path.join(root, "work")
+    for d in (home, os.path.join(work, "tmp"), os.path.join(work, "vllm-cache"), os.path.join(work, "inductor")):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    key_file = os.path.join(root, "api_key")
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write((api_key or "sk-e2e-" + secrets.token_hex(20)) + "\n")
+    activate = "source " + _shquote(os.path.join(vllm_env.venv, "bin", "activate"))
+    env_table = "\n".join([
+        'HF_HUB_OFFLINE = "1"',
+        'TRANSFORMERS_OFFLINE = "1"',
+        'VLLM_NO_USAGE_STATS = "1"',
+        "TMPDIR = " + _toml_str(os.path.join(work, "tmp")),
+        "VLLM_CACHE_ROOT = " + _toml_str(os.path.join(work, "vllm-cache")),
+        "TORCHINDUCTOR_CACHE_DIR = " + _toml_str(os.path.join(work, "inductor")),
+    ])
+    config = os.path.join(root, "config.toml")
+    with open(config, "w") as f:
+        f.write(f"""# written by tests/plugins/vllm.py
+profile = "e2e"
+home = {_toml_str(home)}
+api_key_file = {_toml_str(key_file)}
+api_key_env = "VLLM_API_KEY"
+
+[profiles.e2e]
+base = "local"
+env_lines = [{_toml_str(activate)}]
+[profiles.e2e.env]
+VLLM_CPU_KVCACHE_SPACE = "1"
+{env_table}
+
+# The planner is told nothing about the KV cache size (so it assumes the
+# default 4 GiB) while the job gives vLLM 1 GiB: a server that cannot hold
+# its max model length, found only when vLLM starts.
+[profiles.e2e-kv-mismatch]
+base = "local"
+env_lines = [{_toml_str(activate)}, "export VLLM_CPU_KVCACHE_SPACE=1", "export VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"]
+[profiles.e2e-kv-mismatch.env]
+{env_table}
+
+# Slurm's Torque wrappers (qsub/qstat/qdel of slurm-wlm-torque) on this machine.
+[profiles.e2e-slurm]
+base = "local"
+scheduler = "torque"
+dialect = "torque"
+request_ngpus = false
+env_lines = [{_toml_str(activate)}]
+[profiles.e2e-slurm.env]
+VLLM_CPU_KVCACHE_SPACE = "1"
+{env_table}
+""")
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith("PBSVLLM_") or k == "VLLM_API_KEY":
+            del env[k]
+    env.update({"PBSVLLM_CONFIG": config, "PBSVLLM_HOME": home,
+                "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))})
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return PbsvllmSite(root=root, home=home, config=config, key_file=key_file, env=env, vllm=vllm_env)
+
+
+def _shquote(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)
+
+
+@pytest.fixture(scope="module")
+def pbsvllm_site(vllm_env, tmp_path_factory):
+    """A throwaway site (home, config, key file); every job it started is cancelled at the end."""
+    site = make_site(vllm_env, str(tmp_path_factory.mktemp("site")))
+    yield site
+    site.cancel_all()
