@@ -239,7 +239,63 @@ def view_ssh(r: Result) -> List[str]:
                   "CLI `status`", "all states known"], rows)
 
 
+def view_readiness(r: Result) -> List[str]:
+    f = r.get("figures", {})
+    lines = table(["first 200 on `/v1/models` → registry replaced", "value"], [
+        ["median", f"{fmt(f.get('median_first_200_to_registry_s'))} s"],
+        ["min – max", f"{fmt(f.get('min_s'))} – {fmt(f.get('max_s'))} s"],
+        ["runs", len(r.get("runs", []))],
+        ["target", f"median < {fmt(f.get('target_median_s'))} s: "
+                   + ("met" if f.get("meets_target") else "**not met**")],
+        ["for context: submit → first 200 (vLLM start on the CPU), median",
+         f"{fmt(f.get('median_submit_to_first_200_s'))} s"],
+    ])
+    runs = r.get("runs", [])
+    if runs:
+        lines.append("")
+        lines.extend(table(["run", "submit → first 200", "first 200 → registry mtime", "first 200 → registry seen",
+                            "submit → CLI exit"],
+                           [[x.get("run"), f"{fmt(x.get('submit_to_first_200_s'))} s",
+                             f"{fmt(x.get('first_200_to_registry_mtime_s'))} s",
+                             f"{fmt(x.get('first_200_to_registry_seen_s'))} s",
+                             f"{fmt(x.get('submit_to_cli_exit_s'))} s"] for x in runs]))
+    return lines
+
+
+def view_plan_value(r: Result) -> List[str]:
+    lines = [f"Baseline flags: `{' '.join(r.get('baseline_flags', []))}`; planner's flags: "
+             f"`{' '.join(r.get('plan_flags', []))}`. Start-up: "
+             + ", ".join(f"{k} {fmt(v)} s" for k, v in r.get("startup_s", {}).items()) + ".", ""]
+    load = r.get("load", {})
+    if load:
+        lines.append(f"Load per level: {load.get('requests_per_level')} requests, ~{load.get('input_words')} words in, "
+                     f"{load.get('output_tokens')} tokens out (ignore_eos), {load.get('rounds')} rounds, "
+                     f"{load.get('order')} order; figures are medians over the rounds.")
+        lines.append("")
+    figs = [("output_tokens_per_s", "out tok/s", False), ("requests_per_s", "req/s", False),
+            ("ttft_p50_s", "TTFT p50", True), ("latency_p50_s", "lat p50", True), ("latency_p99_s", "lat p99", True)]
+    head = ["concurrency", "figure", "baseline", "plan", "plan ÷ baseline"]
+    rows = []
+    for lv in r.get("levels", []):
+        b, p, q = lv.get("baseline", {}), lv.get("plan", {}), lv.get("ratio_plan_over_baseline", {})
+        for j, (k, title, is_time) in enumerate(figs):
+            conv = ms if is_time else fmt
+            rows.append([lv.get("concurrency") if j == 0 else "", title, conv(b.get(k)), conv(p.get(k)),
+                         f"**{fmt(q.get(k))}×**" if q.get(k) is not None else "–"])
+    lines.extend(table(head, rows))
+    errs = [(lv.get("concurrency"), lv.get("baseline", {}).get("errors"), lv.get("plan", {}).get("errors"))
+            for lv in r.get("levels", [])]
+    if any(e[1] or e[2] for e in errs):
+        lines.append("")
+        lines.append("Errors (baseline, plan) by level: " + "; ".join(f"c={c}: {a}, {b}" for c, a, b in errs))
+    lines.append("")
+    lines.append("Ratio = plan ÷ baseline: above 1 is better for throughput, below 1 is better for latency.")
+    return lines
+
+
 VIEWS: Dict[str, Callable[[Result], List[str]]] = {
+    "readiness.json": view_readiness,
+    "plan_value.json": view_plan_value,
     "cli.json": view_cli,
     "logparse.json": view_logparse,
     "status.json": view_status,
