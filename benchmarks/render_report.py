@@ -137,8 +137,8 @@ def get(d: Any, *path: str, default: Any = None) -> Any:
 
 
 def view_cli(r: Result) -> List[str]:
-    figs = r.get("figures", {})
-    ratios = r.get("ratio_of_medians_vs_vec_inf", {})
+    figs = r["figures"]
+    ratios = r["ratio_of_medians_vs_vec_inf"]
     per_round = r.get("per_round_ratio_vs_vec_inf", {})
     rows = []
     for name, f in figs.items():
@@ -171,7 +171,7 @@ def view_cli(r: Result) -> List[str]:
 
 
 def view_logparse(r: Result) -> List[str]:
-    lr, rs, small = r.get("long_run", {}), r.get("restarts_worst_case", {}), r.get("long_run_small", {})
+    lr, rs, small = r["long_run"], r.get("restarts_worst_case", {}), r.get("long_run_small", {})
     rows = []
     for label, x in (("long-running server", lr), ("long-running server (smaller)", small),
                      ("restarts every ~40 KB (worst case)", rs)):
@@ -200,6 +200,8 @@ def view_logparse(r: Result) -> List[str]:
 
 
 def view_status(r: Result) -> List[str]:
+    if "pbspro_json" not in r and "slurm_stand_in" not in r:
+        raise KeyError("pbspro_json/slurm_stand_in")
     lines: List[str] = []
     pbs = r.get("pbspro_json")
     if pbs:
@@ -233,14 +235,16 @@ def view_ssh(r: Result) -> List[str]:
     rows = [[x.get("jobs"), x.get("round_trips_per_status"), x.get("connections_in_process_6_statuses"),
              x.get("cli_connections_seen_by_sshd"), f"{fmt(x.get('status_cold_s_incl_connect'))} s",
              f"{fmt(x.get('status_warm_s_median'))} s", f"{fmt(x.get('cli_status_s'))} s", x.get("all_known")]
-            for x in r.get("runs", [])]
+            for x in r["runs"]]
     return table(["jobs", "round trips per status", "connections for 6 statuses (in-process)",
                   "connections of one CLI `status` (sshd log)", "first status (with connect)", "later status (median)",
                   "CLI `status`", "all states known"], rows)
 
 
 def view_readiness(r: Result) -> List[str]:
-    f = r.get("figures", {})
+    f = r["figures"]
+    if "median_first_200_to_registry_s" not in f:
+        raise KeyError("figures.median_first_200_to_registry_s")
     lines = table(["first 200 on `/v1/models` → registry replaced", "value"], [
         ["median", f"{fmt(f.get('median_first_200_to_registry_s'))} s"],
         ["min – max", f"{fmt(f.get('min_s'))} – {fmt(f.get('max_s'))} s"],
@@ -263,6 +267,8 @@ def view_readiness(r: Result) -> List[str]:
 
 
 def view_plan_value(r: Result) -> List[str]:
+    if not r["levels"]:
+        raise KeyError("levels (empty)")
     lines = [f"Baseline flags: `{' '.join(r.get('baseline_flags', []))}`; planner's flags: "
              f"`{' '.join(r.get('plan_flags', []))}`. Start-up: "
              + ", ".join(f"{k} {fmt(v)} s" for k, v in r.get("startup_s", {}).items()) + ".", ""]
@@ -490,7 +496,8 @@ def render(results_dir: str) -> str:
             try:
                 body.extend(view(res))
             except Exception as exc:  # a result shape the view did not expect: show it raw
-                body.append(f"(this result's shape is not the one the report expects: {exc!r}; raw values:)")
+                body.append(f"(this result's shape is not the one the report expects ({exc!r}); "
+                            "its raw values follow)")
                 body.append("")
                 body.extend(generic(res))
             notes = res.get("notes")
