@@ -215,7 +215,11 @@ class LogTail:
             cut = len(data)
         data = data[:cut]
         self.offset += len(data)
-        lines = data.decode("utf-8", "replace").splitlines()
+        text = data.decode("utf-8", "replace")
+        lines = text.split("\n")  # not splitlines(): a form feed or U+2028 inside a line is no line end
+        if lines and lines[-1] == "":
+            lines.pop()
+        lines = [l[:-1] if l.endswith("\r") else l for l in lines]
         self.line_no += len(lines)
         return lines
 
@@ -887,7 +891,9 @@ def read_log_end(path: str, transport: Any = None, nbytes: int = LOG_TAIL_BYTES)
             data, partial_first = out.encode("utf-8"), True
     except (OSError, PbsvllmError):
         return []
-    lines = data.decode("utf-8", "replace").splitlines()
+    lines = [l.rstrip("\r") for l in data.decode("utf-8", "replace").split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
     return lines[1:] if partial_first and lines else lines
 
 

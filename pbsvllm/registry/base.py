@@ -296,6 +296,19 @@ def _norm(entries: List[Endpoint], with_job: bool) -> tuple:
     )
 
 
+def split_lines(text: str) -> List[str]:
+    """Lines with their ends, split at ``\\n`` only: ``str.splitlines`` also
+    splits at form feeds, NEL and U+2028, which TOML and Python (and the
+    line numbers their parsers report) do not."""
+    if not text:
+        return []
+    parts = text.split("\n")
+    out = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
 def location(path: str, line: Optional[int], col: Optional[int]) -> str:
     """``file:line:col`` for error messages (1-based)."""
     if line is None:

@@ -22,7 +22,7 @@ import json
 from typing import Any, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import RegistryError
-from pbsvllm.registry.base import Endpoint, Entries, Registry, location, not_parsable
+from pbsvllm.registry.base import Endpoint, Entries, Registry, location, not_parsable, split_lines
 
 _BASE_KEYS = ("model", "url", "key")
 
@@ -117,7 +117,7 @@ class PyRegistry(Registry):
 
     def render(self, text: str, alias: str, entries: List[Endpoint]) -> str:
         node, items = self._items(text)
-        lines = text.splitlines(keepends=True)
+        lines = split_lines(text)
         if node is None:
             if not entries:
                 return text

@@ -21,7 +21,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import RegistryError
-from pbsvllm.registry.base import Endpoint, Entries, Registry, location, not_parsable
+from pbsvllm.registry.base import Endpoint, Entries, Registry, location, not_parsable, split_lines
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -85,7 +85,7 @@ def toml_value(v: Any) -> str:
 
 
 def _split_lines(text: str) -> List[str]:
-    return text.splitlines(keepends=True)
+    return split_lines(text)
 
 
 def _header_lines(lines: List[str]) -> List[int]:
