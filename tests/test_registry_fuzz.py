@@ -50,3 +50,42 @@ def test_any_text_round_trips_and_others_are_untouched(alias, model, url, key, r
             after2 = reg.read()
             assert alias not in after2
             assert {a: v for a, v in after2.items()} == {a: v for a, v in before.items() if a != alias}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_files_are_refused_untouched_or_edited_correctly(data):
+    """Random edits of the example files: whatever still parses is updated with
+    the other entries intact; whatever does not is refused byte-for-byte."""
+    name = data.draw(st.sampled_from(FILES))
+    with open(os.path.join(EX, name), encoding="utf-8") as fh:
+        src = fh.read()
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(0, len(src)))
+        op = data.draw(st.sampled_from(["delete", "insert"]))
+        if op == "delete" and src:
+            src = src[:pos] + src[pos + 1:]
+        else:
+            src = src[:pos] + data.draw(st.sampled_from(list("[]{}\"'#:,-= \n\tab\\"))) + src[pos:]
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, name)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(src)
+        reg = open_registry(path)
+        try:
+            before = reg.read()
+        except RegistryError:
+            before = None
+        try:
+            reg.register(Endpoint("fuzz-alias", "m", "http://n:1/v1", "VLLM_API_KEY", job_id="1"))
+        except RegistryError as exc:
+            assert "internal error" not in str(exc), exc
+            with open(path, encoding="utf-8") as fh:
+                assert fh.read() == src  # refused: byte-for-byte
+            return
+        assert before is not None
+        after = reg.read()
+        assert [e.url for e in after["fuzz-alias"]] == ["http://n:1/v1"]
+        for alias, entries in before.items():
+            if alias != "fuzz-alias":
+                assert after[alias] == entries, (name, alias)

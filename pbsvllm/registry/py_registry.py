@@ -38,8 +38,12 @@ class PyRegistry(Registry):
 
     # -- reading ------------------------------------------------------------------
     def _tree(self, text: str) -> ast.Module:
+        import warnings
+
         try:
-            return ast.parse(text, filename=self.path)
+            with warnings.catch_warnings():  # e.g. "invalid escape sequence" in the user's own strings
+                warnings.simplefilter("ignore")
+                return ast.parse(text, filename=self.path)
         except SyntaxError as exc:
             raise not_parsable(self.path, location(self.path, exc.lineno, exc.offset), exc.msg) from None
 
