@@ -99,6 +99,15 @@ def submit_prepared(
         raise PbsvllmError("internal: the prepared job has no script text or script path")
     where = f"{transport.host}:{script_path}" if not transport.is_local else script_path
     transport.write_text(script_path, script_text, mode=0o700)
+    # The folders the job writes to must exist before qsub: the script's
+    # `#PBS -o <log_dir>/` is opened by the scheduler before the script runs
+    # (Slurm fails the launch, PBS cannot deliver the output).
+    dirs = [transport.expanduser(str(d)) for d in (_get(prepared, "dirs", default=()) or ())]
+    if dirs:
+        rc, _out, err = transport.run(["mkdir", "-p", "-m", "700", "--", *dirs], timeout=60)
+        if rc != 0:
+            raise PbsvllmError(f"cannot create {', '.join(dirs)} on {transport.host}: {err.strip()}",
+                               hint="check that PBSVLLM_HOME and the profile's log_dir are writable")
     if options is None:
         options = _get(prepared, "submit_options", "options")
     try:
