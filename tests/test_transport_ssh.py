@@ -160,8 +160,13 @@ def test_submit_status_cancel_over_ssh_on_slurm(slurm_cluster, sshd_server, tmp_
     assert t.calls - calls == 1
     # the CLI, in another process, over its own single connection
     env = dict(os.environ, PYTHONPATH=ROOT, PBSVLLM_SSH_CONFIG=sshd_server.ssh_config)
+    log = os.path.join(sshd_server.dir, "sshd.log")
+    accepted = lambda: open(log, errors="replace").read().count("Accepted publickey")  # noqa: E731
+    before = accepted()
     r = subprocess.run([sys.executable, "-m", "pbsvllm", "status", "--json", "--home", home], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
+    time.sleep(0.3)
+    assert accepted() - before == 1  # one connection for the whole CLI invocation, as sshd saw it
     row = json.loads(r.stdout)[0]
     assert row["host"] == "pbstest" and row["state"] in ("PENDING", "RUNNING")
     r = subprocess.run([sys.executable, "-m", "pbsvllm", "cancel", "viassh", "--home", home], capture_output=True, text=True, timeout=60, env=env)
