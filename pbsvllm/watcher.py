@@ -696,7 +696,7 @@ class Watcher:
             try:
                 reg = self.open_registry(path)
                 for u in job.urls or [job.url]:
-                    reg.unregister(job.alias, url=u)
+                    reg.unregister_server(job.alias, u, job.job_id)
             except RegistryError as exc:
                 self.reporter.event(job, f"could not remove {job.alias} from {path}: {exc}")
 
@@ -926,6 +926,15 @@ def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]],
         transport_for = get_transport
     notes: List[str] = []
     by_id = {str(_rget(r, "job_id")): r for r in records}
+    ended = {s.value for s in JobState if s.is_terminal} | {JobState.UNKNOWN.value}
+    # URLs of servers still alive: never removed, even if an ended job once had the same host:port
+    live_urls = set()
+    for row in rows:
+        if (row.get("state") or "UNKNOWN") not in ended:
+            rec = by_id.get(str(row.get("job_id")))
+            for u in [row.get("url") or ""] + list(((_rget(rec, "watch", {}) or {}).get("urls") or []) if rec else []):
+                if u:
+                    live_urls.add(u.rstrip("/"))
     to_probe: List[Tuple[int, str, str]] = []
     api_key_err: Optional[str] = None
     for i, row in enumerate(rows):
@@ -988,9 +997,13 @@ def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]],
             for alias, eps in entries.items():
                 for e in eps:
                     if any(e.url.rstrip("/") == u.rstrip("/") for u in urls):
+                        if e.job_id is not None and e.job_id != str(row.get("job_id")):
+                            continue  # another job's entry that happens to have this URL
                         if terminal and reconcile:
+                            if e.job_id is None and e.url.rstrip("/") in live_urls:
+                                continue  # no job id to tell: the URL serves a live job now, keep it
                             try:
-                                reg.unregister(alias, url=e.url)
+                                reg.unregister_server(alias, e.url, str(row.get("job_id")))
                                 notes.append(f"removed {alias} -> {e.url} from {reg.path}: job {row['job_id']} has ended")
                             except PbsvllmError as exc:
                                 notes.append(str(exc))

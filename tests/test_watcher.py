@@ -14,7 +14,7 @@ from pbsvllm import health
 from pbsvllm.errors import ServerError
 from pbsvllm.jobs import JobRecord, JobStore
 from pbsvllm.models import JobState, ServerState
-from pbsvllm.registry import open_registry
+from pbsvllm.registry import Endpoint, open_registry
 from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.watcher import (
     JobProgress,
@@ -424,3 +424,48 @@ def test_scheduler_errors_and_a_transient_unknown_are_survived(home):
     assert run_watchers([w], timeout_s=120, clock=tl.clock, sleep=tl.sleep)
     assert any("could not ask the scheduler" in l and "pbs_iff" in l for l in rep.lines)
     assert w.jobs[0].failure == "job_ended" and "status 2" in w.jobs[0].failure_detail
+
+
+def test_status_live_rows_reconcile_keeps_a_reused_url(home, tmp_path):
+    """Job A ended; job B now serves at the same host:port. Status removes A's
+    stale entries but never the entry of B's live server."""
+    from pbsvllm import statusview
+    from pbsvllm.watcher import live_rows
+
+    reg_toml, reg_json = str(tmp_path / "endpoints.toml"), str(tmp_path / "reg.json")
+    store = JobStore(str(home))
+    with FakeVllm(["tiny"]) as fake:
+        a = make_record(home, "1.s", "old", registries=[reg_toml, reg_json])
+        b = make_record(home, "2.s", "new", registries=[reg_toml, reg_json])
+        for rec in (a, b):
+            store.update(rec.job_id, url=fake.url, server_state="ready",
+                         watch={"registered": [reg_toml, reg_json], "urls": [fake.url]})
+        for path in (reg_toml, reg_json):
+            r = open_registry(path)
+            r.register(Endpoint("old", "tiny", fake.url, job_id="1.s"))
+            r.register(Endpoint("new", "tiny", fake.url, job_id="2.s"))
+        records = store.list()
+        statuses = {"1.s": st("1.s", JobState.COMPLETED, exit_status=0),
+                    "2.s": st("2.s", JobState.RUNNING, exec_host="n1")}
+        rows = statusview.build_rows(records, statuses)
+
+        class S:
+            api_key_file = None
+            api_key_env = "VLLM_API_KEY"
+
+            @staticmethod
+            def registries_for(alias):
+                return ()
+
+        notes = live_rows(S, records, rows, store=store, transport_for=lambda h: None)
+    by = {r["alias"]: r for r in rows}
+    assert by["new"]["server_state"] == "ready" and by["old"]["server_state"] == "stopped"
+    # the TOML entry of the old alias has no job id and points at the live server: kept, and listed
+    assert sorted(by["new"]["registries"]) == sorted([f"new@{reg_toml}", f"new@{reg_json}", f"old@{reg_toml}"])
+    # where the job id is stored, the ended job's entry goes and the live one stays
+    assert open_registry(reg_json).lookup("old") == []
+    assert open_registry(reg_json).lookup("new")[0].job_id == "2.s"
+    assert open_registry(reg_toml).lookup("new")[0].url == fake.url
+    assert store.get("1.s").server_state == "stopped"
+    assert all("removed new" not in n for n in notes)
+    assert any(n.startswith(f"removed old -> {fake.url} from {reg_json}") for n in notes)

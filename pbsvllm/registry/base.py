@@ -160,6 +160,19 @@ class Registry:
 
         return self.update(alias, change)
 
+    def unregister_server(self, alias: str, url: str, job_id: Optional[str]) -> bool:
+        """Remove the alias's entries for the server of job ``job_id`` at ``url``.
+
+        An entry at that URL that names another job (formats that store the
+        job id) is kept: a later job may have been given the same host and port.
+        """
+
+        def change(current: List[Endpoint]) -> List[Endpoint]:
+            return [e for e in current
+                    if not (_same_url(e.url, url) and (e.job_id is None or job_id is None or e.job_id == job_id))]
+
+        return self.update(alias, change)
+
     def update(self, alias: str, change: Callable[[List[Endpoint]], List[Endpoint]]) -> bool:
         """Locked read-modify-write of one alias. Returns whether the file changed."""
         if not alias or not isinstance(alias, str):
