@@ -164,10 +164,15 @@ def swap_endpoint(
     old_jobs: List[Dict[str, Any]] = []
     if add:
         return SwapResult(alias, target.job_id, url, reg_results, old_jobs, added=True)
-    by_url = {}
-    for rec in store.list():
+    by_url: Dict[str, Any] = {}
+    final = ("COMPLETED", "FAILED", "CANCELLED")
+    for rec in store.list():  # oldest first; a job still running wins over an ended one at the same URL
         for u in [rec.url] + list((rec.get("watch") or {}).get("urls") or []):
-            if u:
+            if not u:
+                continue
+            prev = by_url.get(u.rstrip("/"))
+            if prev is None or (rec.last_status or {}).get("state") not in final or \
+                    (prev.last_status or {}).get("state") in final:
                 by_url[u.rstrip("/")] = rec
     for u in old_urls:
         rec = by_url.get(u.rstrip("/"))
