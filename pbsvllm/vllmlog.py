@@ -873,16 +873,32 @@ _API_COUNT_RE = re.compile(r"api_server_count to data_parallel_size \((\d+)\)")
 #: facts.
 STEADY_KEYWORDS = (
     "Avg prompt throughput: ",  # every stats line, V0 and V1
-    "Prefix cache hit rate: GPU",  # V0's second stats line
-    "preempted by",  # V0 preemption warnings
     "rror",  # exceptions: OutOfMemoryError, OSError, EngineDeadError, "CUDA error: out of memory"...
     "hutdown",  # shutdown triggered / Application shutdown complete
+    "with config",  # a restart: the engine config line
     "non-default args",  # a restart (>= 0.10.2)
     "Namespace(",  # a restart (<= 0.9: args: Namespace(...))
-    "with config",  # a restart: the engine config line
+    "Prefix cache hit rate: GPU",  # V0's second stats line
+    "preempted by",  # V0 preemption warnings
 )
-# the bytes path finds stats lines with one regex, the rest with bytes.find
-_STEADY_BYTES = tuple(k.encode() for k in STEADY_KEYWORDS[1:])
+
+
+def steady_keywords(facts: "LogFacts") -> Tuple[str, ...]:
+    """The :data:`STEADY_KEYWORDS` that can occur in this server's log: the
+    V0-only lines are left out for a V1 engine, the other version's restart
+    line for a known version. Fewer keywords, fewer passes over a big file."""
+    v: Optional[Tuple[int, ...]] = None
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", facts.vllm_version or "")
+    if m:
+        v = (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+    out = ["Avg prompt throughput: ", "rror", "hutdown", "with config"]
+    if v is None or v >= (0, 10, 0):
+        out.append("non-default args")
+    if v is None or v < (0, 10, 2):
+        out.append("Namespace(")
+    if facts.engine_version != "V1":
+        out += ["Prefix cache hit rate: GPU", "preempted by"]
+    return tuple(out)
 
 
 def _scalar(v: Any) -> bool:
@@ -999,9 +1015,26 @@ class LogScanner:
 
     def __init__(self) -> None:
         self.facts = LogFacts()
-        self.steady = False
+        self._steady = False
+        self.steady_kw: Tuple[str, ...] = STEADY_KEYWORDS
+        self.steady_bytes: Tuple[bytes, ...] = ()
+        self._series_by_digits: Dict[bytes, Tuple[int, str, "StatsSeries"]] = {}
         self._last_stats_key: Optional[str] = None
         self._last_stats_busy = False
+
+    @property
+    def steady(self) -> bool:
+        """True once the server is up: only lines holding :attr:`steady_kw`
+        are examined from then on."""
+        return self._steady
+
+    @steady.setter
+    def steady(self, value: bool) -> None:
+        if value and not self._steady:
+            self.steady_kw = steady_keywords(self.facts)
+            # the bytes path finds stats lines with one regex, the rest with bytes.find
+            self.steady_bytes = tuple(k.encode() for k in self.steady_kw[1:])
+        self._steady = value
 
     # -- public -----------------------------------------------------------
     def feed(self, line: str, line_no: Optional[int] = None) -> None:
@@ -1011,8 +1044,8 @@ class LogScanner:
             line_no = f.lines + 1
         if line_no > f.lines:
             f.lines = line_no
-        if self.steady:
-            for k in STEADY_KEYWORDS:
+        if self._steady:
+            for k in self.steady_kw:
                 if k in line:
                     break
             else:
@@ -1050,13 +1083,19 @@ class LogScanner:
                 float(kv), dev.decode(), float(pre) if pre is not None else None,
                 raw=data[st:sp].decode("utf-8", "replace").rstrip("\r")))
 
+        by_digits = self._series_by_digits
         for line_no, st, sp, m in rows:
             at = m.start()
-            eng = int(data[at - 5 : at - 2])
-            key = str(eng)
-            ser = stats.get(key)
-            if ser is None:
-                ser = stats[key] = StatsSeries()
+            digits = data[at - 5 : at - 2]
+            hit = by_digits.get(digits)
+            if hit is None or stats.get(hit[1]) is not hit[2]:
+                eng = int(digits)
+                key = str(eng)
+                ser = stats.get(key)
+                if ser is None:
+                    ser = stats[key] = StatsSeries()
+                hit = by_digits[digits] = (eng, key, ser)
+            eng, key, ser = hit
             pt, gt, run, wait, dev, kv_b, pre_b = m.groups()
             prompt = float(pt) if b"," not in pt else float(pt.replace(b",", b""))
             gen = float(gt) if b"," not in gt else float(gt.replace(b",", b""))
@@ -1091,7 +1130,12 @@ class LogScanner:
                 ser._max_gen = gen
                 ser.max_gen = make(line_no, m, st, sp)
             if pre_b is not None:
-                ser.add_prefix(float(pre_b), busy)
+                pct = float(pre_b)
+                ser.prefix_sum += pct
+                ser.prefix_count += 1
+                if busy:
+                    ser.prefix_busy_sum += pct
+                    ser.prefix_busy_count += 1
             if (ser.count - 1) % ser._stride == 0:
                 ser.sample.append(make(line_no, m, st, sp))
                 if len(ser.sample) > ser.cap:
@@ -1516,7 +1560,7 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
     count = data.count
     window = STEADY_WINDOW_MIN  # grows while no restart shows up
     while pos < end:
-        if not sc.steady:
+        if not sc._steady:
             window = STEADY_WINDOW_MIN
             nl = find(b"\n", pos)
             stop = end if nl < 0 else nl
@@ -1531,7 +1575,7 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
             nl = find(b"\n", pos + window)
             wend = end if nl < 0 else nl + 1
         window = min(window * 2, STEADY_WINDOW_MAX)
-        events: Dict[int, Any] = {}
+        found: List[Tuple[int, Any]] = []  # (line start, common-shape match or None), in file order
         for m in _FAST_STATS_BRE.finditer(data, pos, wend):
             at = m.start()
             s = rfind(b"\n", pos, at) + 1
@@ -1539,27 +1583,31 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
                 s = pos
             head = data[at - 12 : at] if at - 12 >= s else b""
             if m.group(1) is None or head[:7] != b"Engine " or head[10:] != b": " or not head[7:10].isdigit():
-                events[s] = None  # another shape (V0, optional fields, no engine number): the general path
-                continue
-            events[s] = m
-        for kw in _STEADY_BYTES:
+                found.append((s, None))  # another shape (V0, optional fields, no engine number): the general path
+            else:
+                found.append((s, m))
+        general = set()
+        for kw in sc.steady_bytes:
             i = find(kw, pos, wend)
             while i >= 0:
                 s = rfind(b"\n", pos, i) + 1
-                if s < pos:
-                    s = pos
-                if s not in events:
-                    events[s] = None
+                general.add(s if s >= pos else pos)
                 nl = find(b"\n", i, wend)
                 if nl < 0:
                     break
                 i = find(kw, nl + 1, wend)
+        if general:
+            merged = dict(found)
+            for g in general:
+                merged.setdefault(g, None)
+            order = [(s, merged[s]) for s in sorted(merged)]
+        else:
+            order = found
         cur = pos
         restarted = False
         rows: List[Tuple[int, int, int, Any]] = []  # common-shape stats lines not yet recorded
-        for s in sorted(events):
+        for s, m in order:
             line_no += count(b"\n", cur, s)
-            m = events[s]
             if m is not None:
                 stop = m.end()  # the common shape ends at the end of its line
                 rows.append((line_no, s, stop, m))
@@ -1572,7 +1620,7 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
                 sc.feed(_decode(data[s:stop]), line_no)
             line_no += 1
             cur = stop + 1
-            if not sc.steady:  # a restart: examine everything again from here
+            if not sc._steady:  # a restart: examine everything again from here
                 restarted = True
                 break
         if rows:
