@@ -174,11 +174,14 @@ def view_logparse(r: Result) -> List[str]:
     lr, rs, small = r["long_run"], r.get("restarts_worst_case", {}), r.get("long_run_small", {})
     rows = []
     for label, x in (("long-running server", lr), ("long-running server (smaller)", small),
+                     ("stats-dense (2 s interval, 2 engines)", r.get("stats_dense", {})),
                      ("restarts every ~40 KB (worst case)", rs)):
         if x:
             rows.append([label, f"{x.get('bytes', 0) / 2**20:,.0f} MB", x.get("lines"), f"{fmt(x.get('mb_per_s'))} MB/s",
-                         f"{fmt(x.get('peak_rss_mib'))} MiB", f"{fmt(x.get('seconds'))} s"])
-    lines = table(["log", "size", "lines", "throughput", "peak RSS (child process)", "time"], rows)
+                         f"{fmt(x.get('mb_per_cpu_s'))} MB/s", f"{fmt(x.get('peak_rss_mib'))} MiB",
+                         f"{fmt(x.get('seconds'))} s"])
+    lines = table(["log", "size", "lines", "throughput (wall)", "throughput (CPU time)", "peak RSS (child process)",
+                   "time"], rows)
     lines.append("")
     tgt = r.get("targets", {})
     lines.append(f"Target: at least {tgt.get('mb_per_s', '?')} MB/s and under {tgt.get('peak_memory_mib', '?')} MiB: "
