@@ -654,6 +654,8 @@ class Watcher:
         return [f"{job.log_path}:{n}: {t}" for n, t in sorted(lines.items())]
 
     def _fail(self, job: JobProgress, cause: str, detail: str) -> None:
+        if job.server_state == ServerState.READY.value:
+            self._unregister(job)  # it was serving (a crash later on): clients must not be sent there
         job.server_state = ServerState.FAILED.value
         job.failure = cause
         job.failure_detail = detail
@@ -759,11 +761,14 @@ def watch_records(
     scheduler: Any = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    follow_ready: bool = False,
 ) -> WatchResult:
     """Follow ``records`` (job records) until each is ready, failed or gone.
 
     Jobs are grouped by (host, scheduler): one scheduler call per group per
-    status tick. ``registries`` overrides the records' own lists.
+    status tick. ``registries`` overrides the records' own lists. With
+    ``follow_ready``, ready jobs are followed too, until they end (their
+    entries are then removed).
     """
     from pbsvllm.jobs import JobStore
 
@@ -782,8 +787,10 @@ def watch_records(
     for rec in records:
         job = JobProgress.from_record(rec, registries=registries, add_replica=add_replica)
         jobs.append(job)
-        if job.done or job.server_state == ServerState.READY.value:
+        if job.done or (job.server_state == ServerState.READY.value and not follow_ready):
             continue
+        if job.server_state == ServerState.READY.value:
+            job.job_state = JobState.RUNNING.value  # resumed: only its end is left to see
         host = getattr(rec, "host", None) if not isinstance(rec, Mapping) else rec.get("host")
         sched_name = getattr(rec, "scheduler", None) if not isinstance(rec, Mapping) else rec.get("scheduler")
         key = (host, sched_name)
@@ -799,7 +806,8 @@ def watch_records(
 
                 sch = get_scheduler(sched_name or getattr(settings, "scheduler", "auto"), tr,
                                     home=getattr(settings, "home", None))
-            groups[key] = Watcher(sch, tr, probe=probe, save=save, reporter=reporter, clock=clock, url_for=url_for)
+            groups[key] = Watcher(sch, tr, probe=probe, save=save, reporter=reporter, clock=clock, url_for=url_for,
+                                  follow_ready=follow_ready)
         groups[key].add(job)
     finished = run_watchers(list(groups.values()), timeout_s=timeout_s, clock=clock, sleep=sleep)
     if reporter is not None:

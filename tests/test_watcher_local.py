@@ -168,3 +168,20 @@ def test_failing_job_is_reported_and_never_registered(env):
     # nothing left pending: watch says so
     again = runner.invoke(cli, ["watch"], catch_exceptions=False)
     assert again.exit_code == 0 and "no pending jobs" in again.output
+
+
+def test_watch_follow_removes_entries_when_the_job_ends(env):
+    settings, home, tr, sched, started, tmp = env
+    reg = str(tmp / "endpoints.json")
+    a = submit(env, "srv-f", port=free_port(), registries=[reg])
+    assert watch_records(settings, [a], scheduler=sched, transport=tr, timeout_s=60).ok
+    assert open_registry(reg).lookup("srv-f")[0].job_id == a.job_id
+    rec = JobStore(str(home)).get(a.job_id)
+    import threading
+
+    # the job ends while `watch --follow` runs
+    threading.Timer(2.0, lambda: sched.cancel(a.job_id)).start()
+    res = watch_records(settings, [rec], scheduler=sched, transport=tr, timeout_s=60, follow_ready=True)
+    assert not res.timed_out
+    assert res.jobs[0].server_state == "stopped"
+    assert open_registry(reg).lookup("srv-f") == []

@@ -38,7 +38,7 @@ def registry_specs(paths: Sequence[str], fmt: Optional[str]) -> Optional[List[st
 
 def follow_jobs(settings: Any, records: Sequence[Any], *, registries: Optional[List[str]] = None,
                 add_replica: bool = False, timeout_s: Optional[float] = None, as_json: bool = False,
-                store: Any = None) -> int:
+                store: Any = None, follow_ready: bool = False) -> int:
     """Follow ``records`` with progress on the terminal; return the exit code
     (0 all ready, 7 a server failed or the timeout ran out)."""
     import sys
@@ -55,7 +55,7 @@ def follow_jobs(settings: Any, records: Sequence[Any], *, registries: Optional[L
 
     reporter = watcher.TextReporter(write, tty=tty, single_job=len(records) == 1)
     res = watcher.watch_records(settings, records, store=store, registries=registries, add_replica=add_replica,
-                                timeout_s=timeout_s, reporter=reporter)
+                                timeout_s=timeout_s, reporter=reporter, follow_ready=follow_ready)
     if as_json:
         echo_json(res.to_dicts())
     if res.timed_out:
@@ -73,10 +73,13 @@ def follow_jobs(settings: Any, records: Sequence[Any], *, registries: Optional[L
 @registry_options
 @click.option("--timeout", "timeout_s", type=float, default=None, metavar="SECONDS",
               help="Give up after this long (the jobs keep running; re-run to resume).")
+@click.option("--follow", "follow_ready", is_flag=True,
+              help="Keep following ready servers too, until their jobs end; their registry entries are then "
+                   "removed (also on a crash). Exits when no tracked job is left running.")
 @json_option
 @click.option("--home", default=None, metavar="DIR", help="PBSVLLM_HOME to read job records from.")
 def command(targets: Sequence[str], registries: Sequence[str], registry_format: Optional[str], add_replica: bool,
-            timeout_s: Optional[float], as_json: bool, home: Optional[str]) -> None:
+            timeout_s: Optional[float], follow_ready: bool, as_json: bool, home: Optional[str]) -> None:
     """Follow every tracked job that is not ready yet (or the ones named)
     until its server answers -- /v1/models lists the model and a one-token
     completion succeeds -- then write it to the endpoint registries. Shows
@@ -96,8 +99,9 @@ def command(targets: Sequence[str], registries: Sequence[str], registry_format: 
         records = [store.find(t) for t in targets]
     else:
         final = {s.value for s in JobState if s.is_terminal}
+        done = ("failed", "stopped") if follow_ready else ("ready", "failed", "stopped")
         records = [r for r in store.list()
-                   if r.server_state not in ("ready", "failed", "stopped")
+                   if r.server_state not in done
                    and (r.last_status or {}).get("state") not in final and not r.cancelled_at]
     if not records:
         if as_json:
@@ -106,6 +110,7 @@ def command(targets: Sequence[str], registries: Sequence[str], registry_format: 
             click.echo("no pending jobs: every tracked server is ready, failed or ended")
         return
     code = follow_jobs(settings, records, registries=registry_specs(registries, registry_format),
-                       add_replica=add_replica, timeout_s=timeout_s, as_json=as_json, store=store)
+                       add_replica=add_replica, timeout_s=timeout_s, as_json=as_json, store=store,
+                       follow_ready=follow_ready)
     if code:
         sys.exit(code)
