@@ -66,6 +66,7 @@ QUEUED_POLL_MAX_S = 30.0
 RUNNING_STATUS_POLL_S = 5.0
 STARTING_CHECK_S = 0.5
 NEAR_READY_CHECK_S = 0.2
+READY_CHECK_S = 5.0
 CONTEXT_LINES = 12
 # after the first error line, keep reading this long: the root cause (a traceback's
 # last line) is often written just after "EngineCore failed to start."
@@ -579,9 +580,12 @@ class Watcher:
                 job.server_state = ServerState.STARTING.value
                 self.reporter.event(job, f"server process started; will answer at {', '.join(job.urls)}")
                 self.save(job)
+        if job.server_state == ServerState.READY.value:
+            job.next_check = self.clock() + READY_CHECK_S  # followed only for a crash or its end
+            return
         near = job.phase in ("kv_cache_allocated", "log_ready")
         job.next_check = self.clock() + (NEAR_READY_CHECK_S if near else STARTING_CHECK_S)
-        if not job.url or job.server_state == ServerState.READY.value:
+        if not job.url:
             return
         results = [self.probe(u, job.served_model) for u in (job.urls or [job.url])]
         bad = [r for r in results if not getattr(r, "ready", False)]
