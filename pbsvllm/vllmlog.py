@@ -1234,7 +1234,7 @@ class LogScanner:
 
         if "KV cache" in msg or "blocks:" in msg or "Maximum concurrency" in msg:
             self._kv_lines(msg, line_no, text, ll)
-        if "took" in msg:
+        if "took" in msg or "torch.compile takes" in msg:
             self._timings(msg, line_no, text)
         if "Chunked prefill is enabled" in msg:
             m = _CHUNKED_RE.search(msg)
@@ -1715,6 +1715,35 @@ def parse_file(path: str) -> LogFacts:
             f"vLLM log not found: {path}",
             hint="pass the path of the server's realtime log, or a tracked alias",
         )
+    if path.endswith(".gz"):
+        return _parse_gzip(path)
     fl = LogFollower(path)
     fl.poll(final=True)
     return fl.facts
+
+
+def _parse_gzip(path: str) -> LogFacts:
+    """A rotated, gzip-compressed log: decompressed in chunks, same fast path."""
+    import gzip
+
+    from pbsvllm.errors import LogParseError
+
+    sc = LogScanner()
+    next_line = 1
+    carry = b""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while True:
+                block = fh.read(CHUNK_SIZE)
+                if not block:
+                    break
+                block = carry + block
+                cut = block.rfind(b"\n") + 1
+                carry = block[cut:]
+                if cut:
+                    next_line += scan_bytes(sc, block[:cut], next_line)
+        if carry:
+            scan_bytes(sc, carry, next_line)
+    except (OSError, EOFError) as exc:
+        raise LogParseError(f"cannot read compressed vLLM log {path}: {exc}", hint="check the file is a complete gzip file")
+    return sc.facts

@@ -252,3 +252,25 @@ def test_fast_file_path_equals_line_path(name):
     assert a.lines == b.lines == len(lines)
     assert a.evidence == b.evidence
     assert {k: s.summary() for k, s in a.stats.items()} == {k: s.summary() for k, s in b.stats.items()}
+
+
+def test_gzip_log_gives_the_same_facts(tmp_path):
+    import gzip
+
+    src = sample("vllm-0.32.0-cpu-dp2-1apiserver.log")
+    gz = tmp_path / "server.log.gz"
+    with open(src, "rb") as fh, gzip.open(gz, "wb") as out:
+        out.write(fh.read())
+    a, b = V.parse_file(src), V.parse_file(str(gz))
+    assert a.to_json_facts() == b.to_json_facts() and a.lines == b.lines and a.evidence == b.evidence
+
+
+def test_unreadable_paths_raise_log_parse_error(tmp_path):
+    from pbsvllm.errors import LogParseError
+
+    with pytest.raises(LogParseError, match="not found"):
+        V.parse_file(str(tmp_path / "missing.log"))
+    bad = tmp_path / "bad.log.gz"
+    bad.write_bytes(b"not gzip at all\n")
+    with pytest.raises(LogParseError, match="compressed"):
+        V.parse_file(str(bad))

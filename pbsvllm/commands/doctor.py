@@ -47,7 +47,7 @@ def command(target: str, fmt: str, as_json: bool, home: Optional[str], **opts: A
 
         from pbsvllm.commands.status import _home
 
-        if os.sep in target or target.endswith(".log"):
+        if os.sep in target or target.endswith((".log", ".gz", ".txt")):
             raise LogParseError(f"vLLM log not found: {target}",
                                 hint="pass an existing log file, or the alias/id of a tracked job")
         record = JobStore(_home(home)).find(target)
