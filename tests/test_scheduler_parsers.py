@@ -295,3 +295,27 @@ def test_fuzz_other_parsers(text):
             pass
     parse_duration(text)
     script_directives(text)
+
+
+def test_slurm_completing_is_not_final_yet():
+    from pbsvllm.scheduler.torque import SlurmTorqueScheduler
+    from pbsvllm.transport.base import Transport
+
+    class Answers(Transport):
+        def run(self, argv, timeout, input=None, env=None):
+            self.calls += 1
+            if argv[0] == "qstat":
+                return 0, "Job Id:\t7\n\tjob_state = C\n\tqueue = debug\n\n", ""
+            return 0, "JobId=7 JobName=x JobState=COMPLETING Reason=None ExitCode=0:9\n", ""
+
+        def read_text(self, path):
+            return ""
+
+        def write_text(self, path, text, mode=0o600):
+            pass
+
+        def exists(self, path):
+            return False
+
+    st_ = SlurmTorqueScheduler(Answers()).status(["7"])["7"]
+    assert st_.state is JobState.COMPLETING and st_.exit_status is None

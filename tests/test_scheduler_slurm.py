@@ -177,3 +177,22 @@ def test_torque_profile_on_slurm_wrappers_and_output_folder(slurm, tmp_path):
     st, _ = wait_for(slurm, rec.job_id, {JobState.COMPLETED, JobState.FAILED}, timeout=240)
     assert st.exit_status == 0
     assert (logs / f"folderjob.o{rec.job_id}").read_text() == "out-here\n"
+
+
+def test_bring_up_is_reused_concurrently(slurm_cluster):
+    script = os.path.join(ROOT, "scripts", "slurm-up.sh")
+    procs = [subprocess.Popen(["bash", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert all(o.splitlines()[-1] == f"SLURM_CONF={slurm_cluster.conf}" for o, _ in outs)
+    assert all("reusing the running cluster" in e for _, e in outs)
+
+
+def test_force_cancel_kills_a_job_that_ignores_sigterm(slurm, tmp_path):
+    script = tmp_path / "stubborn.pbs"
+    script.write_text("#!/bin/bash\n#PBS -l walltime=00:05:00\ntrap 'echo ignored' TERM\nwhile true; do sleep 0.2; done\n")
+    jid = slurm.submit(str(script))
+    wait_for(slurm, jid, {JobState.RUNNING}, timeout=240)
+    assert "forced" in slurm.cancel(jid, force=True)
+    st, _ = wait_for(slurm, jid, {JobState.CANCELLED, JobState.FAILED}, timeout=30)
+    assert st.state is JobState.CANCELLED and st.exit_status is not None, st  # Slurm reports 0:9 or 1:0 here

@@ -200,7 +200,11 @@ class SlurmTorqueScheduler(TorqueScheduler):
             slurm_state = rec.get("JobState", "")
             if code is not None:
                 st.exit_status = code if not sig else 256 + sig
-            if slurm_state == "TIMEOUT":
+            if slurm_state == "COMPLETING":
+                # the wrapper already says C while Slurm is still ending the job's
+                # processes: like PBS's E, not final yet
+                st.state, st.exit_reason, st.exit_status = JobState.COMPLETING, "ending (Slurm COMPLETING)", None
+            elif slurm_state == "TIMEOUT":
                 st.exit_status = WALLTIME_EXIT
                 st.state, st.exit_reason = interpret_exit_status(WALLTIME_EXIT)
             else:
