@@ -1063,28 +1063,39 @@ class LogScanner:
             self.facts.lines = line_no
         self._add_stats(st, line_no)
 
-    def add_stats_rows(self, data: bytes, rows: List[Tuple[int, int, int, Any]]) -> None:
+    def add_stats_rows(self, data: bytes, rows: List[Tuple[int, Any]], base_pos: int, base_line: int) -> None:
         """Record common-shape ``Engine NNN:`` stats lines found by the bytes
-        path: ``(line_no, start, stop, match)`` in file order. The same
-        result as :meth:`_add_stats` line by line, without building an
-        :class:`EngineStats` for the lines no aggregate keeps (most)."""
+        path: ``(line start, match)`` in file order; the line starting at
+        ``base_pos`` (<= every start) is line ``base_line``. The same result
+        as :meth:`_add_stats` line by line, without building an
+        :class:`EngineStats` or counting the line number for the lines no
+        aggregate keeps (most)."""
         f = self.facts
         stats = f.stats
-        lasts: Dict[str, Tuple[int, Any, int, int]] = {}
+        lasts: Dict[str, Tuple[int, Any]] = {}
         key = ""
         busy = False
         top_engine = -1
+        count = data.count
+        at_pos, at_line = base_pos, base_line
 
-        def make(line_no: int, m: Any, st: int, sp: int) -> StatsSample:
+        def make(st: int, m: Any) -> StatsSample:
+            nonlocal at_pos, at_line
+            # count from the previous line asked for (mostly just before this one)
+            if st >= at_pos:
+                at_line += count(b"\n", at_pos, st)
+            else:
+                at_line -= count(b"\n", st, at_pos)
+            at_pos = st
             pt, gt, run, wait, dev, kv, pre = m.groups()
             eng = int(data[m.start() - 5 : m.start() - 2])
-            return StatsSample(line_no, EngineStats(
+            return StatsSample(at_line, EngineStats(
                 eng, float(pt.replace(b",", b"")), float(gt.replace(b",", b"")), int(run), int(wait), None,
                 float(kv), dev.decode(), float(pre) if pre is not None else None,
-                raw=data[st:sp].decode("utf-8", "replace").rstrip("\r")))
+                raw=data[st:m.end()].decode("utf-8", "replace").rstrip("\r")))
 
         by_digits = self._series_by_digits
-        for line_no, st, sp, m in rows:
+        for st, m in rows:
             at = m.start()
             digits = data[at - 5 : at - 2]
             hit = by_digits.get(digits)
@@ -1105,7 +1116,7 @@ class LogScanner:
             busy = running > 0 or gen > 0 or prompt > 0
             ser.count += 1
             if ser.first is None:
-                ser.first = make(line_no, m, st, sp)
+                ser.first = make(st, m)
                 ser.kv_device = ser.first.stats.kv_device
             ser.sum_gen += gen
             if busy:
@@ -1117,18 +1128,18 @@ class LogScanner:
                 ser.busy_kv_count += 1
             if running > ser._max_running:
                 ser._max_running = running
-                ser.max_running = make(line_no, m, st, sp)
+                ser.max_running = make(st, m)
             if waiting > 0:
                 ser.waiting_lines += 1
             if waiting > ser._max_waiting:
                 ser._max_waiting = waiting
-                ser.max_waiting = make(line_no, m, st, sp)
+                ser.max_waiting = make(st, m)
             if kv > ser._max_kv:
                 ser._max_kv = kv
-                ser.max_kv = make(line_no, m, st, sp)
+                ser.max_kv = make(st, m)
             if gen > ser._max_gen:
                 ser._max_gen = gen
-                ser.max_gen = make(line_no, m, st, sp)
+                ser.max_gen = make(st, m)
             if pre_b is not None:
                 pct = float(pre_b)
                 ser.prefix_sum += pct
@@ -1137,26 +1148,26 @@ class LogScanner:
                     ser.prefix_busy_sum += pct
                     ser.prefix_busy_count += 1
             if (ser.count - 1) % ser._stride == 0:
-                ser.sample.append(make(line_no, m, st, sp))
+                ser.sample.append(make(st, m))
                 if len(ser.sample) > ser.cap:
                     ser.sample = ser.sample[::2]
                     ser._stride *= 2
-            lasts[key] = (line_no, m, st, sp)
+            lasts[key] = (st, m)
             if eng > top_engine:
                 top_engine = eng
         last_item = None
-        for k, (line_no, m, st, sp) in lasts.items():
-            item = make(line_no, m, st, sp)
+        for k, (st, m) in sorted(lasts.items(), key=lambda kv: kv[1][0]):
+            item = make(st, m)
             stats[k].last = item
             if k == key:
                 last_item = item
         f.engine_stats_lines += len(rows)
-        if rows[-1][0] > f.lines:
-            f.lines = rows[-1][0]
         if last_item is not None:
+            if last_item.line_no > f.lines:
+                f.lines = last_item.line_no
             f.last_stats = last_item.stats
             if f.kv_cache_device is None:
-                f.kv_cache_device = rows[0][3].group(5).decode()
+                f.kv_cache_device = rows[0][1].group(5).decode()
         self._last_stats_key = key
         self._last_stats_busy = busy
         if top_engine >= 1 and (f.data_parallel_size is None or f.data_parallel_size < top_engine + 1):
@@ -1575,17 +1586,6 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
             nl = find(b"\n", pos + window)
             wend = end if nl < 0 else nl + 1
         window = min(window * 2, STEADY_WINDOW_MAX)
-        found: List[Tuple[int, Any]] = []  # (line start, common-shape match or None), in file order
-        for m in _FAST_STATS_BRE.finditer(data, pos, wend):
-            at = m.start()
-            s = rfind(b"\n", pos, at) + 1
-            if s < pos:
-                s = pos
-            head = data[at - 12 : at] if at - 12 >= s else b""
-            if m.group(1) is None or head[:7] != b"Engine " or head[10:] != b": " or not head[7:10].isdigit():
-                found.append((s, None))  # another shape (V0, optional fields, no engine number): the general path
-            else:
-                found.append((s, m))
         general = set()
         for kw in sc.steady_bytes:
             i = find(kw, pos, wend)
@@ -1596,35 +1596,57 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
                 if nl < 0:
                     break
                 i = find(kw, nl + 1, wend)
-        if general:
-            merged = dict(found)
-            for g in general:
-                merged.setdefault(g, None)
-            order = [(s, merged[s]) for s in sorted(merged)]
-        else:
-            order = found
+        found: List[Tuple[int, Any]] = []  # (line start, common-shape match or None), in file order
+        plain = not general
+        for m in _FAST_STATS_BRE.finditer(data, pos, wend):
+            at = m.start()
+            s = rfind(b"\n", pos, at) + 1
+            if s < pos:
+                s = pos
+            head = data[at - 12 : at] if at - 12 >= s else b""
+            if m.group(1) is None or head[:7] != b"Engine " or head[10:] != b": " or not head[7:10].isdigit():
+                found.append((s, None))  # another shape (V0, optional fields, no engine number): the general path
+                plain = False
+            else:
+                found.append((s, m))
         cur = pos
         restarted = False
-        rows: List[Tuple[int, int, int, Any]] = []  # common-shape stats lines not yet recorded
-        for s, m in order:
-            line_no += count(b"\n", cur, s)
-            if m is not None:
-                stop = m.end()  # the common shape ends at the end of its line
-                rows.append((line_no, s, stop, m))
+        if plain:
+            # only common-shape stats lines in this window (the usual case): record them in one go;
+            # line numbers are counted only for the lines an aggregate keeps
+            if found:
+                sc.add_stats_rows(data, found, pos, line_no)
+        else:
+            if general:
+                merged = dict(found)
+                for g in general:
+                    merged.setdefault(g, None)
+                order = [(s, merged[s]) for s in sorted(merged)]
             else:
-                nl = find(b"\n", s, wend)
-                stop = wend if nl < 0 else nl
-                if rows:
-                    sc.add_stats_rows(data, rows)
-                    rows = []
-                sc.feed(_decode(data[s:stop]), line_no)
-            line_no += 1
-            cur = stop + 1
-            if not sc._steady:  # a restart: examine everything again from here
-                restarted = True
-                break
-        if rows:
-            sc.add_stats_rows(data, rows)
+                order = found
+            rows: List[Tuple[int, Any]] = []  # common-shape stats lines not yet recorded
+            base = (0, 0)
+            for s, m in order:
+                line_no += count(b"\n", cur, s)
+                if m is not None:
+                    if not rows:
+                        base = (s, line_no)
+                    stop = m.end()  # the common shape ends at the end of its line
+                    rows.append((s, m))
+                else:
+                    nl = find(b"\n", s, wend)
+                    stop = wend if nl < 0 else nl
+                    if rows:
+                        sc.add_stats_rows(data, rows, base[0], base[1])
+                        rows = []
+                    sc.feed(_decode(data[s:stop]), line_no)
+                line_no += 1
+                cur = stop + 1
+                if not sc._steady:  # a restart: examine everything again from here
+                    restarted = True
+                    break
+            if rows:
+                sc.add_stats_rows(data, rows, base[0], base[1])
         if not restarted:
             if wend > cur:
                 line_no += count(b"\n", cur, wend)
