@@ -241,7 +241,7 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
         "walltime": p.walltime,
         "queue": p.queue or "",
         "account": p.account or "",
-        # '#PBS -o <dir>/': PBS names the spool file <dir>/<job name>.o<seq>; a '~' path
+        # '#PBS -o <dir>/': a path without a file name; PBS Pro then names the spool file <dir>/<jobid>.OU (qsub(1B)); a '~' path
         # (remote host, not yet expanded) cannot go into a directive: PBS's default then applies
         "output": "" if log_dir.startswith("~") else log_dir.rstrip("/") + "/",
         "extra_directives": list(p.extra_directives),
