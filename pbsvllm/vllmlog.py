@@ -1001,7 +1001,28 @@ _ALL_NEEDLES = sorted(
     key=len,
     reverse=True,
 )
-_PREFILTER_RE = re.compile("|".join(re.escape(n) for n in _ALL_NEEDLES))
+
+
+def _trie_regex(words: List[str]) -> str:
+    """One regex matching any of ``words``, factored by common prefixes (a
+    trie), so the engine tries one branch per position instead of all."""
+    trie: Dict[str, Any] = {}
+    for w in words:
+        node = trie
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: Dict[str, Any]) -> str:
+        if "" in node:
+            return ""  # a shorter word ends here: matching it is enough for a prefilter
+        alts = [re.escape(ch) + build(child) for ch, child in sorted(node.items())]
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return build(trie)
+
+
+_PREFILTER_RE = re.compile(_trie_regex(_ALL_NEEDLES))
 
 
 class LogScanner:
