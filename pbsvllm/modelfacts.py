@@ -210,6 +210,9 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
     wbytes, wsource = (None, "")
     if model_dir:
         wbytes, wsource = _weights_on_disk(model_dir)
+        if wbytes is not None and dtype.lower() in ("float32", "fp32", "float") and not quant:
+            wbytes //= 2  # vLLM serves float32 checkpoints in 16 bits ("auto" dtype)
+            wsource += " / 2 (float32 checkpoint served in 16 bits)"
     if wbytes is None:
         per = QUANT_BYTES_PER_PARAM.get(quant or "", DTYPE_BYTES.get(dtype.lower(), 2))
         wbytes = int(est_params * per)

@@ -121,3 +121,12 @@ def test_bad_config_json_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "x"}))
     with pytest.raises(ModelFactsError, match="hidden_size"):
         load_model_facts(str(tmp_path), {}, env=NO_CACHE)
+
+
+def test_float32_checkpoint_is_served_in_16_bits(tmp_path):
+    cfg = dict(TINY, torch_dtype="float32")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 8000)
+    f = load_model_facts(str(tmp_path), {}, env=NO_CACHE)
+    assert f.weight_bytes == 4000 and "float32" in f.weight_source
+    assert f.kv_bytes_per_token(1) == 512
