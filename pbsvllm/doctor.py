@@ -1045,6 +1045,25 @@ def diagnose(
     return Diagnosis(log_path, facts, node, findings, rec, strengths(facts, load), load, current)
 
 
+def recorded_plan_note(job_id: str, recorded: Dict[str, Any], facts: LogFacts) -> str:
+    """One line comparing the plan a tracked job was submitted with and what
+    its log shows (they differ when flags were overridden or the template
+    was edited)."""
+    keys = (("tensor_parallel_size", "TP"), ("pipeline_parallel_size", "PP"), ("data_parallel_size", "DP"),
+            ("max_num_seqs", "max-num-seqs"), ("max_model_len", "max-model-len"))
+    parts, diffs = [], []
+    for k, label in keys:
+        want = recorded.get(k)
+        if want is None:
+            continue
+        parts.append(f"{label}={want}")
+        got = getattr(facts, k, None)
+        if got is not None and got != want:
+            diffs.append(f"{label} {want} planned, {got} in the log")
+    head = f"job {job_id} was submitted with the plan " + " ".join(parts)
+    return head + ("; the log differs: " + "; ".join(diffs) if diffs else "; the log agrees")
+
+
 def strengths(facts: LogFacts, load: Dict[str, Any]) -> List[str]:
     out = []
     pref = load.get("mean_busy_prefix_cache_hit_pct")

@@ -267,13 +267,17 @@ def test_doctor_by_alias_reads_the_job_record(tmp_path):
 
     store = JobStore(str(tmp_path))
     store.save(JobRecord(job_id="4242.polaris-pbs-01", alias="qwen3-vl", model="Qwen/Qwen3-VL-2B-Instruct",
-                         profile="polaris", log_path=SEED, scheduler="pbspro"))
+                         profile="polaris", log_path=SEED, scheduler="pbspro",
+                         plan={"tensor_parallel_size": 4, "data_parallel_size": 1, "max_num_seqs": 256,
+                               "vllm_args": ["Qwen/Qwen3-VL-2B-Instruct", "--tensor-parallel-size", "4"]}))
     rep = json.loads(run_cli(["doctor", "qwen3-vl", "--json"], tmp_path).stdout)
     assert rep["log"] == SEED
     assert rep["node"]["sources"]["gpus"] == "profile polaris"
     assert rep["recommendation"]["submit_command"].startswith(
         "pbsvllm submit Qwen/Qwen3-VL-2B-Instruct --alias qwen3-vl --profile polaris")
     assert rep["recommendation"]["plan"]["data_parallel_size"] == 4
+    assert any(n.startswith("job 4242.polaris-pbs-01 was submitted with the plan TP=4 DP=1") and "the log agrees" in n
+               for n in rep["recommendation"]["notes"])
 
 
 def test_unknown_target_is_one_clear_error(tmp_path):

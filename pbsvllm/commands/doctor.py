@@ -87,6 +87,8 @@ def command(target: str, fmt: str, as_json: bool, home: Optional[str], **opts: A
         except PbsvllmError as exc:
             plan_error = f"the planner could not plan {req.model}: {exc}"
     diag = doctor.diagnose(facts, node, plan=plan, plan_req=req, plan_error=plan_error, log_path=log_path)
+    if record is not None and isinstance(record.plan, dict) and record.plan.get("vllm_args"):
+        diag.recommendation.notes.append(doctor.recorded_plan_note(record.job_id, record.plan, facts))
     click.echo(report.render(diag, fmt))
 
 
