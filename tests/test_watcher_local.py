@@ -185,3 +185,19 @@ def test_watch_follow_removes_entries_when_the_job_ends(env):
     assert not res.timed_out
     assert res.jobs[0].server_state == "stopped"
     assert open_registry(reg).lookup("srv-f") == []
+
+
+def test_logs_follow_prints_new_lines_and_stops_when_the_job_ends(env):
+    settings, home, tr, sched, started, tmp = env
+    a = submit(env, "srv-l", port=free_port())
+    assert watch_records(settings, [a], scheduler=sched, transport=tr, timeout_s=60).ok
+    import subprocess
+    import threading
+
+    threading.Timer(1.5, lambda: sched.cancel(a.job_id)).start()
+    r = subprocess.run([sys.executable, "-m", "pbsvllm", "logs", "srv-l", "-f", "--stats", "--interval", "0.2"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PBSVLLM_HOME=str(home)))
+    assert r.returncode == 0, r.stderr
+    assert "Engine 001:" in r.stdout
+    assert f"job {a.job_id} has ended" in r.stderr

@@ -11,7 +11,8 @@ from pbsvllm.commands._common import echo_json, json_option
 
 @click.command()
 @click.argument("target", metavar="ALIAS|JOB")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they are written (Ctrl-C stops).")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing new lines as they are written, until the job ends (or Ctrl-C).")
 @click.option("--stats", is_flag=True, help="Only the engine-stats lines (throughput, running/waiting, KV cache, prefix hits).")
 @click.option("-n", "--lines", "n_lines", type=int, default=None, metavar="N",
               help="Only the last N lines (default: all; with -f, the last 20).")
@@ -74,11 +75,27 @@ def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], inte
         click.echo(json.dumps(it) if as_json else it)
     if not follow:
         return
+    from pbsvllm.launch import refresh_statuses
+    from pbsvllm.models import JobState
+
+    store = JobStore(_home(home))
+    next_status = time.monotonic() + 5.0
     try:
         while True:
             time.sleep(interval)
             first = tail.line_no + 1
             for it in select(tail.read_lines(), first):
                 click.echo(json.dumps(it) if as_json else it)
+            if time.monotonic() >= next_status:  # stop once the job is over (one scheduler call / 5 s)
+                next_status = time.monotonic() + 5.0
+                statuses, _errors = refresh_statuses(store, [rec], skip_terminal=False)
+                st = statuses.get(rec.job_id)
+                if st is not None and (st.state.is_terminal or st.state == JobState.UNKNOWN):
+                    first = tail.line_no + 1
+                    for it in select(tail.read_lines(final=True), first):
+                        click.echo(json.dumps(it) if as_json else it)
+                    if not as_json:
+                        click.echo(f"pbsvllm: job {rec.job_id} has ended ({st.state.value})", err=True)
+                    return
     except KeyboardInterrupt:
         return
