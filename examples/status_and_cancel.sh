@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
+case "$PY" in /*) ;; */*) PY="$(pwd)/$PY" ;; esac
 export PBSVLLM_HOME="${PBSVLLM_HOME:-$(mktemp -d)/pbsvllm}"
 work="$(mktemp -d)"
 cat > "$work/sleeper.pbs" <<'JOB'
@@ -16,8 +17,11 @@ echo "job $PBS_JOBID on $(cat "$PBS_NODEFILE") in $PBS_O_WORKDIR"
 trap 'echo "got SIGTERM"; exit 143' TERM
 sleep 300 & wait
 JOB
-# The library calls that `pbsvllm submit` makes after rendering the script:
-"$PY" - "$work/sleeper.pbs" <<'PYCODE'
+# The library calls that `pbsvllm submit` makes after rendering the script
+# (submitted from $work: like qsub, job output files land in the submit folder):
+repo="$(pwd)"
+cd "$work"
+PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$work/sleeper.pbs" <<'PYCODE'
 import sys, types, os
 from pbsvllm.launch import submit_prepared
 home = os.environ["PBSVLLM_HOME"]
@@ -29,6 +33,7 @@ settings = types.SimpleNamespace(home=home, host=None, scheduler="local", profil
 rec = submit_prepared(settings, prepared)
 print("submitted", rec.job_id)
 PYCODE
+cd "$repo"
 sleep 1
 "$PY" -m pbsvllm status
 "$PY" -m pbsvllm status sleeper --json

@@ -148,7 +148,8 @@ for i in $(seq 150); do
   st="$(sinfo -h -n "$node" -o %t 2>/dev/null | head -1)"
   case "$st" in
     idle*|mix*|alloc*|comp*) break ;;
-    drain*|down*) [ "$i" -gt 10 ] && scontrol update NodeName="$node" State=RESUME 2>/dev/null || true ;;
+    drain*|down*)
+      if [ "$i" -gt 10 ]; then scontrol update NodeName="$node" State=RESUME 2>/dev/null || true; fi ;;
   esac
   sleep 0.2
 done

@@ -21,6 +21,13 @@ from pbsvllm.transport import LocalTransport
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True)
+def _submit_from_tmp(tmp_path, monkeypatch):
+    """qsub (and the local backend) write default job output files into the
+    submit directory, like PBS: keep them out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def write(path, text):
     path.write_text(text)
     return str(path)

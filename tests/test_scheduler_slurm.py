@@ -26,6 +26,13 @@ pytestmark = pytest.mark.slurm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True)
+def _submit_from_tmp(tmp_path, monkeypatch):
+    """qsub (and the local backend) write default job output files into the
+    submit directory, like PBS: keep them out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def wait_for(sched, jid, states, timeout):
     seen = []
     end = time.monotonic() + timeout
