@@ -153,17 +153,17 @@ def _linelist(v: Any, where: str) -> Tuple[str, ...]:
     return _strlist(v, where)
 
 
-def _envmap(v: Any, where: str) -> Tuple[Tuple[str, str], ...]:
+def _envmap(v: Any, where: str) -> Dict[str, str]:
     if not isinstance(v, Mapping):
         raise ConfigError(f"{where} must be a table of NAME = \"value\", got {v!r}")
-    out = []
+    out: Dict[str, str] = {}
     for k, val in v.items():
         if not _ENV_NAME_RE.match(str(k)):
             raise ConfigError(f"{where}.{k} is not a valid environment variable name")
         if isinstance(val, bool) or not isinstance(val, (str, int, float)):
             raise ConfigError(f"{where}.{k} must be a string or number, got {val!r}")
-        out.append((str(k), _str(str(val), f"{where}.{k}")))
-    return tuple(out)
+        out[str(k)] = _str(str(val), f"{where}.{k}")
+    return out
 
 
 def _url_template(v: Any, where: str) -> str:
@@ -204,7 +204,7 @@ class Profile:
     cpus_per_node: int = 1
     device: str = "cuda"               # cuda | cpu
     env_lines: Tuple[str, ...] = ()    # verbatim shell lines: module load, conda activate, source venv
-    env: Tuple[Tuple[str, str], ...] = ()  # exported variables, values quoted in the script
+    env: Dict[str, str] = field(default_factory=dict)  # exported variables (values quoted in the script); treat as read-only
     log_dir: Optional[str] = None      # default: $PBSVLLM_HOME/logs
     hostname_suffix: str = ""          # appended to `hostname -s` to build a reachable name
     url_template: str = "http://{host}:{port}/v1"
@@ -218,13 +218,9 @@ class Profile:
     source: str = "built-in defaults"  # where this profile came from (file paths)
 
     @property
-    def env_dict(self) -> Dict[str, str]:
-        return dict(self.env)
-
-    @property
     def cpu_kvcache_space_gib(self) -> float:
         """KV cache size for vLLM's CPU backend (``VLLM_CPU_KVCACHE_SPACE``, GiB)."""
-        raw = self.env_dict.get("VLLM_CPU_KVCACHE_SPACE", "4")
+        raw = self.env.get("VLLM_CPU_KVCACHE_SPACE", "4")
         try:
             return float(raw)
         except ValueError:
@@ -378,7 +374,11 @@ def _profile_from_layers(name: str, layers: Iterable[Tuple[Mapping[str, Any], st
     values: Dict[str, Any] = {"name": name}
     sources = []
     for table, where in layers:
-        values.update(table)
+        for key, value in table.items():
+            if key == "env":  # env tables merge down the base chain; other keys replace
+                values["env"] = {**values.get("env", {}), **value}
+            else:
+                values[key] = value
         sources.append(where)
     values["source"] = " + ".join(sources) if sources else "built-in defaults"
     return Profile(**values)

@@ -185,3 +185,10 @@ def test_example_config_file_resolves():
     laptop = resolve({"profile": "laptop"}, {"PBSVLLM_CONFIG": path}).profile
     assert laptop.device == "cpu" and laptop.cpu_kvcache_space_gib == 2.0
     assert s.registries_for("qwen3-vl") == (os.path.expanduser("~/configs/endpoints.toml"),)
+
+
+def test_env_tables_merge_down_the_base_chain(tmp_path):
+    cfg = write(tmp_path, '[profiles.mine]\nbase = "polaris"\n[profiles.mine.env]\nHF_HOME = "/mine/hf"\nEXTRA = 1\n')
+    env = resolve({"profile": "mine"}, {"PBSVLLM_CONFIG": cfg}).profile.env
+    assert env["HF_HOME"] == "/mine/hf" and env["EXTRA"] == "1"
+    assert env["RAY_TMPDIR"] == "/tmp"            # kept from polaris
