@@ -158,7 +158,8 @@ SERVER_COLUMNS: List[Tuple[str, Callable[[Mapping[str, Any]], str]]] = [
     ("LEFT", lambda r: fmt_duration(r["walltime_left_s"])),
     ("GEN/s", _metric("generation_tokens_per_s", "{:.1f}")),
     ("PROMPT/s", _metric("prompt_tokens_per_s", "{:.1f}")),
-    ("RUN/WAIT", lambda r: "-" if not r.get("metrics") else f"{r['metrics'].get('running', 0)}/{r['metrics'].get('waiting', 0)}"),
+    ("RUN/WAIT", lambda r: "-" if (r.get("metrics") or {}).get("running") is None
+     else f"{r['metrics']['running']}/{r['metrics'].get('waiting', 0)}"),
     ("KV", _kv_cell),
     ("PREFIX", _metric("prefix_cache_hit_pct", "{:.1f}%")),
     ("REGISTRIES", lambda r: ", ".join(r.get("registries") or []) or "-"),

@@ -971,7 +971,7 @@ def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]],
                     url = ""
         row["url"] = url
         lines = read_log_end(_rget(rec, "log_path", ""), tr)
-        row["metrics"] = metrics_from_lines(lines)
+        row["metrics"] = metrics_from_lines(lines) or dict.fromkeys(METRIC_KEYS)  # same keys, null: no stats yet
         terminal = state in {s.value for s in JobState if s.is_terminal} or state == JobState.UNKNOWN.value
         if state in (JobState.PENDING.value, JobState.HELD.value):
             row["server_state"] = ServerState.NONE.value
