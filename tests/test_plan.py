@@ -245,3 +245,13 @@ def test_plan_command_errors_are_one_line_with_exit_code():
     assert r.returncode == 2 and "--params" in r.stderr
     r = run_cli("plan", "meta-llama/Llama-3.1-70B-Instruct", "--profile", "polaris", "--nodes", "2", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["nodes"] == 2
+
+
+def test_plan_command_model_fact_overrides():
+    r = run_cli("plan", "acme/Secret-30B", "--profile", "polaris", "--params", "30B", "--num-layers", "48",
+                "--num-kv-heads", "4", "--head-dim", "128", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["facts"]["num_layers"] == 48 and j["facts"]["weight_bytes"] == 60_000_000_000
+    tp = j["tensor_parallel_size"]
+    assert j["kv_bytes_per_token"] == 2 * 48 * max(1, 4 // tp) * 128 * 2

@@ -44,6 +44,9 @@ def workload_options(f: Callable) -> Callable:
         click.option("--kv-cache-dtype", help="KV cache dtype, e.g. fp8 (half the bytes per token)."),
         click.option("--params", help="Parameter count when no config is on disk, e.g. 7B."),
         click.option("--dtype", help="Weight dtype when not in the config (bfloat16, float16, fp8)."),
+        click.option("--num-layers", type=int, help="Override the model's layer count (with --params, for exact KV sizes)."),
+        click.option("--num-kv-heads", type=int, help="Override the model's KV-head count."),
+        click.option("--head-dim", type=int, help="Override the model's attention head size."),
         click.option("--quantization", help="Serve quantized weights (passed to vLLM as --quantization), e.g. fp8."),
         click.option("--vllm-arg", "vllm_args", multiple=True,
                      help="Extra vLLM flag(s), repeatable, e.g. --vllm-arg '--max-num-seqs 512'. Wins over the plan."),
@@ -54,6 +57,7 @@ def workload_options(f: Callable) -> Callable:
 
 PROFILE_FLAG_KEYS = ("profile", "gpus_per_node", "gpu_memory_gib", "interconnect", "nodes", "device")
 OPTION_KEYS = ("max_model_len", "concurrency", "prompt_len", "output_len", "kv_cache_dtype", "params", "dtype",
+               "num_layers", "num_kv_heads", "head_dim",
                "quantization", "vllm_args", "allow_unknown_vllm_args", "vllm_version", "served_model_name", "port")
 
 
