@@ -469,3 +469,25 @@ def test_status_live_rows_reconcile_keeps_a_reused_url(home, tmp_path):
     assert store.get("1.s").server_state == "stopped"
     assert all("removed new" not in n for n in notes)
     assert any(n.startswith(f"removed old -> {fake.url} from {reg_json}") for n in notes)
+
+
+def test_metrics_from_real_dp2_log_sum_the_engines():
+    from pbsvllm.watcher import metrics_from_lines
+
+    m = metrics_from_lines(sample_lines("vllm-0.32.0-cpu-dp2-1apiserver.log"))
+    # the last line of each engine: 120.0 + 184.9 tok/s generation, 7.0 + 7.0 prompt
+    assert m["generation_tokens_per_s"] == 304.9 and m["prompt_tokens_per_s"] == 14.0
+    assert (m["running"], m["waiting"], m["engines"], m["kv_device"]) == (0, 0, 2, "CPU")
+    assert m["kv_cache_usage_pct"] == 0.0 and m["prefix_cache_hit_pct"] == 0.0
+
+
+def test_metrics_v0_line_and_none():
+    from pbsvllm.watcher import metrics_from_lines
+
+    v0 = ("INFO 05-25 06:50:29 [metrics.py:486] Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: "
+          "15.5 tokens/s, Running: 1 reqs, Swapped: 0 reqs, Pending: 2 reqs, GPU KV cache usage: 0.5%, "
+          "CPU KV cache usage: 0.1%.")
+    m = metrics_from_lines(["noise", v0, "more noise"])
+    assert (m["generation_tokens_per_s"], m["running"], m["waiting"], m["kv_cache_usage_pct"]) == (15.5, 1, 2, 0.5)
+    assert m["prefix_cache_hit_pct"] is None and m["engines"] == 1
+    assert metrics_from_lines(["INFO:     Application startup complete."]) is None
