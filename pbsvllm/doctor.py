@@ -546,6 +546,22 @@ def plan_request(
     if isinstance(kvd, str) and kvd not in ("auto", "None", ""):
         options["kv_cache_dtype"] = kvd
         argv += ["--kv-cache-dtype", kvd]
+    # the workload the log shows, when demand went unmet (requests waited or were preempted): the plan must
+    # hold it, so the planner gets the concurrency seen and the size requests had
+    load = load_summary(facts)
+    if (load.get("peak_waiting_per_engine") or 0) > 0 or (load.get("preemptions") or 0) > 0:
+        demand = sum((s.max_running.stats.running if s.max_running else 0) +
+                     (s.max_waiting.stats.waiting if s.max_waiting else 0) for s in facts.stats.values())
+        if demand > 0:
+            options["concurrency"] = demand
+            argv += ["--concurrency", str(demand)]
+            ctx = load.get("context_tokens_per_request")
+            if ctx:
+                options["prompt_len"] = ctx
+                argv += ["--prompt-len", str(ctx)]
+            notes.append(f"requests waited or were preempted, so the plan is sized for the demand the log shows: "
+                         f"{demand} concurrent requests (running + waiting at the peak)"
+                         + (f" of ~{ctx:,} tokens of context each" if ctx else ""))
     carried = carried_args(facts, version)
     if carried:
         options["vllm_args"] = [" ".join(shlex.quote(t) for t in grp) for grp in carried]
@@ -623,7 +639,18 @@ def recommendation_from_plan(
     for a in plan.args:
         if a.flag in seen or a.flag in skip or a.source == "user":
             continue
-        rec.changes.append(FlagChange(a.flag, "", " ".join(a.values) or "(on)", a.reason))
+        new = " ".join(a.values) or "(on)"
+        had = facts.args.get(a.flag[2:].replace("-", "_"))
+        if had is not None and had is not False:
+            cur = "(on)" if had is True else _fmt(had)
+            if _same(cur, new):
+                continue
+            rec.changes.append(FlagChange(a.flag, cur, new, a.reason))
+            continue
+        rec.changes.append(FlagChange(a.flag, "", new, a.reason))
+    if plan.data_parallel_mode == "replicas":
+        rec.notes.append("data parallel as separate servers (replicas mode): " +
+                         plan.decisions.get("data_parallel_size", ""))
     # deprecated flags the log shows that the plan drops
     for d in deprecated_in_log(facts):
         if d["flag"] not in planned:
@@ -846,8 +873,11 @@ def diagnose(
              + (f" ({per_gpu})" if per_gpu else "")
              + f"; the same {tp * (facts.pipeline_parallel_size or 1) * dp} GPUs as {planned_dp} independent "
              f"replicas (TP={planned_tp}, DP={planned_dp}) serve {planned_dp}x the batch with no inter-GPU traffic"),
-            f"--tensor-parallel-size {planned_tp} --data-parallel-size {planned_dp} "
-            f"(the planner: {plan.decisions.get('tensor_parallel_size', '')})",
+            (f"--tensor-parallel-size {planned_tp} --data-parallel-size {planned_dp}"
+             if plan.data_parallel_mode != "replicas" else
+             f"--tensor-parallel-size {planned_tp} with {planned_dp} replicas (separate servers: this vLLM has no "
+             f"--data-parallel-size; pbsvllm's replicas mode starts them)")
+            + f" (the planner: {plan.decisions.get('tensor_parallel_size', '')})",
             assumptions,
         ))
     if tp > 2 and facts.custom_allreduce_pcie_warning:
