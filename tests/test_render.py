@@ -402,3 +402,19 @@ def test_example_config_profiles_render_and_pass_shellcheck(tmp_path):
         subprocess.run(["bash", "-n", str(path)], check=True)
         shellcheck(str(path))
     assert "#PBS -m n\n#PBS -N qwen3-vl" in (tmp_path / "lab.sh").read_text()
+
+
+def test_remote_host_paths_expand_on_the_cluster(tmp_path):
+    s = resolve({"profile": "polaris", "host": "me@login.example.org", "api_key_file": "~/.config/pbsvllm/key"},
+                {"PBSVLLM_CONFIG": os.devnull})
+    pj = render("polaris", settings=s)
+    text = pj.script_text
+    assert 'PBSVLLM_HOME="$HOME"/.pbsvllm\n' in text and 'LOG_DIR="$HOME"/.pbsvllm/logs\n' in text
+    assert 'API_KEY_FILE="$HOME"/.config/pbsvllm/key\n' in text
+    assert "#PBS -o" not in text                    # a '~' path cannot go into a directive
+    assert pj.script_path.startswith("~/.pbsvllm/scripts/qwen3-vl-")
+    assert pj.log_path == "~/.pbsvllm/logs/qwen3-vl.{job_id}.log"
+    assert pj.log_path_for("12.srv") == "~/.pbsvllm/logs/qwen3-vl.12.srv.log"
+    path = tmp_path / "job.sh"
+    path.write_text(text)
+    shellcheck(str(path))
