@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pbsvllm.errors import FlagError, PlanError
-from pbsvllm.flags import check_user_args, deprecations, parse_version
+from pbsvllm.flags import check_user_args, deprecations, is_known, parse_version
 from pbsvllm.modelfacts import load_model_facts
 from pbsvllm.plan import Hardware, Workload, make_plan
 
@@ -255,3 +255,33 @@ def test_plan_command_model_fact_overrides():
     assert j["facts"]["num_layers"] == 48 and j["facts"]["weight_bytes"] == 60_000_000_000
     tp = j["tensor_parallel_size"]
     assert j["kv_bytes_per_token"] == 2 * 48 * max(1, 4 // tp) * 128 * 2
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from pbsvllm.modelfacts import load_catalog  # noqa: E402
+
+CATALOG = sorted(load_catalog())
+
+
+@settings(max_examples=150, deadline=None)
+@given(model=st.sampled_from(CATALOG), gpus=st.sampled_from([1, 2, 3, 4, 6, 8]),
+       mem=st.sampled_from([16, 24, 40, 48, 80, 94, 140]), link=st.sampled_from(["nvlink", "pcie", "none"]),
+       nodes=st.integers(1, 4), version=st.sampled_from(["0.6.3", "0.8.5", "0.10.2", "0.11.0", "0.20.0", "0.33.0"]),
+       mml=st.one_of(st.none(), st.sampled_from([2048, 8192, 32768])),
+       conc=st.one_of(st.none(), st.integers(1, 5000)))
+def test_planner_invariants(model, gpus, mem, link, nodes, version, mml, conc):
+    hw = Hardware(gpus, mem, link, nodes=nodes)
+    try:
+        p = make_plan(facts(model), hw, Workload(max_model_len=mml, concurrency=conc), version)
+    except PlanError as exc:
+        assert "does not fit" in str(exc)
+        return
+    assert p.tensor_parallel_size * p.pipeline_parallel_size * p.data_parallel_size <= gpus * p.nodes
+    assert p.nodes <= nodes and p.kv_cache_tokens >= p.max_model_len
+    assert "--enforce-eager" not in p.vllm_args
+    assert p.max_num_seqs <= p.max_num_batched_tokens
+    for flag in p.vllm_args:
+        if flag.startswith("--"):
+            assert is_known(flag, version), (flag, version)
+            assert p.reasons[flag]
