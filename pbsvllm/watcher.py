@@ -949,6 +949,7 @@ def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]],
                     live_urls.add(u.rstrip("/"))
     to_probe: List[Tuple[int, str, str]] = []
     api_key_err: Optional[str] = None
+    reg_cache: Dict[str, Any] = {}
     for i, row in enumerate(rows):
         rec = by_id.get(str(row.get("job_id")))
         if rec is None:
@@ -970,9 +971,11 @@ def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]],
                 except ServerError:
                     url = ""
         row["url"] = url
-        lines = read_log_end(_rget(rec, "log_path", ""), tr)
-        row["metrics"] = metrics_from_lines(lines) or dict.fromkeys(METRIC_KEYS)  # same keys, null: no stats yet
-        terminal = state in {s.value for s in JobState if s.is_terminal} or state == JobState.UNKNOWN.value
+        terminal = state in ended
+        metrics = None
+        if state in (JobState.RUNNING.value, JobState.COMPLETING.value):  # only a live server has current figures
+            metrics = metrics_from_lines(read_log_end(_rget(rec, "log_path", ""), tr))
+        row["metrics"] = metrics or dict.fromkeys(METRIC_KEYS)  # same keys, null: no stats (yet)
         if state in (JobState.PENDING.value, JobState.HELD.value):
             row["server_state"] = ServerState.NONE.value
         elif terminal:
@@ -998,14 +1001,19 @@ def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]],
         specs = list(dict.fromkeys(specs))
         pointing: List[str] = []
         urls = [u for u in ([url] + list(watch.get("urls") or [])) if u]
-        for reg in _open_quiet(open_registries, specs, notes):
-            if not os.path.exists(reg.path):
+        for spec in specs if urls else []:
+            if spec not in reg_cache:  # each registry is read once per status, not once per row
+                reg_cache[spec] = None
+                for reg in _open_quiet(open_registries, [spec], notes):
+                    if os.path.exists(reg.path):
+                        try:
+                            reg_cache[spec] = (reg, reg.read())
+                        except PbsvllmError as exc:
+                            notes.append(str(exc))
+            if reg_cache[spec] is None:
                 continue
-            try:
-                entries = reg.read()
-            except PbsvllmError as exc:
-                notes.append(str(exc))
-                continue
+            reg, entries = reg_cache[spec]
+            changed = False
             for alias, eps in entries.items():
                 for e in eps:
                     if any(e.url.rstrip("/") == u.rstrip("/") for u in urls):
@@ -1016,11 +1024,14 @@ def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]],
                                 continue  # no job id to tell: the URL serves a live job now, keep it
                             try:
                                 reg.unregister_server(alias, e.url, str(row.get("job_id")))
+                                changed = True
                                 notes.append(f"removed {alias} -> {e.url} from {reg.path}: job {row['job_id']} has ended")
                             except PbsvllmError as exc:
                                 notes.append(str(exc))
                         else:
                             pointing.append(f"{alias}@{spec_of(reg)}")
+            if changed:
+                reg_cache.pop(spec, None)
         row["registries"] = sorted(set(pointing))
         if store is not None and terminal and saved not in (row["server_state"],):
             try:
