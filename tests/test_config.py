@@ -192,3 +192,23 @@ def test_env_tables_merge_down_the_base_chain(tmp_path):
     env = resolve({"profile": "mine"}, {"PBSVLLM_CONFIG": cfg}).profile.env
     assert env["HF_HOME"] == "/mine/hf" and env["EXTRA"] == "1"
     assert env["RAY_TMPDIR"] == "/tmp"            # kept from polaris
+
+
+def test_profiles_command(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    cfg = write(tmp_path, 'profile = "mine"\n[profiles.mine]\nbase = "sophia"\naccount = "P"\n')
+    env = dict(os.environ, PBSVLLM_CONFIG=cfg)
+    r = subprocess.run([sys.executable, "-m", "pbsvllm", "profiles", "--json"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    rows = {p["name"]: p for p in doc["profiles"]}
+    assert set(rows) >= {"polaris", "sophia", "pbspro", "torque", "local", "mine"}
+    assert rows["mine"]["origin"] == "user" and rows["mine"]["default"] and rows["mine"]["gpus_per_node"] == 8
+    one = subprocess.run([sys.executable, "-m", "pbsvllm", "profiles", "mine", "--json"], capture_output=True,
+                         text=True, env=env)
+    assert json.loads(one.stdout)["account"] == "P"
+    bad = subprocess.run([sys.executable, "-m", "pbsvllm", "profiles", "nope"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown profile 'nope'" in bad.stderr
