@@ -441,7 +441,9 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
     if user_int("--max-num-seqs"):
         mseqs = user_int("--max-num-seqs")
     mnbt = max(mnbt, mseqs)
-    mnbt_reason = (f"prefill chunk of {mnbt} tokens per step (vLLM default 2048 on GPUs under 70 GiB): fewer steps "
+    vllm_default = ("2048 on A100s and GPUs under 70 GiB" if hardware.gpu_memory_gib < 70 or "A100" in hardware.gpu_name
+                    else "8192, or 16384 from 160 GiB in vLLM 0.33")
+    mnbt_reason = (f"prefill chunk of {mnbt} tokens per step (vLLM's default: {vllm_default}): fewer steps "
                    f"for long prompts, so faster time to first token, at a bounded cost in activation memory "
                    f"(counted above)")
     if version < (0, 8, 0) and mnbt < mml:

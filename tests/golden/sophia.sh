@@ -196,7 +196,7 @@ VLLM_ARGS+=(--api-server-count 1)  # one API server keeps the per-engine stats l
 VLLM_ARGS+=(--max-model-len 32768)  # the model supports 262,144 tokens, but vLLM reserves KV cache for at least one full-length sequence and sizes its batching from it; 32,768 keeps memory for concurrency (pass --max-model-len to change)
 VLLM_ARGS+=(--gpu-memory-utilization 0.92)  # 0.92 of 40 GiB: PBS gives the job whole GPUs, so only CUDA/NCCL context and allocator slack need the remaining 3.2 GiB; every extra GiB is KV cache
 VLLM_ARGS+=(--max-num-seqs 512)  # the KV cache holds 279,433 tokens per replica = ~182 requests of 1536 tokens; requests vary in length and vLLM admits one only when KV blocks are free, so 512 (2x that, to a power of two, at most 1024) lets the batch fill the cache instead of stopping at vLLM's default (256 on A100 / GPUs under 70 GiB); per replica (8 replicas: 4096 in total)
-VLLM_ARGS+=(--max-num-batched-tokens 8192)  # prefill chunk of 8192 tokens per step (vLLM default 2048 on GPUs under 70 GiB): fewer steps for long prompts, so faster time to first token, at a bounded cost in activation memory (counted above)
+VLLM_ARGS+=(--max-num-batched-tokens 8192)  # prefill chunk of 8192 tokens per step (vLLM's default: 2048 on A100s and GPUs under 70 GiB): fewer steps for long prompts, so faster time to first token, at a bounded cost in activation memory (counted above)
 if [ "$STOPPING" = 1 ]; then
   exit 143
 fi

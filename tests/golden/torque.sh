@@ -186,7 +186,7 @@ VLLM_ARGS+=(--api-server-count 1)  # one API server keeps the per-engine stats l
 VLLM_ARGS+=(--max-model-len 32768)  # the model supports 262,144 tokens, but vLLM reserves KV cache for at least one full-length sequence and sizes its batching from it; 32,768 keeps memory for concurrency (pass --max-model-len to change)
 VLLM_ARGS+=(--gpu-memory-utilization 0.95)  # 0.95 of 80 GiB: PBS gives the job whole GPUs, so only CUDA/NCCL context and allocator slack need the remaining 4.0 GiB; every extra GiB is KV cache
 VLLM_ARGS+=(--max-num-seqs 1024)  # the KV cache holds 642,631 tokens per replica = ~418 requests of 1536 tokens; requests vary in length and vLLM admits one only when KV blocks are free, so 1024 (2x that, to a power of two, at most 1024) lets the batch fill the cache instead of stopping at vLLM's default (256 on A100 / GPUs under 70 GiB); per replica (4 replicas: 4096 in total)
-VLLM_ARGS+=(--max-num-batched-tokens 16384)  # prefill chunk of 16384 tokens per step (vLLM default 2048 on GPUs under 70 GiB): fewer steps for long prompts, so faster time to first token, at a bounded cost in activation memory (counted above)
+VLLM_ARGS+=(--max-num-batched-tokens 16384)  # prefill chunk of 16384 tokens per step (vLLM's default: 2048 on A100s and GPUs under 70 GiB): fewer steps for long prompts, so faster time to first token, at a bounded cost in activation memory (counted above)
 if [ "$STOPPING" = 1 ]; then
   exit 143
 fi
