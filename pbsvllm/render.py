@@ -314,7 +314,7 @@ def prepare_job(settings: Settings, model: str, alias: str, options: Mapping[str
     _facts, plan = plan_for(settings, model, opts, env=env)
     context = build_context(settings, model, alias, plan, served_model_name=served, port=port)
     text = render_script(context, settings.template_dirs, options.get("template") or TEMPLATE_NAME)
-    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%S")
+    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%S.%f")  # microseconds: two submits in one second differ
     script_path = os.path.join(settings.home, "scripts", f"{alias}-{stamp}.pbs")
     return PreparedJob(alias=alias, model=model, served_model_name=served, plan=plan, script_text=text,
                        script_path=script_path,
