@@ -1116,66 +1116,106 @@ class LogScanner:
                 raw=data[st:m.end()].decode("utf-8", "replace").rstrip("\r")))
 
         by_digits = self._series_by_digits
-        for st, m in rows:
+        # group by engine (file order kept within each), then run each engine's rows on local variables
+        groups: Dict[bytes, List[Tuple[int, Any]]] = {}
+        for row in rows:
+            m = row[1]
             at = m.start()
             digits = data[at - 5 : at - 2]
+            g = groups.get(digits)
+            if g is None:
+                groups[digits] = [row]
+            else:
+                g.append(row)
+        for digits, grows in groups.items():
             hit = by_digits.get(digits)
             if hit is None or stats.get(hit[1]) is not hit[2]:
                 eng = int(digits)
-                key = str(eng)
-                ser = stats.get(key)
+                k = str(eng)
+                ser = stats.get(k)
                 if ser is None:
-                    ser = stats[key] = StatsSeries()
-                hit = by_digits[digits] = (eng, key, ser)
-            eng, key, ser = hit
-            pt, gt, run, wait, dev, kv_b, pre_b = m.groups()
-            prompt = float(pt) if b"," not in pt else float(pt.replace(b",", b""))
-            gen = float(gt) if b"," not in gt else float(gt.replace(b",", b""))
-            running = int(run)
-            waiting = int(wait)
-            kv = float(kv_b)
-            busy = running > 0 or gen > 0 or prompt > 0
-            ser.count += 1
-            if ser.first is None:
-                ser.first = make(st, m)
-                ser.kv_device = ser.first.stats.kv_device
-            ser.sum_gen += gen
-            if busy:
-                ser.busy_count += 1
-                ser.busy_sum_gen += gen
-                ser.busy_sum_prompt += prompt
-                ser.busy_sum_running += running
-                ser.busy_sum_kv += kv
-                ser.busy_kv_count += 1
-            if running > ser._max_running:
-                ser._max_running = running
-                ser.max_running = make(st, m)
-            if waiting > 0:
-                ser.waiting_lines += 1
-            if waiting > ser._max_waiting:
-                ser._max_waiting = waiting
-                ser.max_waiting = make(st, m)
-            if kv > ser._max_kv:
-                ser._max_kv = kv
-                ser.max_kv = make(st, m)
-            if gen > ser._max_gen:
-                ser._max_gen = gen
-                ser.max_gen = make(st, m)
-            if pre_b is not None:
-                pct = float(pre_b)
-                ser.prefix_sum += pct
-                ser.prefix_count += 1
-                if busy:
-                    ser.prefix_busy_sum += pct
-                    ser.prefix_busy_count += 1
-            if (ser.count - 1) % ser._stride == 0:
-                ser.sample.append(make(st, m))
-                if len(ser.sample) > ser.cap:
-                    ser.sample = ser.sample[::2]
-                    ser._stride *= 2
-            lasts[key] = (st, m)
+                    ser = stats[k] = StatsSeries()
+                hit = by_digits[digits] = (eng, k, ser)
+            eng, k, ser = hit
             if eng > top_engine:
                 top_engine = eng
+            n = ser.count
+            sum_gen = ser.sum_gen
+            busy_count = ser.busy_count
+            b_gen, b_prompt, b_run, b_kv, b_kvn = (ser.busy_sum_gen, ser.busy_sum_prompt, ser.busy_sum_running,
+                                                   ser.busy_sum_kv, ser.busy_kv_count)
+            max_run, max_wait, max_kv, max_gen = ser._max_running, ser._max_waiting, ser._max_kv, ser._max_gen
+            waiting_lines = ser.waiting_lines
+            p_sum, p_n, p_bsum, p_bn = ser.prefix_sum, ser.prefix_count, ser.prefix_busy_sum, ser.prefix_busy_count
+            stride = ser._stride
+            sample = ser.sample
+            cap = ser.cap
+            busy = False
+            for st, m in grows:
+                pt, gt, run, wait, dev, kv_b, pre_b = m.groups()
+                prompt = float(pt) if b"," not in pt else float(pt.replace(b",", b""))
+                gen = float(gt) if b"," not in gt else float(gt.replace(b",", b""))
+                running = int(run)
+                waiting = int(wait)
+                kv = float(kv_b)
+                busy = running > 0 or gen > 0 or prompt > 0
+                n += 1
+                if ser.first is None:
+                    ser.first = make(st, m)
+                    ser.kv_device = ser.first.stats.kv_device
+                sum_gen += gen
+                if busy:
+                    busy_count += 1
+                    b_gen += gen
+                    b_prompt += prompt
+                    b_run += running
+                    b_kv += kv
+                    b_kvn += 1
+                if running > max_run:
+                    max_run = running
+                    ser.max_running = make(st, m)
+                if waiting > 0:
+                    waiting_lines += 1
+                    if waiting > max_wait:
+                        max_wait = waiting
+                        ser.max_waiting = make(st, m)
+                elif max_wait < 0:
+                    max_wait = waiting
+                    ser.max_waiting = make(st, m)
+                if kv > max_kv:
+                    max_kv = kv
+                    ser.max_kv = make(st, m)
+                if gen > max_gen:
+                    max_gen = gen
+                    ser.max_gen = make(st, m)
+                if pre_b is not None:
+                    pct = float(pre_b)
+                    p_sum += pct
+                    p_n += 1
+                    if busy:
+                        p_bsum += pct
+                        p_bn += 1
+                if (n - 1) % stride == 0:
+                    sample.append(make(st, m))
+                    if len(sample) > cap:
+                        sample = sample[::2]
+                        stride *= 2
+            ser.count = n
+            ser.sum_gen = sum_gen
+            ser.busy_count = busy_count
+            (ser.busy_sum_gen, ser.busy_sum_prompt, ser.busy_sum_running, ser.busy_sum_kv,
+             ser.busy_kv_count) = b_gen, b_prompt, b_run, b_kv, b_kvn
+            ser._max_running, ser._max_waiting, ser._max_kv, ser._max_gen = max_run, max_wait, max_kv, max_gen
+            ser.waiting_lines = waiting_lines
+            ser.prefix_sum, ser.prefix_count, ser.prefix_busy_sum, ser.prefix_busy_count = p_sum, p_n, p_bsum, p_bn
+            ser._stride = stride
+            ser.sample = sample
+            lasts[k] = grows[-1]
+        # the stats line that came last in the file decides what "last" means across engines
+        st_last, m_last = rows[-1]
+        key = str(int(data[m_last.start() - 5 : m_last.start() - 2]))
+        gl = m_last.groups()
+        busy = int(gl[2]) > 0 or float(gl[1].replace(b",", b"")) > 0 or float(gl[0].replace(b",", b"")) > 0
         last_item = None
         for k, (st, m) in sorted(lasts.items(), key=lambda kv: kv[1][0]):
             item = make(st, m)
