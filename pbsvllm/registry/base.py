@@ -309,6 +309,30 @@ def _norm(entries: List[Endpoint], with_job: bool) -> tuple:
     )
 
 
+_SIMPLE_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def double_quoted(s: str, raw_ok: Callable[[int], bool]) -> str:
+    """A double-quoted string in the escape syntax TOML and YAML share:
+    ``\\" \\\\ \\n \\t \\r``, and ``\\uXXXX`` / ``\\UXXXXXXXX`` for every code point
+    ``raw_ok`` rejects."""
+    out = ['"']
+    for ch in s:
+        esc = _SIMPLE_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+            continue
+        c = ord(ch)
+        if raw_ok(c):
+            out.append(ch)
+        elif c <= 0xFFFF:
+            out.append(f"\\u{c:04x}")
+        else:
+            out.append(f"\\U{c:08x}")
+    out.append('"')
+    return "".join(out)
+
+
 def split_lines(text: str) -> List[str]:
     """Lines with their ends, split at ``\\n`` only: ``str.splitlines`` also
     splits at form feeds, NEL and U+2028, which TOML and Python (and the

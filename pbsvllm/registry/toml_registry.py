@@ -21,7 +21,8 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import RegistryError
-from pbsvllm.registry.base import Endpoint, Entries, Registry, location, not_parsable, split_lines
+from pbsvllm.registry.base import (Endpoint, Entries, Registry, double_quoted, location, not_parsable,
+                                   split_lines)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,25 +38,8 @@ _SPELLINGS = (("url", "api_base_url"), ("key", "api_key_var"))
 
 
 def toml_string(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """A TOML basic string (control characters escaped)."""
+    return double_quoted(s, lambda c: not (c < 0x20 or c == 0x7F))
 
 
 def toml_key(k: str) -> str:

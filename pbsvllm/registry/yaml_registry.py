@@ -29,7 +29,8 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import RegistryError
-from pbsvllm.registry.base import Endpoint, Entries, Registry, location, not_parsable, split_lines
+from pbsvllm.registry.base import (Endpoint, Entries, Registry, double_quoted, location, not_parsable,
+                                   split_lines)
 
 PROVIDER = "hosted_vllm"
 ENV_PREFIX = "os.environ/"
@@ -41,36 +42,15 @@ _ITEM = re.compile(r"^([ \t]*)-([ \t]|$)")
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _printable(ch: str) -> bool:
-    """Characters written as they are: YAML 1.1's printable set minus its line
+def _printable(c: int) -> bool:
+    """Code points written as they are: YAML 1.1's printable set minus its line
     breaks (NEL, LS, PS) and the BOM; anything else is escaped."""
-    c = ord(ch)
     return (0x20 <= c <= 0x7E or 0xA0 <= c <= 0xD7FF or 0xE000 <= c <= 0xFFFD
-            or 0x10000 <= c <= 0x10FFFF) and c not in (0xFEFF, 0x2028, 0x2029)  # YAML line breaks: escaped
+            or 0x10000 <= c <= 0x10FFFF) and c not in (0xFEFF, 0x2028, 0x2029)
 
 
 def _yaml_str(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        c = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif _printable(ch):
-            out.append(ch)
-        elif c <= 0xFF:
-            out.append(f"\\x{c:02x}")
-        elif c <= 0xFFFF:
-            out.append(f"\\u{c:04x}")
-        else:
-            out.append(f"\\U{c:08x}")
-    out.append('"')
-    return "".join(out)
+    return double_quoted(s, _printable)
 
 
 def _q(v: Any) -> str:
