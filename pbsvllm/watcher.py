@@ -790,6 +790,8 @@ def watch_records(
     jobs: List[JobProgress] = []
     for rec in records:
         job = JobProgress.from_record(rec, registries=registries, add_replica=add_replica)
+        if not job.info_path and getattr(settings, "home", None):  # the contract's default place
+            job.info_path = os.path.join(settings.home, "run", f"{job.job_id}.server.json")
         jobs.append(job)
         if job.done or (job.server_state == ServerState.READY.value and not follow_ready):
             continue
