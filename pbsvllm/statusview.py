@@ -129,7 +129,7 @@ COLUMNS: List[Tuple[str, Callable[[Mapping[str, Any]], str]]] = [
     ("EXIT", _exit_cell),
 ]
 
-#: Server columns (filled by ``pbsvllm.watcher.live_rows``): shown by ``status``
+#: Server columns (filled by ``pbsvllm.liveview.live_rows``): shown by ``status``
 #: unless --offline. Metrics are the latest engine-stats line(s) of the log,
 #: summed over data-parallel engines.
 

@@ -430,7 +430,7 @@ def test_status_live_rows_reconcile_keeps_a_reused_url(home, tmp_path):
     """Job A ended; job B now serves at the same host:port. Status removes A's
     stale entries but never the entry of B's live server."""
     from pbsvllm import statusview
-    from pbsvllm.watcher import live_rows
+    from pbsvllm.liveview import live_rows
 
     reg_toml, reg_json = str(tmp_path / "endpoints.toml"), str(tmp_path / "reg.json")
     store = JobStore(str(home))
@@ -472,7 +472,7 @@ def test_status_live_rows_reconcile_keeps_a_reused_url(home, tmp_path):
 
 
 def test_metrics_from_real_dp2_log_sum_the_engines():
-    from pbsvllm.watcher import metrics_from_lines
+    from pbsvllm.liveview import metrics_from_lines
 
     m = metrics_from_lines(sample_lines("vllm-0.32.0-cpu-dp2-1apiserver.log"))
     # the last line of each engine: 120.0 + 184.9 tok/s generation, 7.0 + 7.0 prompt
@@ -482,7 +482,7 @@ def test_metrics_from_real_dp2_log_sum_the_engines():
 
 
 def test_metrics_v0_line_and_none():
-    from pbsvllm.watcher import metrics_from_lines
+    from pbsvllm.liveview import metrics_from_lines
 
     v0 = ("INFO 05-25 06:50:29 [metrics.py:486] Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: "
           "15.5 tokens/s, Running: 1 reqs, Swapped: 0 reqs, Pending: 2 reqs, GPU KV cache usage: 0.5%, "

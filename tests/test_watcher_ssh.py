@@ -9,7 +9,8 @@ import os
 import pytest
 
 from pbsvllm.transport import get_transport
-from pbsvllm.watcher import JobProgress, LogTail, Watcher, metrics_from_lines, read_log_end
+from pbsvllm.liveview import metrics_from_lines, read_log_end
+from pbsvllm.watcher import JobProgress, LogTail, Watcher
 
 pytestmark = pytest.mark.sshd
 

@@ -33,7 +33,7 @@ def command(target: Optional[str], as_json: bool, offline: bool, home: Optional[
     if not offline and records:
         # server state (concurrent probes), URL, engine metrics from the log, registries
         from pbsvllm.config import resolve
-        from pbsvllm.watcher import live_rows
+        from pbsvllm.liveview import live_rows
 
         notes = live_rows(resolve({"home": home}), records, rows, store=store)
     if as_json:
