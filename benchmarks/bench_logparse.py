@@ -237,6 +237,17 @@ def main() -> None:
                 f"(load average during the run: {', '.join(str(round(x, 1)) for x in load)} on {os.cpu_count()} cores).",
             ],
         }
+        ref_path = os.path.join(os.path.dirname(RESULTS), "logparse-reference.json")
+        if os.path.exists(ref_path):
+            with open(ref_path) as fh:
+                ref = json.load(fh)
+            rl = ref.get("long_run", {})
+            result["reference_unloaded"] = {k: ref.get(k) for k in ("date", "machine", "measured_on", "long_run",
+                                                                    "stats_dense", "restarts_worst_case")}
+            result["notes"].append(
+                f"Reference run on {ref.get('measured_on', 'another machine')}: long-run {rl.get('mb_per_s')} MB/s "
+                f"({rl.get('mb_per_cpu_s')} MB/s per CPU second), peak RSS {rl.get('peak_rss_mib')} MiB "
+                f"(benchmarks/results/logparse-reference.json).")
         os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
         tmpres = RESULTS + ".tmp"
         with open(tmpres, "w") as fh:
