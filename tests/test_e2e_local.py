@@ -206,8 +206,8 @@ def test_servers_that_cannot_start_are_reported_with_their_cause_and_never_regis
     assert "max model length that fits is 2097" in by_alias["kvsmall"]["failure_detail"]
     assert by_alias["busyport"]["failure"] == "port_in_use", by_alias["busyport"]
     assert any("Address already in use" in line for line in by_alias["busyport"]["evidence"])
-    assert "not-the-alias" in by_alias["wrongname"]["failure_detail"] or \
-        "wrongname" in by_alias["wrongname"]["failure_detail"], by_alias["wrongname"]
+    assert by_alias["wrongname"]["failure"] == "probe_model_missing", by_alias["wrongname"]
+    assert "not-the-alias" in by_alias["wrongname"]["failure_detail"], by_alias["wrongname"]
     assert entries(reg, "kvsmall") == entries(reg, "wrongname") == entries(reg, "busyport") == []
     # the terminal output names the causes too
     for alias in subs:
