@@ -9,7 +9,8 @@
 # Plan: TP=1 PP=1 DP=1 on no GPU(s); 74,898 KV tokens per replica; max concurrency 2.3 at 32,768 tokens
 set -euo pipefail
 
-# --- environment (profile local) ---
+# --- environment (profile local): its variables, then its own lines,
+#     which may use them and have the last word ---
 export VLLM_CPU_KVCACHE_SPACE=4
 export HF_HUB_OFFLINE=1
 export PYTHONUNBUFFERED=1

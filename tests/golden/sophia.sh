@@ -11,16 +11,17 @@
 # Plan: TP=1 PP=1 DP=8 on 8 GPU(s); 279,433 KV tokens per replica; max concurrency 68.2 at 32,768 tokens
 set -euo pipefail
 
-# --- environment (profile sophia) ---
+# --- environment (profile sophia): its variables, then its own lines,
+#     which may use them and have the last word ---
+export HF_HOME=/eagle/datasets/model-weights
+export HF_HUB_OFFLINE=1
+export no_proxy=localhost,127.0.0.1
+export PYTHONUNBUFFERED=1
 set +u  # module / conda scripts read unset variables
 module use /soft/modulefiles
 module load conda
 conda activate
 set -u
-export HF_HOME=/eagle/datasets/model-weights
-export HF_HUB_OFFLINE=1
-export no_proxy=localhost,127.0.0.1
-export PYTHONUNBUFFERED=1
 
 # --- paths and the realtime log ---
 if [ -n "${PBS_O_WORKDIR:-}" ]; then

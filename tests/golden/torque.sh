@@ -9,7 +9,8 @@
 # Plan: TP=1 PP=1 DP=4 on 4 GPU(s); 642,631 KV tokens per replica; max concurrency 78.4 at 32,768 tokens
 set -euo pipefail
 
-# --- environment (profile torque) ---
+# --- environment (profile torque): its variables, then its own lines,
+#     which may use them and have the last word ---
 export PYTHONUNBUFFERED=1
 
 # --- paths and the realtime log ---
