@@ -372,6 +372,16 @@ SECTIONS: List[Dict[str, Any]] = [
                "serve correctly and do not lose\", not as the GPU speed-up. The GPU figures need a GPU node "
                "(`pbsvllm bench ALIAS --vs ALIAS-optimized` there).",
     },
+    {
+        "script": "bench_registry_write",
+        "title": "Registry write latency",
+        "says": "The cost of one safe `register()` per registry format, on a small file (3 other aliases) and a "
+                "large one (300): lock, parse, render, re-parse in memory, temp file + fsync + rename, `.bak`, "
+                "read back and parse again. It is paid once per server that becomes ready or goes away.",
+        "not": "The files are on a local disk; on an NFS or Lustre home each fsync, rename and lock is a round "
+               "trip to the file server (often several ms each), so expect more there. Either way it is small "
+               "next to the readiness polling above, and it is not on any request's path.",
+    },
 ]
 
 
@@ -436,6 +446,13 @@ def render(results_dir: str) -> str:
     ]
     lines.extend(table(["", ""], [[k.replace("_", " "), fmt(v)] for k, v in machine.items()]))
     lines.append("")
+    load = machine.get("load_average_1_5_15")
+    cpus = machine.get("cpus") or 1
+    if isinstance(load, list) and len(load) == 3 and load[2] > cpus:
+        lines.append(f"The machine was busy while the benchmarks ran (load average {fmt(load[2])} over 15 minutes "
+                     f"on {cpus} cores: other work was running). Absolute times are inflated by that; the ratios, "
+                     f"measured side by side, are the figures to compare.")
+        lines.append("")
     lines.append("No GPU: every serving figure here comes from vLLM on the CPU with a tiny locally built model. "
                  "What that does and does not say about GPUs is spelled out under each figure.")
     lines.append("")

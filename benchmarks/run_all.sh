@@ -59,11 +59,12 @@ for name in "${SCRIPTS[@]}"; do
   log="$LOGS/$name.log"
   if [ ! -f "$script" ]; then
     echo "run_all: $script is missing"
-    printf '%s\tmissing\t\t0\t\n' "$name" >>"$runs_tmp"
+    printf '%s\tmissing\t\t0\t\t%s\n' "$name" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$runs_tmp"
     continue
   fi
   echo "run_all: $script ..."
   marker="$(mktemp)"
+  started_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   start=$(date +%s.%N)
   timeout --kill-after=30 "$PER_SCRIPT_TIMEOUT" .venv/bin/python "$script" >"$log.full" 2>&1
   rc=$?
@@ -76,7 +77,7 @@ for name in "${SCRIPTS[@]}"; do
   rm -f "$log.full"
   if [ "$rc" -eq 0 ]; then status=ok; elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then status=timeout; else status=failed; fi
   echo "run_all: $script: $status (rc $rc, ${secs}s) wrote: ${written:-nothing}"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$rc" "$secs" "$written" >>"$runs_tmp"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$rc" "$secs" "$written" "$started_at" >>"$runs_tmp"
 done
 
 .venv/bin/python - "$runs_tmp" "$RESULTS/_runs.json" <<'EOF'
@@ -91,9 +92,9 @@ except (OSError, ValueError):
     runs = {}
 now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 for line in open(src):
-    name, status, rc, secs, written = (line.rstrip("\n").split("\t") + [""] * 5)[:5]
+    name, status, rc, secs, written, started = (line.rstrip("\n").split("\t") + [""] * 6)[:6]
     runs[name] = {"status": status, "rc": int(rc) if rc else None, "seconds": float(secs or 0),
-                  "results": written.split(), "ran_at": now, "log": f"benchmarks/results/logs/{name}.log"}
+                  "results": written.split(), "ran_at": started or now, "log": f"benchmarks/results/logs/{name}.log"}
 tmp = dst + ".tmp"
 with open(tmp, "w") as fh:
     json.dump({"updated_at": now, "machine": machine_info(), "scripts": runs}, fh, indent=2)
