@@ -406,13 +406,15 @@ env_lines = [{_toml_str(activate)}]
 VLLM_CPU_KVCACHE_SPACE = "1"
 {env_table}
 
-# The planner is told nothing about the KV cache size (so it assumes the
-# default 4 GiB) while the job gives vLLM 1 GiB: a server that cannot hold
-# its max model length, found only when vLLM starts.
+# The planner is told 4 GiB of KV cache while the launcher gives vLLM 1 GiB
+# (a site wrapper that overrides the profile): a server that cannot hold its
+# max model length, found only when vLLM starts.
 [profiles.e2e-kv-mismatch]
 base = "local"
-env_lines = [{_toml_str(activate)}, "export VLLM_CPU_KVCACHE_SPACE=1", "export VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"]
+env_lines = [{_toml_str(activate)}]
+launcher = "env VLLM_CPU_KVCACHE_SPACE=1 VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 vllm serve"
 [profiles.e2e-kv-mismatch.env]
+VLLM_CPU_KVCACHE_SPACE = "4"
 {env_table}
 
 # Slurm's Torque wrappers (qsub/qstat/qdel of slurm-wlm-torque) on this machine.
