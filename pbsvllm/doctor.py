@@ -1066,6 +1066,15 @@ def diagnose(
             "keep stats logging on, and read the log after the server has had traffic",
         ))
 
+    if not (facts.phases or facts.engine_config or facts.args or facts.engine_stats_lines or facts.errors.events
+            or facts.vllm_version):
+        add(Finding(
+            "not_a_vllm_log", "info", f"no vLLM line recognised in {facts.lines:,} lines", [],
+            "nothing to judge: no version, configuration, phase, stats or error line",
+            "pass the server's realtime vLLM log (`pbsvllm status` / the job record show its path); logs of vLLM "
+            "0.6 to 0.33 are read",
+        ))
+
     order = {s: i for i, s in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: order.get(f.severity, 9))
 

@@ -348,3 +348,24 @@ def test_real_port_busy_run(tmp_path):
     eager = next(x for x in rep["findings"] if x["id"] == "eager_mode")
     assert eager["severity"] == "medium" and eager["assumptions"]
     assert_evidence_is_real(rep, path)
+
+
+def test_text_that_is_not_a_vllm_log_says_so(tmp_path):
+    junk = tmp_path / "notes.log"
+    junk.write_bytes(b"just some text\n\x00\xff\xfe binary \x1b[31m colour\nTraceback (most recent call last):\n")
+    for fmt in ("text", "markdown"):
+        out = run_cli(["doctor", str(junk), "--format", fmt], tmp_path).stdout
+        assert "no vLLM line recognised in 3 lines" in out
+    rep = doctor_json(str(junk), tmp_path)
+    assert [f["id"] for f in rep["findings"]] == ["not_a_vllm_log"]
+    assert rep["facts"]["error"] is None and not rep["recommendation"]["available"]
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    assert doctor_json(str(empty), tmp_path)["lines_read"] == 0
+
+
+def test_markdown_without_a_recommendation_says_why(tmp_path):
+    md = run_cli(["doctor", os.path.join(DATA, "vllm-0.32.0-cpu-headdim16-crash.log"), "--format", "markdown"],
+                 tmp_path).stdout
+    assert "## Recommended command" in md and "Not available: the planner could not plan /path/to/tiny-h16" in md
+    assert "Unsupported CPU attention configuration" in md
