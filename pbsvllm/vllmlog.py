@@ -1084,9 +1084,10 @@ class LogScanner:
             self.facts.lines = line_no
         self._add_stats(st, line_no)
 
-    def add_stats_rows(self, data: bytes, rows: List[Tuple[int, Any]], base_pos: int, base_line: int) -> None:
+    def add_stats_rows(self, data: bytes, rows: List[Tuple[Optional[int], Any]], base_pos: int,
+                       base_line: int) -> None:
         """Record common-shape ``Engine NNN:`` stats lines found by the bytes
-        path: ``(line start, match)`` in file order; the line starting at
+        path: ``(line start or None, match)`` in file order; the line starting at
         ``base_pos`` (<= every start) is line ``base_line``. The same result
         as :meth:`_add_stats` line by line, without building an
         :class:`EngineStats` or counting the line number for the lines no
@@ -1100,8 +1101,10 @@ class LogScanner:
         count = data.count
         at_pos, at_line = base_pos, base_line
 
-        def make(st: int, m: Any) -> StatsSample:
+        def make(st: Optional[int], m: Any) -> StatsSample:
             nonlocal at_pos, at_line
+            if st is None:
+                st = data.rfind(b"\n", 0, m.start()) + 1
             # count from the previous line asked for (mostly just before this one)
             if st >= at_pos:
                 at_line += count(b"\n", at_pos, st)
@@ -1217,7 +1220,7 @@ class LogScanner:
         gl = m_last.groups()
         busy = int(gl[2]) > 0 or float(gl[1].replace(b",", b"")) > 0 or float(gl[0].replace(b",", b"")) > 0
         last_item = None
-        for k, (st, m) in sorted(lasts.items(), key=lambda kv: kv[1][0]):
+        for k, (st, m) in sorted(lasts.items(), key=lambda kv: kv[1][1].start()):
             item = make(st, m)
             stats[k].last = item
             if k == key:
@@ -1657,34 +1660,35 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
                 if nl < 0:
                     break
                 i = find(kw, nl + 1, wend)
-        found: List[Tuple[int, Any]] = []  # (line start, common-shape match or None), in file order
-        plain = not general
+        # every stats line: the common shape ("Engine NNN: ..." with the usual fields) or another one
+        common: List[Any] = []
+        other: List[int] = []  # line starts of the other shapes (V0, optional fields, no engine number)
         for m in _FAST_STATS_BRE.finditer(data, pos, wend):
             at = m.start()
-            s = rfind(b"\n", pos, at) + 1
-            if s < pos:
-                s = pos
-            head = data[at - 12 : at] if at - 12 >= s else b""
+            head = data[at - 12 : at]  # "Engine NNN: " cannot span a newline, so this stays in the line
             if m.group(1) is None or head[:7] != b"Engine " or head[10:] != b": " or not head[7:10].isdigit():
-                found.append((s, None))  # another shape (V0, optional fields, no engine number): the general path
-                plain = False
+                s = rfind(b"\n", pos, at) + 1
+                other.append(s if s >= pos else pos)
             else:
-                found.append((s, m))
+                common.append(m)
         cur = pos
         restarted = False
-        if plain:
-            # only common-shape stats lines in this window (the usual case): record them in one go;
-            # line numbers are counted only for the lines an aggregate keeps
-            if found:
-                sc.add_stats_rows(data, found, pos, line_no)
+        if not general and not other:
+            # only common-shape stats lines in this window (the usual case): record them in one go; line
+            # starts and numbers are worked out only for the lines an aggregate keeps
+            if common:
+                sc.add_stats_rows(data, [(None, m) for m in common], pos, line_no)
         else:
-            if general:
-                merged = dict(found)
-                for g in general:
-                    merged.setdefault(g, None)
-                order = [(s, merged[s]) for s in sorted(merged)]
-            else:
-                order = found
+            found: List[Tuple[int, Any]] = []
+            for m in common:
+                s = rfind(b"\n", pos, m.start()) + 1
+                found.append((s if s >= pos else pos, m))
+            for s in other:
+                found.append((s, None))
+            merged = dict(found)
+            for g in general:
+                merged.setdefault(g, None)
+            order = [(s, merged[s]) for s in sorted(merged)]
             rows: List[Tuple[int, Any]] = []  # common-shape stats lines not yet recorded
             base = (0, 0)
             for s, m in order:
