@@ -98,7 +98,7 @@ if mode == "tracemalloc":
 t0 = time.perf_counter()
 c0 = time.process_time()
 if mode == "lines":
-    with open(path, "r", encoding="utf-8", errors="replace", newline="") as fh:
+    with open(path, "r", encoding="utf-8", errors="replace", newline="\n") as fh:
         facts = vllmlog.parse_log(fh)
 else:
     facts = vllmlog.parse_file(path)

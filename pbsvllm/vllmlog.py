@@ -1592,7 +1592,11 @@ class LogScanner:
 
 def parse_log(lines: Iterable[str]) -> LogFacts:
     """Read an iterable of lines (a file object, a generator...) in one pass,
-    in bounded memory; return the facts."""
+    in bounded memory; return the facts.
+
+    Line numbers count the lines given. To number them as :func:`parse_file`
+    and editors do (``\n`` only: vLLM's progress bars hold bare ``\r``), open
+    text files with ``newline="\n"``."""
     sc = LogScanner()
     n = 0
     for n, line in enumerate(lines, 1):
