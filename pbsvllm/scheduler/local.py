@@ -194,7 +194,7 @@ class LocalScheduler(Scheduler):
             code = ex.get("exit_status")
             state, reason = interpret_exit_status(code if isinstance(code, int) else None)
             if ex.get("cancelled"):
-                state, reason = JobState.CANCELLED, f"cancelled; {reason}"
+                state, reason = JobState.CANCELLED, f"cancelled; the job script then {reason}"
             if ex.get("error"):
                 reason = f"the local supervisor failed: {ex['error']}"
             used = None
