@@ -450,7 +450,7 @@ def render(results_dir: str) -> str:
     cpus = machine.get("cpus") or 1
     if isinstance(load, list) and len(load) == 3 and load[2] > cpus:
         lines.append(f"The machine was busy while the benchmarks ran (load average {fmt(load[2])} over 15 minutes "
-                     f"on {cpus} cores: other work was running). Absolute times are inflated by that; the ratios, "
+                     f"on {cpus} cores, the benchmarks' own vLLM servers included). Absolute times are inflated by that; the ratios, "
                      f"measured side by side, are the figures to compare.")
         lines.append("")
     lines.append("No GPU: every serving figure here comes from vLLM on the CPU with a tiny locally built model. "
