@@ -10,6 +10,11 @@ import sys
 
 import pytest
 
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
 from pbsvllm.errors import RegistryError
 from pbsvllm.registry import Endpoint, detect_format, open_registries, open_registry
 
@@ -126,8 +131,6 @@ def test_toml_replace_keeps_every_other_line(tmp_path):
     assert len(q) == 1 and q[0].url == EP.url and q[0].model == "qwen7b"
     # the user's extra field on the alias is carried over
     assert q[0].extra == {"type": "openai_chat_completions"}
-    import tomllib
-
     raw = tomllib.loads(text)
     assert [e["endpoint_id"] for e in raw["endpoint"]] == ["other", "qwen", "last"]
     assert raw["title"] == "ours"
@@ -144,8 +147,6 @@ def test_toml_replicas_and_removal(tmp_path):
     assert reg.register(b, replace=False)
     assert reg.register(b, replace=False) is False  # same server again: no change, no write
     assert [e.url for e in reg.lookup("pool")] == [a.url, b.url]
-    import tomllib
-
     raw = tomllib.loads(open(path).read())
     assert [e["endpoint_id"] for e in raw["endpoint"]] == ["pool", "pool"]
     assert reg.unregister("pool", url=a.url)
