@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from pbsvllm.errors import ParseError
@@ -16,9 +15,8 @@ from pbsvllm.scheduler.base import (
     status_from_attrs,
     unknown_status,
 )
-from pbsvllm.scheduler.qsub import QsubScheduler
+from pbsvllm.scheduler.qsub import UNKNOWN_ID_RE, QsubScheduler
 
-_UNKNOWN_RE = re.compile(r"Unknown Job Id(?: Error)?\s+(\S+)")
 
 class PBSProScheduler(QsubScheduler):
     name = "pbspro"
@@ -73,7 +71,7 @@ class PBSProScheduler(QsubScheduler):
 
     @staticmethod
     def _unknown_ids(ids: Sequence[str], err: str) -> set:
-        named = set(_UNKNOWN_RE.findall(err or ""))
+        named = set(UNKNOWN_ID_RE.findall(err or ""))
         return {i for i in ids if any(ids_match(i, n) for n in named)}
 
     # -- cancel

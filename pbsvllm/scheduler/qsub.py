@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, List, Optional
 
 from pbsvllm.scheduler.base import Scheduler, SubmitOptions, not_found, parse_job_id
+
+#: ``qstat``/``qdel`` naming an id the server does not know (PBS Pro; Torque adds "Error").
+UNKNOWN_ID_RE = re.compile(r"Unknown Job Id(?: Error)?\s+(\S+)")
 
 #: qsub/qdel error texts -> what to do about them.
 QSUB_HINTS = (

@@ -28,9 +28,8 @@ from pbsvllm.scheduler.base import (
     status_from_attrs,
     unknown_status,
 )
-from pbsvllm.scheduler.qsub import QsubScheduler, qsub_argv
+from pbsvllm.scheduler.qsub import UNKNOWN_ID_RE, QsubScheduler, qsub_argv
 
-_UNKNOWN_RE = re.compile(r"Unknown Job Id(?: Error)?\s+(\S+)")
 
 
 class TorqueScheduler(QsubScheduler):
@@ -43,7 +42,7 @@ class TorqueScheduler(QsubScheduler):
             return {}
         argv = self.status_argv(ids)
         rc, out, err = self._run(argv, safe_to_repeat=True)
-        named = set(_UNKNOWN_RE.findall(err or ""))
+        named = set(UNKNOWN_ID_RE.findall(err or ""))
         if rc != 0 and not out.strip() and not named and not self._all_unknown_rc(rc):
             raise self._fail(argv, rc, out, err, "cannot read job status")
         found = parse_qstat_f_text(out)
