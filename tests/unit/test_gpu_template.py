@@ -27,10 +27,10 @@ import time
 
 import pytest
 
-from tests.test_gpu import DATA, H200, report_of
+from tests.unit.test_gpu import DATA, H200, report_of
 
 UUIDS = [g.uuid for g in report_of(H200).gpus]
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FAKE_VLLM = r'''#!{py}
 import json, os, signal, sys, time

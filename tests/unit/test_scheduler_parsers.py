@@ -26,7 +26,7 @@ from pbsvllm.scheduler.base import (
 )
 from pbsvllm.scheduler.torque import parse_scontrol_show_job, script_directives
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 
 
 def read(*parts: str) -> str:

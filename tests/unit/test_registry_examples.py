@@ -13,7 +13,7 @@ from pbsvllm.config import resolve
 from pbsvllm.registry import Endpoint, open_registry
 from tests.fakevllm import FakeVllm
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EX = os.path.join(ROOT, "examples", "registries")
 
 

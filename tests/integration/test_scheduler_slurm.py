@@ -23,7 +23,7 @@ from pbsvllm.scheduler import get_scheduler
 from pbsvllm.transport import LocalTransport
 
 pytestmark = pytest.mark.slurm
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(autouse=True)

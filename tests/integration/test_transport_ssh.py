@@ -24,7 +24,7 @@ from pbsvllm.transport import get_transport
 from pbsvllm.transport.ssh import SSHTransport, parse_host_spec
 
 pytestmark = pytest.mark.sshd
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """`pbsvllm submit --wait` through the real job template and the real local
 backend, with a stand-in launcher (tests/fake_vllm_serve.py) in place of
 `vllm serve`: registered only once ready, key by name, entry removed once the
-job ends, failures reported with their log lines. Real vLLM: tests/test_e2e*.py."""
+job ends, failures reported with their log lines. Real vLLM: tests/integration/test_e2e*.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from pbsvllm.registry import open_registry
 from tests.fakevllm import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = {
     "architectures": ["LlamaForCausalLM"], "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
     "num_key_value_heads": 2, "intermediate_size": 256, "max_position_embeddings": 512, "vocab_size": 1024,

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from tests.test_gpu import DATA, H200, PCIE, load
+from tests.unit.test_gpu import DATA, H200, PCIE, load
 
 H200_FILE = os.path.join(DATA, H200)
 

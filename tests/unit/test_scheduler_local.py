@@ -18,7 +18,7 @@ from pbsvllm.scheduler import get_scheduler
 from pbsvllm.scheduler.detect import detect
 from pbsvllm.transport import LocalTransport
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pbsvllm import vllmlog as V
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "vllm")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "vllm")
 
 
 def _real_lines():
@@ -91,7 +91,7 @@ def test_prefilter_changes_nothing_on_the_samples(monkeypatch):
     import re
 
     names = [n for n in sorted(os.listdir(DATA)) if n.endswith((".log", ".txt"))]
-    real = os.path.join(os.path.dirname(__file__), "data", "vllm-real")
+    real = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "vllm-real")
     paths = [os.path.join(DATA, n) for n in names] + [os.path.join(real, n) for n in sorted(os.listdir(real))
                                                       if n.endswith(".log")]
     with_pf = [V.parse_file(p) for p in paths]

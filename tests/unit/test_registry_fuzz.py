@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pbsvllm.errors import RegistryError
 from pbsvllm.registry import Endpoint, open_registry
 
-EX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "registries")
+EX = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples", "registries")
 FILES = ["endpoints.toml", "endpoints.py", "config.yaml", "endpoints.json"]
 
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1,

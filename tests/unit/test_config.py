@@ -175,7 +175,7 @@ def test_cuda_profile_without_gpus_is_an_error(tmp_path):
 
 
 def test_example_config_file_resolves():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "config.toml")
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples", "config.toml")
     s = resolve({}, {"PBSVLLM_CONFIG": path})
     assert s.profile.name == "polaris-mine" and s.profile.account == "MyProject"
     assert s.profile.select_extra == "system=polaris"

@@ -27,7 +27,7 @@ import pytest
 from pbsvllm import bench
 from pbsvllm.errors import ConfigError, JobNotFoundError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # --------------------------------------------------------------------------- a real local server

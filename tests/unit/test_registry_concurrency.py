@@ -13,7 +13,7 @@ import pytest
 
 from pbsvllm.registry import Endpoint, open_registry
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 WRITER = r"""
 import sys

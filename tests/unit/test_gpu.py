@@ -25,7 +25,7 @@ import pytest
 from pbsvllm import gpu
 from pbsvllm.errors import ProbeError
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "gpu")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "gpu")
 
 
 def load(name: str) -> Dict[str, Any]:

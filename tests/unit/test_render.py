@@ -2,7 +2,7 @@
 
 Regenerate the golden files after an intended change:
 
-    PBSVLLM_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/test_render.py -k golden
+    PBSVLLM_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_render.py -k golden
 """
 
 import json
@@ -22,7 +22,7 @@ from pbsvllm.config import builtin_profile_names, resolve
 from pbsvllm.errors import ConfigError, PlanError, TemplateError
 from pbsvllm.render import prepare_job
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(HERE, "golden")
 FAKE_VLLM = os.path.join(HERE, "data", "fake_vllm.py")
 NO_CACHE = {"HF_HUB_CACHE": "/nonexistent-hf-cache"}
@@ -71,7 +71,7 @@ def test_golden(profile):
         expected = fh.read()
     assert text == expected, (
         f"rendered script for profile {profile} differs from {path}. If the change is intended, regenerate with: "
-        f"PBSVLLM_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/test_render.py -k golden")
+        f"PBSVLLM_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_render.py -k golden")
 
 
 def test_golden_contents_follow_the_contract():

@@ -14,7 +14,7 @@ from pbsvllm.registry import Endpoint, open_registry
 from pbsvllm.swap import swap_endpoint
 from pbsvllm.watcher import watch_records
 from tests.fakevllm import free_port
-from tests.test_watcher_local import env, submit  # noqa: F401  (fixture)
+from tests.unit.test_watcher_local import env, submit  # noqa: F401  (fixture)
 
 
 def _ready(env_, alias, registries=()):

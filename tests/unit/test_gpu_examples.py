@@ -6,7 +6,7 @@ import sys
 
 
 def test_gpus_and_cleanup_example_runs(tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
                PBSVLLM_HOME=str(tmp_path / "home"))
     env.pop("CUDA_VISIBLE_DEVICES", None)

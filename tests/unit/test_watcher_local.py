@@ -2,7 +2,7 @@
 behaves like the rendered one -- realtime log, server-info file written
 atomically, an HTTP server -- submitted with submit_prepared, followed by the
 watcher, shown by `status`/`logs`, swapped with `swap-endpoint --cancel-old`.
-(The same loop with a real vLLM is tests/test_e2e*.py.)"""
+(The same loop with a real vLLM is tests/integration/test_e2e*.py.)"""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pbsvllm.transport.local import LocalTransport
 from pbsvllm.watcher import Reporter, watch_records
 from tests.fakevllm import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EAGER = os.path.join(ROOT, "tests", "data", "watcher", "vllm-0.32.0-cpu-eager.log")
 KV_FAIL = os.path.join(ROOT, "tests", "data", "watcher", "kv-too-small.log")
 

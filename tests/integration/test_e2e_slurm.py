@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests.plugins.vllm import chat
-from tests.test_e2e_local import WAIT_S, entries, free_port_base, status_rows
+from tests.integration.test_e2e_local import WAIT_S, entries, free_port_base, status_rows
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slurm]
 

@@ -14,7 +14,7 @@ import pytest
 from pbsvllm.errors import JobNotFoundError, PbsvllmError
 from pbsvllm.jobs import JobRecord, JobStore
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_save_get_modes_and_roundtrip(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from pbsvllm import doctor, vllmlog
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(ROOT, "tests", "data", "vllm")
 SEED = os.path.join(DATA, "constructed-seed-qwen3-vl-2b-tp4-eager-v0.11.log")
 

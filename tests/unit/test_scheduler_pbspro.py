@@ -14,7 +14,7 @@ from pbsvllm.scheduler import get_scheduler
 from pbsvllm.scheduler.pbspro import PBSProScheduler
 from pbsvllm.transport.base import Transport
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "pbs")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "pbs")
 
 
 def sample(name: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 from pbsvllm import vllmlog as V
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "vllm")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "vllm")
 
 
 def sample(name):

@@ -28,7 +28,7 @@ from pbsvllm.watcher import (
 )
 from tests.fakevllm import FakeVllm, free_port
 
-SAMPLES = os.path.join(os.path.dirname(__file__), "data", "watcher")
+SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "watcher")
 
 
 class Timeline:
