@@ -318,6 +318,8 @@ phase_dp_vs_tp() {
   echo "$VLLM_VERSION" >"$W/vllm-version"
   pbsvllm plan "$model" --probe-file "$W/probe-raw.json" --served-model-name m --json >"$W/plan.json" || die "plan"
   pbsvllm plan "$model" --probe-file "$W/probe-raw.json" --served-model-name m >"$W/plan.txt" 2>&1
+  pbsvllm plan "$model" --probe-file "$W/probe-raw.json" --served-model-name m \
+    --vllm-arg=--gpu-memory-utilization="$util" --json >"$W/plan-at-util.json" || die "plan at $util"
   local pa; pa="$(plan_args "$W/plan.json" "$util")"
   say "node: $NG GPU(s), $IC; plan: $pa"
   gpu_free_wait
