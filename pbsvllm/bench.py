@@ -192,11 +192,12 @@ def alias_target(alias: str, registries: Sequence[str] = (),
             return _target_from_entries(alias, found, f"registry {reg.path}", env)
     if not explicit:
         from pbsvllm.jobs import JobStore
+        from pbsvllm.models import ServerState
 
         store = JobStore(home)
         tried.append(f"job records in {store.dir}")
         records = [r for r in store.list() if r.alias == alias and r.url]
-        ready = [r for r in records if r.server_state == "ready"]
+        ready = [r for r in records if r.server_state == ServerState.READY]
         chosen = ready or records[-1:]
         if chosen:
             endpoints = tuple(
@@ -204,7 +205,7 @@ def alias_target(alias: str, registries: Sequence[str] = (),
                          env.get(r.api_key_env or DEFAULT_API_KEY_ENV) or None)
                 for r in chosen
             )
-            state = "ready" if ready else f"server state {chosen[0].server_state}"
+            state = "ready" if ready else f"server state {chosen[0].server_state.value}"
             return Target(alias, endpoints, f"job record(s) {', '.join(r.job_id for r in chosen)} ({state})",
                           chosen[0].api_key_env or DEFAULT_API_KEY_ENV)
     raise JobNotFoundError(

@@ -13,13 +13,19 @@ ended (never one that points at a live server).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from pbsvllm import serverinfo
 from pbsvllm.errors import PbsvllmError, ServerError
+from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.logtail import LOG_END_BYTES, read_end
 from pbsvllm.models import JobState, ServerState
-from pbsvllm.watcher import JobProgress, Watcher, endpoint_url
+from pbsvllm.transport.base import Transport
 
-LOG_TAIL_BYTES = 256 * 1024
+if TYPE_CHECKING:
+    from pbsvllm.config import Settings
+    from pbsvllm.registry.base import Registry
+
 METRIC_KEYS = ("generation_tokens_per_s", "prompt_tokens_per_s", "running", "waiting",
                "kv_cache_usage_pct", "prefix_cache_hit_pct")
 
@@ -60,41 +66,9 @@ def metrics_from_lines(lines: Iterable[str]) -> Optional[Dict[str, Any]]:
     }
 
 
-def read_log_end(path: str, transport: Any = None, nbytes: int = LOG_TAIL_BYTES) -> List[str]:
-    """The complete lines among the last ``nbytes`` of a (possibly remote) log."""
-    if not path:
-        return []
-    try:
-        if transport is None or getattr(transport, "is_local", False):
-            with open(path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - nbytes))
-                data = fh.read()
-                partial_first = size > nbytes
-        else:
-            rc, out, _err = transport.run(["tail", "-c", str(nbytes), path], timeout=30)
-            if rc != 0:
-                return []
-            data, partial_first = out.encode("utf-8"), True
-    except (OSError, PbsvllmError):
-        return []
-    lines = [l.rstrip("\r") for l in data.decode("utf-8", "replace").split("\n")]
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines[1:] if partial_first and lines else lines
-
-
-def _rget(rec: Any, key: str, default: Any = None) -> Any:
-    getter = getattr(rec, "get", None)
-    if callable(getter):
-        v = getter(key, default)
-        return default if v is None else v
-    return getattr(rec, key, default)
-
-
-def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]], *, store: Any = None,
-              probe_timeout: float = 1.5, transport_for: Optional[Callable[[Any], Any]] = None,
+def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dict[str, Any]], *,
+              store: Optional[JobStore] = None, probe_timeout: float = 1.5,
+              transport_for: Optional[Callable[[Optional[str]], Transport]] = None,
               reconcile: bool = True) -> List[str]:
     """Fill ``server_state``, ``url``, ``metrics`` and ``registries`` of status rows.
 
@@ -113,70 +87,65 @@ def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]],
 
         transport_for = get_transport
     notes: List[str] = []
-    by_id = {str(_rget(r, "job_id")): r for r in records}
+    by_id = {r.job_id: r for r in records}
     ended = {s.value for s in JobState if s.is_terminal} | {JobState.UNKNOWN.value}
     # URLs of servers still alive: never removed, even if an ended job once had the same host:port
     live_urls = set()
     for row in rows:
         if (row.get("state") or "UNKNOWN") not in ended:
             rec = by_id.get(str(row.get("job_id")))
-            for u in [row.get("url") or ""] + list(((_rget(rec, "watch", {}) or {}).get("urls") or []) if rec else []):
+            for u in [row.get("url") or ""] + (list(rec.watch.urls) if rec else []):
                 if u:
                     live_urls.add(u.rstrip("/"))
     to_probe: List[Tuple[int, str, str]] = []
     api_key_err: Optional[str] = None
-    reg_cache: Dict[str, Any] = {}
+    reg_cache: Dict[str, Optional[Tuple["Registry", Dict[str, List[Any]]]]] = {}
     for i, row in enumerate(rows):
         rec = by_id.get(str(row.get("job_id")))
         if rec is None:
             continue
         try:
-            tr = transport_for(_rget(rec, "host"))
+            tr: Optional[Transport] = transport_for(rec.host)
         except PbsvllmError:
             tr = None
         state = row.get("state") or "UNKNOWN"
-        saved = str(_rget(rec, "server_state", "none") or "none")
-        url = row.get("url") or _rget(rec, "url", "") or ""
-        if not url and state == JobState.RUNNING.value and _rget(rec, "server_info_path"):
-            info = Watcher(None, tr, probe=lambda u, m: None)._server_info(
-                JobProgress(job_id=str(row["job_id"]), alias="", served_model="",
-                            info_path=_rget(rec, "server_info_path")))
-            if info:
+        saved = rec.server_state
+        url = row.get("url") or rec.url or ""
+        if not url and tr is not None and state == JobState.RUNNING.value and rec.server_info_path:
+            info = serverinfo.try_read(tr, rec.server_info_path)
+            if info is not None:
                 try:
-                    url = endpoint_url(info, alias=row.get("alias", ""))
+                    url = serverinfo.endpoint_url(info, alias=row.get("alias", ""))
                 except ServerError:
                     url = ""
         row["url"] = url
         terminal = state in ended
         metrics = None
-        if state in (JobState.RUNNING.value, JobState.COMPLETING.value):  # only a live server has current figures
-            metrics = metrics_from_lines(read_log_end(_rget(rec, "log_path", ""), tr))
+        if tr is not None and state in (JobState.RUNNING.value, JobState.COMPLETING.value):
+            # only a live server has current figures
+            metrics = metrics_from_lines(read_end(tr, rec.log_path, LOG_END_BYTES))
         row["metrics"] = metrics or dict.fromkeys(METRIC_KEYS)  # same keys, null: no stats (yet)
         if state in (JobState.PENDING.value, JobState.HELD.value):
             row["server_state"] = ServerState.NONE.value
         elif terminal:
-            if saved == ServerState.FAILED.value or (saved != ServerState.READY.value and state == JobState.FAILED.value):
+            if saved == ServerState.FAILED or (saved != ServerState.READY and state == JobState.FAILED.value):
                 row["server_state"] = ServerState.FAILED.value
             else:
                 row["server_state"] = ServerState.STOPPED.value
         elif state == JobState.RUNNING.value and url:
-            to_probe.append((i, url, str(_rget(rec, "served_model_name") or _rget(rec, "alias") or "")))
-            row["server_state"] = ServerState.FAILED.value if saved == ServerState.FAILED.value else ServerState.STARTING.value
+            to_probe.append((i, url, rec.served_model_name or rec.alias))
+            row["server_state"] = ServerState.FAILED.value if saved == ServerState.FAILED else ServerState.STARTING.value
         elif state == JobState.RUNNING.value:
-            row["server_state"] = ServerState.FAILED.value if saved == ServerState.FAILED.value else ServerState.STARTING.value
+            row["server_state"] = ServerState.FAILED.value if saved == ServerState.FAILED else ServerState.STARTING.value
         else:
-            row["server_state"] = saved
+            row["server_state"] = saved.value
         # registries pointing at it
-        specs: List[str] = []
-        regs_for = getattr(settings, "registries_for", None)
-        if callable(regs_for):
-            specs.extend(regs_for(row.get("alias") or ""))
-        specs.extend(str(s) for s in (_rget(rec, "registries", []) or []))
-        watch = _rget(rec, "watch", {}) or {}
-        specs.extend(str(s) for s in (watch.get("registered") or []))
+        specs: List[str] = list(settings.registries_for(row.get("alias") or ""))
+        specs.extend(rec.registries)
+        specs.extend(rec.watch.registered)
         specs = list(dict.fromkeys(specs))
         pointing: List[str] = []
-        urls = [u for u in ([url] + list(watch.get("urls") or [])) if u]
+        urls = [u for u in ([url] + list(rec.watch.urls)) if u]
         for spec in specs if urls else []:
             if spec not in reg_cache:  # each registry is read once per status, not once per row
                 reg_cache[spec] = None
@@ -188,7 +157,10 @@ def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]],
                             notes.append(str(exc))
             if reg_cache[spec] is None:
                 continue
-            reg, entries = reg_cache[spec]
+            cached = reg_cache[spec]
+            if cached is None:
+                continue
+            reg, entries = cached
             changed = False
             for alias, eps in entries.items():
                 for e in eps:
@@ -209,15 +181,14 @@ def live_rows(settings: Any, records: Sequence[Any], rows: List[Dict[str, Any]],
             if changed:
                 reg_cache.pop(spec, None)
         row["registries"] = sorted(set(pointing))
-        if store is not None and terminal and saved not in (row["server_state"],):
+        if store is not None and terminal and saved.value != row["server_state"]:
             try:
                 store.update(str(row["job_id"]), server_state=row["server_state"])
             except PbsvllmError:
                 pass
     if to_probe:
         try:
-            key = health.resolve_api_key(getattr(settings, "api_key_file", None),
-                                         getattr(settings, "api_key_env", "VLLM_API_KEY") or "VLLM_API_KEY")
+            key = health.resolve_api_key(settings.api_key_file, settings.api_key_env or "VLLM_API_KEY")
         except PbsvllmError as exc:
             key, api_key_err = None, str(exc)
         results = health.check_many([(u, m) for _, u, m in to_probe], key, timeout=probe_timeout,

@@ -102,9 +102,9 @@ def _read_facts(log_path: str, record: Any) -> Any:
         return vllmlog.parse_file(log_path)
     from pbsvllm.errors import LogParseError
     from pbsvllm.transport import get_transport
-    from pbsvllm.watcher import LogTail
+    from pbsvllm.logtail import LogTail
 
-    tail = LogTail(log_path, get_transport(host))
+    tail = LogTail(get_transport(host), log_path)
     if not tail.exists():
         raise LogParseError(f"the log {log_path} of job {record.job_id} does not exist on {host} (yet)",
                             hint="`pbsvllm status` shows whether the job has started")

@@ -32,7 +32,7 @@ def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], inte
     from pbsvllm.jobs import JobStore
     from pbsvllm.transport import get_transport
     from pbsvllm.vllmlog import parse_stats_line, split_line, strip_line
-    from pbsvllm.watcher import LogTail
+    from pbsvllm.logtail import LogTail
 
     from pbsvllm.commands.status import _home
 
@@ -40,7 +40,7 @@ def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], inte
     if not rec.log_path:
         raise LogParseError(f"job {rec.job_id} has no log path in its record")
     transport = get_transport(rec.host)
-    tail = LogTail(rec.log_path, transport)
+    tail = LogTail(transport, rec.log_path)
     if not tail.exists() and not follow:
         raise LogParseError(
             f"the log {rec.log_path} of job {rec.job_id} does not exist (yet)",

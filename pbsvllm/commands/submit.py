@@ -72,9 +72,11 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
 
     record = submit_prepared(settings, prepared)
     if kwargs.get("add_replica"):
+        import dataclasses
+
         from pbsvllm.jobs import JobStore
 
-        record = JobStore(settings.home).update(record.job_id, watch={"add_replica": True})
+        record = JobStore(settings.home).update(record.job_id, watch=dataclasses.replace(record.watch, add_replica=True))
     if as_json and not kwargs.get("wait"):
         echo_json(record.to_dict())
         return

@@ -45,6 +45,7 @@ def follow_jobs(settings: Any, records: Sequence[Any], *, registries: Optional[L
 
     from pbsvllm import watcher
     from pbsvllm.errors import ServerError
+    from pbsvllm.models import ServerState
 
     stream = sys.stderr if as_json else sys.stdout
     tty = stream.isatty()
@@ -59,10 +60,10 @@ def follow_jobs(settings: Any, records: Sequence[Any], *, registries: Optional[L
     if as_json:
         echo_json(res.to_dicts())
     if res.timed_out:
-        pending = [j.name for j in res.jobs if j.server_state not in ("ready", "failed", "stopped")]
+        pending = [j.name for j in res.jobs if j.server_state != ServerState.READY and not j.server_state.is_final]
         click.echo(f"pbsvllm: timed out after {timeout_s:g} s; still not ready: {', '.join(pending)} "
                    "(run `pbsvllm watch` to resume)", err=True)
-    failed = [j for j in res.jobs if j.server_state == "failed"]
+    failed = [j for j in res.jobs if j.server_state == ServerState.FAILED]
     if failed or res.timed_out:
         return ServerError.exit_code
     return 0
@@ -91,7 +92,7 @@ def command(targets: Sequence[str], registries: Sequence[str], registry_format: 
 
     from pbsvllm.config import resolve
     from pbsvllm.jobs import JobStore
-    from pbsvllm.models import JobState
+    from pbsvllm.models import JobState, ServerState
 
     settings = resolve({"home": home})
     store = JobStore(settings.home)
@@ -99,9 +100,8 @@ def command(targets: Sequence[str], registries: Sequence[str], registry_format: 
         records = [store.find(t) for t in targets]
     else:
         final = {s.value for s in JobState if s.is_terminal}
-        done = ("failed", "stopped") if follow_ready else ("ready", "failed", "stopped")
         records = [r for r in store.list()
-                   if r.server_state not in done
+                   if not r.server_state.is_final and (follow_ready or r.server_state != ServerState.READY)
                    and (r.last_status or {}).get("state") not in final and not r.cancelled_at]
     if not records:
         if as_json:
