@@ -6,14 +6,20 @@ records and scheduler states: the servers of running jobs are probed
 concurrently with short timeouts (:func:`pbsvllm.health.check_many`),
 metrics come from the end of each running job's log (summed over
 data-parallel engines), and every known registry is read once to list the
-entries pointing at each server -- and to remove entries of jobs that have
-ended (never one that points at a live server).
+entries pointing at each server. It changes no registry: entries that point
+at servers of jobs that have ended are only collected (``LiveView.ended``).
+
+``remove_ended_entries`` is the separate, explicit step that removes them
+(``pbsvllm status`` runs it unless ``--keep-ended``; never an entry that
+points at a live server).
 """
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import dataclasses
 
 from pbsvllm import serverinfo
 from pbsvllm.errors import PbsvllmError, ServerError
@@ -66,18 +72,34 @@ def metrics_from_lines(lines: Iterable[str]) -> Optional[Dict[str, Any]]:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class EndedEntry:
+    """A registry entry that points at the server of a job that has ended."""
+
+    row: int  # index of the job's status row
+    registry: "Registry"
+    alias: str
+    url: str
+    job_id: str
+    label: str  # as listed in the row's ``registries``: alias@spec
+
+
+@dataclasses.dataclass
+class LiveView:
+    notes: List[str] = dataclasses.field(default_factory=list)
+    ended: List[EndedEntry] = dataclasses.field(default_factory=list)
+
+
 def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dict[str, Any]], *,
               store: Optional[JobStore] = None, probe_timeout: float = 1.5,
-              transport_for: Optional[Callable[[Optional[str]], Transport]] = None,
-              reconcile: bool = True) -> List[str]:
+              transport_for: Optional[Callable[[Optional[str]], Optional[Transport]]] = None) -> LiveView:
     """Fill ``server_state``, ``url``, ``metrics`` and ``registries`` of status rows.
 
     Servers of running jobs are probed concurrently (short timeouts); metrics
     come from the end of each job's log; registries are every known registry
     (configured, the record's, where the watcher wrote) with an entry for the
-    server's URL. With ``reconcile``, entries of jobs that have ended are
-    removed (a dead URL in a registry only makes clients fail). Returns notes
-    for the user.
+    server's URL. No registry is changed: the entries of jobs that have ended
+    are returned in ``LiveView.ended`` for :func:`remove_ended_entries`.
     """
     from pbsvllm import health
     from pbsvllm.registry import open_registries, spec_of
@@ -86,7 +108,8 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
         from pbsvllm.transport import get_transport
 
         transport_for = get_transport
-    notes: List[str] = []
+    view = LiveView()
+    notes = view.notes
     by_id = {r.job_id: r for r in records}
     ended = {s.value for s in JobState if s.is_terminal} | {JobState.UNKNOWN.value}
     # URLs of servers still alive: never removed, even if an ended job once had the same host:port
@@ -105,7 +128,7 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
         if rec is None:
             continue
         try:
-            tr: Optional[Transport] = transport_for(rec.host)
+            tr = transport_for(rec.host)
         except PbsvllmError:
             tr = None
         state = row.get("state") or "UNKNOWN"
@@ -155,31 +178,21 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
                             reg_cache[spec] = (reg, reg.read())
                         except PbsvllmError as exc:
                             notes.append(str(exc))
-            if reg_cache[spec] is None:
-                continue
             cached = reg_cache[spec]
             if cached is None:
                 continue
             reg, entries = cached
-            changed = False
             for alias, eps in entries.items():
                 for e in eps:
                     if any(e.url.rstrip("/") == u.rstrip("/") for u in urls):
                         if e.job_id is not None and e.job_id != str(row.get("job_id")):
                             continue  # another job's entry that happens to have this URL
-                        if terminal and reconcile:
-                            if e.job_id is None and e.url.rstrip("/") in live_urls:
-                                continue  # no job id to tell: the URL serves a live job now, keep it
-                            try:
-                                reg.unregister_server(alias, e.url, str(row.get("job_id")))
-                                changed = True
-                                notes.append(f"removed {alias} -> {e.url} from {reg.path}: job {row['job_id']} has ended")
-                            except PbsvllmError as exc:
-                                notes.append(str(exc))
-                        else:
-                            pointing.append(f"{alias}@{spec_of(reg)}")
-            if changed:
-                reg_cache.pop(spec, None)
+                        if terminal and e.job_id is None and e.url.rstrip("/") in live_urls:
+                            continue  # no job id to tell: the URL serves a live job now, not this one
+                        label = f"{alias}@{spec_of(reg)}"
+                        pointing.append(label)
+                        if terminal:
+                            view.ended.append(EndedEntry(i, reg, alias, e.url, str(row.get("job_id")), label))
         row["registries"] = sorted(set(pointing))
         if store is not None and terminal and saved.value != row["server_state"]:
             try:
@@ -204,6 +217,23 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
             # unreachable: keep starting (or failed, from the watcher)
     if api_key_err:
         notes.append(api_key_err)
+    return view
+
+
+def remove_ended_entries(view: LiveView, rows: List[Dict[str, Any]]) -> List[str]:
+    """Remove the registry entries ``live_rows`` found pointing at servers of
+    jobs that have ended (a dead URL in a registry only makes clients fail);
+    drop them from the rows' ``registries``. Returns one note per change."""
+    notes: List[str] = []
+    for e in view.ended:
+        try:
+            e.registry.unregister_server(e.alias, e.url, e.job_id)
+        except PbsvllmError as exc:
+            notes.append(str(exc))
+            continue
+        notes.append(f"removed {e.alias} -> {e.url} from {e.registry.path}: job {e.job_id} has ended")
+        regs = rows[e.row].get("registries") or []
+        rows[e.row]["registries"] = [r for r in regs if r != e.label]
     return notes
 
 

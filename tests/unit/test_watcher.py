@@ -425,7 +425,7 @@ def test_status_live_rows_reconcile_keeps_a_reused_url(home, tmp_path):
     """Job A ended; job B now serves at the same host:port. Status removes A's
     stale entries but never the entry of B's live server."""
     from pbsvllm import statusview
-    from pbsvllm.liveview import live_rows
+    from pbsvllm.liveview import live_rows, remove_ended_entries
 
     reg_toml, reg_json = str(tmp_path / "endpoints.toml"), str(tmp_path / "reg.json")
     store = JobStore(str(home))
@@ -452,7 +452,9 @@ def test_status_live_rows_reconcile_keeps_a_reused_url(home, tmp_path):
             def registries_for(alias):
                 return ()
 
-        notes = live_rows(S, records, rows, store=store, transport_for=lambda h: None)
+        view = live_rows(S, records, rows, store=store, transport_for=lambda h: None)
+        assert open_registry(reg_json).lookup("old")  # building the rows changes no registry
+        notes = view.notes + remove_ended_entries(view, rows)
     by = {r["alias"]: r for r in rows}
     assert by["new"]["server_state"] == "ready" and by["old"]["server_state"] == "stopped"
     # the TOML entry of the old alias has no job id and points at the live server: kept, and listed
