@@ -5,13 +5,26 @@ from __future__ import annotations
 
 import os
 import re
-from typing import List, Optional, Tuple
+from typing import List, Optional, Protocol, Tuple
 
 from pbsvllm.vllmlog.facts import LogFacts
 from pbsvllm.vllmlog.scanner import LogScanner
 from pbsvllm.vllmlog.stats import _FAST_STATS_BRE
 
 CHUNK_SIZE = 8 * 1024 * 1024
+
+
+class Readable(Protocol):
+    """A binary file: an open file, a gzip stream..."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+#: Only the first this many bytes of a line are examined, and at most this
+#: much of one line is held in memory, whatever its length (a 200 MB line of
+#: binary junk must not cost 200 MB): vLLM's longest real lines (the config
+#: line, a full ``Namespace(...)``) are a few KB.
+MAX_LINE_BYTES = 1024 * 1024
 
 
 def _decode(b: bytes) -> str:
@@ -45,7 +58,7 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
             window = STEADY_WINDOW_MIN
             nl = find(b"\n", pos)
             stop = end if nl < 0 else nl
-            sc.feed(_decode(data[pos:stop]), line_no)
+            sc.feed(_decode(data[pos:min(stop, pos + MAX_LINE_BYTES)]), line_no)
             line_no += 1
             pos = stop + 1
             continue
@@ -111,7 +124,7 @@ def scan_bytes(sc: LogScanner, data: bytes, first_line_no: int) -> int:
                     if rows:
                         sc.add_stats_rows(data, rows, base[0], base[1])
                         rows = []
-                    sc.feed(_decode(data[s:stop]), line_no)
+                    sc.feed(_decode(data[s:min(stop, s + MAX_LINE_BYTES)]), line_no)
                 line_no += 1
                 cur = stop + 1
                 if not sc.steady:  # a restart: examine everything again from here
@@ -134,20 +147,28 @@ class LogFollower:
     """Reads a growing log: each :meth:`poll` reads only the bytes appended
     since the previous one (complete lines only; a partial last line waits
     for its newline). A file that shrank (rotated or truncated) is read again
-    from the start with fresh facts."""
+    from the start with fresh facts. Memory stays bounded by the chunk size
+    plus :data:`MAX_LINE_BYTES` however long a line is: of a longer line only
+    the head is kept, the rest is skipped as it is read."""
 
-    def __init__(self, path: str, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(self, path: str, chunk_size: int = CHUNK_SIZE, max_line: int = MAX_LINE_BYTES) -> None:
         self.path = path
         self.chunk_size = chunk_size
+        self.max_line = max_line
         self.offset = 0
         self.next_line = 1
         self.bytes_read = 0
         self.scanner = LogScanner()
         self._ino: Optional[int] = None
+        # the head of a line longer than max_line whose end has not been read yet
+        self._long_head: Optional[bytes] = None
 
     @property
     def facts(self) -> LogFacts:
         return self.scanner.facts
+
+    def _scan(self, block: bytes) -> None:
+        self.next_line += scan_bytes(self.scanner, block, self.next_line)
 
     def poll(self, final: bool = False) -> int:
         """Read what was appended; return the number of bytes consumed.
@@ -166,40 +187,66 @@ class LogFollower:
             self.offset = 0
             self.next_line = 1
             self.scanner = LogScanner()
+            self._long_head = None
         self._ino = st.st_ino
-        if st.st_size == self.offset:
+        if st.st_size == self.offset and not (final and self._long_head is not None):
             return 0
-        consumed = 0
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
-                carry = b""
-                while True:
-                    block = fh.read(self.chunk_size)
-                    self.bytes_read += len(block)
-                    if not block:
-                        break
-                    if carry:
-                        block = carry + block
-                        carry = b""
-                    cut = block.rfind(b"\n") + 1
-                    if cut == 0:
-                        carry = block
-                        continue
-                    if cut < len(block):
-                        carry = block[cut:]
-                        block = block[:cut]
-                    self.next_line += scan_bytes(self.scanner, block, self.next_line)
-                    self.offset += len(block)
-                    consumed += len(block)
-                if carry and final:
-                    self.next_line += scan_bytes(self.scanner, carry, self.next_line)
-                    self.offset += len(carry)
-                    consumed += len(carry)
+                return self.read_from(fh, final)
         except OSError as exc:
             raise LogParseError(
                 f"cannot read vLLM log {self.path}: {exc}", hint="check the path and permissions"
             ) from exc
+
+    def read_from(self, fh: Readable, final: bool = False) -> int:
+        """Read ``fh`` (positioned at :attr:`offset`) to its end, as :meth:`poll`
+        does; return the number of bytes consumed."""
+        consumed = 0
+        carry = b""
+        while True:
+            block = fh.read(self.chunk_size)
+            self.bytes_read += len(block)
+            if not block:
+                break
+            if self._long_head is not None:
+                # the rest of an over-long line: skipped up to its newline
+                nl = block.find(b"\n")
+                if nl < 0:
+                    self.offset += len(block)
+                    consumed += len(block)
+                    continue
+                self._scan(self._long_head + b"\n")
+                self._long_head = None
+                self.offset += nl + 1
+                consumed += nl + 1
+                block = block[nl + 1 :]
+            if carry:
+                block = carry + block
+                carry = b""
+            cut = block.rfind(b"\n") + 1
+            if cut < len(block):
+                carry = block[cut:]
+                block = block[:cut]
+            if block:
+                self._scan(block)
+                self.offset += len(block)
+                consumed += len(block)
+            if len(carry) > self.max_line:
+                # an unfinished line already over the limit: keep its head, skip the rest as it comes
+                self._long_head = carry[: self.max_line]
+                self.offset += len(carry)
+                consumed += len(carry)
+                carry = b""
+        if final:
+            if self._long_head is not None:
+                self._scan(self._long_head)
+                self._long_head = None
+            elif carry:
+                self._scan(carry)
+                self.offset += len(carry)
+                consumed += len(carry)
         return consumed
 
 
@@ -226,24 +273,12 @@ def _parse_gzip(path: str) -> LogFacts:
 
     from pbsvllm.errors import LogParseError
 
-    sc = LogScanner()
-    next_line = 1
-    carry = b""
+    fl = LogFollower(path)
     try:
         with gzip.open(path, "rb") as fh:
-            while True:
-                block = fh.read(CHUNK_SIZE)
-                if not block:
-                    break
-                block = carry + block
-                cut = block.rfind(b"\n") + 1
-                carry = block[cut:]
-                if cut:
-                    next_line += scan_bytes(sc, block[:cut], next_line)
-        if carry:
-            scan_bytes(sc, carry, next_line)
+            fl.read_from(fh, final=True)
     except (OSError, EOFError) as exc:
         raise LogParseError(
             f"cannot read compressed vLLM log {path}: {exc}", hint="check the file is a complete gzip file"
         ) from exc
-    return sc.facts
+    return fl.facts
