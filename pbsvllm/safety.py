@@ -20,6 +20,15 @@ from typing import Any, Iterable, Optional
 
 REDACTED = "***"
 
+#: Keys this process has read or sent; :func:`redact` removes them from any text.
+_SECRETS: set = set()
+
+
+def remember_secret(secret: Optional[str]) -> None:
+    """Register a key this process uses, so everything printed is redacted of it."""
+    if secret and len(secret) >= 4:
+        _SECRETS.add(secret)
+
 # C0 and C1 controls (but TAB and LF), DEL, and the Unicode format characters
 # that reorder or hide text on a terminal (bidi overrides/isolates, zero width).
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
@@ -82,8 +91,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     (the key pbsvllm read; values shorter than 4 characters are not matched,
     to keep ordinary words intact), ``api_key`` values in logged arguments,
     ``--api-key VALUE`` and ``Bearer VALUE``."""
-    for s in secrets:
-        if s and len(s) >= 4:
+    for s in sorted(set(secrets) | _SECRETS, key=len, reverse=True):
+        if s and len(s) >= 4 and s in text:
             text = text.replace(s, REDACTED)
     text = _KEY_VALUE.sub(lambda m: m.group("name") + _keep_quotes(m.group("value")), text)
     text = _KEY_FLAG.sub(lambda m: m.group("name") + REDACTED, text)
@@ -91,8 +100,42 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+def clean(text: str, *, one_line: bool = False, limit: Optional[int] = None) -> str:
+    """What to print of text from elsewhere: redacted, then made printable."""
+    return printable(redact(text), one_line=one_line, limit=limit)
+
+
+class RedactingStream:
+    """A text stream that redacts keys from everything written through it
+    (installed over stdout and stderr by the CLI): the last guard, whatever
+    code path prints a server reply or a log line."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if isinstance(text, str):
+            self._stream.write(redact(text))
+        else:
+            self._stream.write(text)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def install_output_filter() -> None:
+    """Redact keys from everything this process prints (idempotent)."""
+    import sys
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))
+
+
 def _keep_quotes(value: str) -> str:
-    if value in ("None", "null", "[]", "''", '""'):
+    if value in ("None", "null", "[]", "''", '""') or value.strip("'\"").startswith("os.environ/"):
         return value  # nothing secret to hide, and "None" tells the reader no key was set
     if value.startswith("[") and value.endswith("]"):
         return "[" + REDACTED + "]"
