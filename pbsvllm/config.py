@@ -105,8 +105,8 @@ def _posfloat(v: Any, where: str) -> float:
         fv = float(v)
     except (TypeError, ValueError):
         raise ConfigError(f"{where} must be a positive number, got {v!r}") from None
-    if not fv > 0:
-        raise ConfigError(f"{where} must be a positive number, got {v!r}")
+    if not fv > 0 or fv == float("inf"):
+        raise ConfigError(f"{where} must be a positive (finite) number, got {v!r}")
     return fv
 
 
@@ -335,16 +335,41 @@ class Settings:
 # loading
 # ---------------------------------------------------------------------------
 
+#: A config file larger than this is not one (a log or a binary given by mistake).
+MAX_CONFIG_BYTES = 4 << 20
+
+
 def _read_toml(path: str) -> Dict[str, Any]:
+    """A TOML config file as a table; every failure is one ConfigError naming
+    the file: missing, not a regular file (a FIFO never blocks), too large,
+    not UTF-8 (a binary), not TOML, or nested too deeply."""
+    from pbsvllm.fileio import read_regular
+    from pbsvllm.safety import nesting_depth
+
+    if os.path.realpath(path) == os.devnull:
+        return {}  # PBSVLLM_CONFIG=/dev/null: "no config file", the usual idiom
+    data = read_regular(path, "config file", error=ConfigError, max_bytes=MAX_CONFIG_BYTES,
+                        hint="set PBSVLLM_CONFIG (or --config) to your TOML config file")
+    if data is None:
+        raise ConfigError(f"config file {path} does not exist (set PBSVLLM_CONFIG to an existing file or unset it)")
     try:
-        with open(path, "rb") as fh:
-            return _toml.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist (set PBSVLLM_CONFIG to an existing file or unset it)") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}): is it a binary file?",
+                          hint="a config file is TOML text") from None
+    try:
+        table = _toml.loads(text)
     except _toml.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (RecursionError, MemoryError):
+        raise ConfigError(f"{path} is nested too deeply to be a config file") from None
+    if nesting_depth(table, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"{path} is nested deeper than {MAX_CONFIG_DEPTH} levels; no pbsvllm setting is")
+    return table
+
+
+#: Deepest nesting a config file needs: [profiles.NAME.env] is 3.
+MAX_CONFIG_DEPTH = 8
 
 
 def user_profile_tables(config_path: Optional[str]) -> Dict[str, Any]:
