@@ -580,36 +580,23 @@ class Architecture:
 # the KV cache as vLLM allocates it
 # ---------------------------------------------------------------------------
 
-def kv_slots(types: Sequence[LayerType]) -> int:
-    """Layers vLLM divides its KV memory by when it reports "KV cache size: N tokens".
-
-    One layer type: its layer count. Several (hybrid models): vLLM's hybrid
-    allocator gives every layer the same page size and splits each type into
-    groups of ``group_size`` layers (the smallest type's count, or the largest
-    when they differ by less than 25%), padding the last group of a type; the
-    reported tokens are the memory over (groups x group_size) layers' worth of
-    per-token pages."""
+def kv_group_size(types: Sequence[LayerType]) -> int:
+    """Layers per KV-cache group in vLLM's hybrid allocator (several layer types share one page
+    size): the smallest type's layer count, or the largest when they differ by less than 25%."""
     counts = [t.layers for t in types if t.layers > 0]
-    if not counts:
-        return 0
-    if len(counts) == 1:
-        return counts[0]
+    if len(counts) <= 1:
+        return counts[0] if counts else 0
     gs = min(counts)
-    if max(counts) < gs * 1.25:
-        gs = max(counts)
-    return sum(math.ceil(c / gs) for c in counts) * gs
+    return max(counts) if max(counts) < gs * 1.25 else gs
 
 
-def attention_bytes_per_token(types: Sequence[LayerType], tp: int, kv_b: int) -> int:
-    """Per-token page bytes of one attention layer (hybrid models share one page size)."""
-    per = [t.bytes_per_token(tp, kv_b) for t in types if t.kind != LINEAR]
-    return max(per) if per else 0
-
-
-def held_tokens(t: LayerType, length: int, chunk: int) -> int:
-    """Tokens a layer of this type keeps for one request of ``length`` tokens."""
+def held_tokens(t: LayerType, length: int, chunk: int, block: int = 1) -> int:
+    """Tokens (in whole blocks) a layer of this type keeps for one request of ``length`` tokens:
+    vLLM's ``max_memory_usage_bytes`` of its full-attention, sliding-window and chunked-local specs."""
     if t.kind == SLIDING and t.window:
-        return min(length, t.window - 1 + chunk)
+        n = min(length, t.window - 1 + chunk)
+        return (-(-n // block) + (1 if block > 1 else 0)) * block
     if t.kind == CHUNKED and t.window:
-        return min(length, t.window + chunk)
-    return length
+        n = min(length, t.window + chunk)
+        return -(-n // block) * block
+    return -(-length // block) * block

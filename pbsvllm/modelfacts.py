@@ -43,8 +43,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pbsvllm.errors import ModelFactsError
 from pbsvllm.modelarch import (
-    FULL, LINEAR, MLA, ConfigReader, LayerType, MoE, ParamGroups, QuantScheme, SERVED_DTYPE_BYTES, attention_bytes_per_token,
-    count_params, expert_bytes, held_tokens, kv_slots, layer_types, quant_scheme, weight_bytes,
+    FULL, LINEAR, MLA, SERVED_DTYPE_BYTES, ConfigReader, LayerType, MoE, ParamGroups, QuantScheme, count_params,
+    expert_bytes, held_tokens, kv_group_size, layer_types, quant_scheme, weight_bytes,
 )
 
 if sys.version_info >= (3, 11):  # pragma: no cover
@@ -124,20 +124,24 @@ class ModelFacts:
     def kv_dtype_bytes(self, kv_dtype_bytes: Optional[int] = None) -> int:
         return kv_dtype_bytes if kv_dtype_bytes else min(self.dtype_bytes, 2)
 
-    def kv_bytes_per_token(self, tp: int = 1, pp: int = 1, kv_dtype_bytes: Optional[int] = None) -> int:
-        """KV-cache bytes per token on ONE GPU of a TP x PP replica, as vLLM counts it when it
-        reports "KV cache size: N tokens" (hybrid models: every layer slot of its allocator)."""
+    def kv_bytes_per_token(self, tp: int = 1, pp: int = 1, kv_dtype_bytes: Optional[int] = None,
+                           length: Optional[int] = None, chunk: int = 0) -> int:
+        """KV-cache bytes per token on ONE GPU of a TP x PP replica.
+
+        One full-attention (or MLA) layer type: the classic formula. Sliding-window, chunked or
+        linear/Mamba layers: the bytes one request of ``length`` tokens holds, per token, which is
+        how vLLM (0.32) turns its memory into the "KV cache size: N tokens" it logs; without a
+        length, every attention layer counted as full."""
         b = self.kv_dtype_bytes(kv_dtype_bytes)
         types = self.kv_types
         if self.uniform_kv:
-            layers = math.ceil(self.num_layers / max(1, pp)) if types[0].layers == self.num_layers else \
-                math.ceil(types[0].layers / max(1, pp))
-            return layers * types[0].bytes_per_token(tp, b)
-        slots = math.ceil(kv_slots(types) / max(1, pp))
-        return slots * attention_bytes_per_token(types, tp, b)
+            return math.ceil(types[0].layers / max(1, pp)) * types[0].bytes_per_token(tp, b)
+        if length:
+            return max(1, math.ceil(self.request_bytes(length, chunk, tp, pp, kv_dtype_bytes) / length))
+        return sum(math.ceil(t.layers / max(1, pp)) * t.bytes_per_token(tp, b) for t in types) or 1
 
     def request_bytes(self, length: int, chunk: int, tp: int = 1, pp: int = 1,
-                      kv_dtype_bytes: Optional[int] = None) -> int:
+                      kv_dtype_bytes: Optional[int] = None, block: int = 1) -> int:
         """KV bytes one request of ``length`` tokens holds on one GPU: full layers keep every token,
         sliding-window layers at most window - 1 + the prefill chunk, linear/Mamba layers a fixed state."""
         b = self.kv_dtype_bytes(kv_dtype_bytes)
@@ -147,8 +151,26 @@ class ModelFacts:
             if t.kind == LINEAR:
                 total += layers * t.state_bytes(tp, b)
             else:
-                total += layers * held_tokens(t, length, chunk) * t.bytes_per_token(tp, b)
+                total += layers * held_tokens(t, length, chunk, block) * t.bytes_per_token(tp, b)
         return int(math.ceil(total))
+
+    def vllm_kv_tokens(self, kv_bytes: float, max_model_len: int, max_num_batched_tokens: int,
+                       block: int = 16, kv_dtype_bytes: Optional[int] = None) -> int:
+        """The "KV cache size: N tokens" vLLM 0.32 logs for ``kv_bytes`` of KV memory on one GPU
+        (TP=PP=1): whole blocks of ``block`` tokens; with several layer types, the hybrid allocator's
+        groups and its maximum concurrency at ``max_model_len`` x that length. Attention layers only
+        (the Mamba page padding of hybrid models is not modelled)."""
+        b = self.kv_dtype_bytes(kv_dtype_bytes)
+        types = [t for t in self.kv_types if t.kind != LINEAR]
+        if self.uniform_kv:
+            per_block = self.kv_bytes_per_token(1, 1, kv_dtype_bytes) * block
+            return int(kv_bytes // per_block) * block
+        gs = kv_group_size(self.kv_types)
+        page = block * max(t.bytes_per_token(1, b) for t in types)
+        num_blocks = int(kv_bytes // (page * gs))
+        per_request = sum(math.ceil(t.layers / gs) * held_tokens(t, max_model_len, max_num_batched_tokens, block)
+                          // block for t in types)
+        return round(num_blocks / per_request * max_model_len)
 
     def kv_detail(self, tp: int, pp: int, kv_dtype_bytes: Optional[int], length: int, chunk: int) -> List[Dict[str, Any]]:
         """Per layer type: what one GPU keeps (for ``plan --json``'s ``kv_cache_layers``)."""

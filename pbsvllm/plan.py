@@ -140,8 +140,7 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
     args.append(PlanArg("--max-num-seqs", (str(mseqs),), mseqs_reason))
     args.append(PlanArg("--max-num-batched-tokens", (str(mnbt),), mnbt_reason))
     rule_version_flags(inp, sh, chosen, args)
-    conc = (chosen.tokens / mml if facts.uniform_kv else
-            max(0.0, chosen.kv_gib) * GIB / max(1, facts.request_bytes(mml, mnbt, tp, pp, kv_b))) * dp
+    conc = chosen.tokens / mml * dp
     memory = {"gpu_memory_gib": hardware.gpu_memory_gib, "usable_gib": round(hardware.gpu_memory_gib * util, 2),
               "weights_per_gpu_gib": round(chosen.weights_gib, 2), "activation_gib": round(chosen.act_gib, 2),
               "kv_cache_per_gpu_gib": round(chosen.kv_gib, 2),

@@ -125,15 +125,13 @@ def _layout(inp: Inputs, sh: Shape, b: Budget, *, tp: int, pp: int = 1, nodes: i
     weights = dense / (tp * pp) / GIB + ((sh.expert_bytes / (tp * pp * dp) / GIB) if ep else 0.0)
     act = activation_gib(f, tp, b.mnbt, b.mseqs_cap)
     kv = hw.gpu_memory_gib * b.util - weights - act
-    bpt = f.kv_bytes_per_token(tp, pp, sh.kv_b)
+    bpt = f.kv_bytes_per_token(tp, pp, sh.kv_b, length=sh.mml, chunk=b.mnbt)
     tokens = int(kv * GIB // bpt) if kv > 0 and bpt > 0 else 0
+    fits = tokens >= sh.mml
     if f.uniform_kv:
-        fits = tokens >= sh.mml
         requests = tokens / max(1, sh.avg)
-    else:
-        kv_bytes = max(0.0, kv * GIB)
-        fits = kv > 0 and f.request_bytes(sh.mml, b.mnbt, tp, pp, sh.kv_b) <= kv_bytes
-        requests = kv_bytes / max(1, f.request_bytes(sh.avg, b.mnbt, tp, pp, sh.kv_b))
+    else:   # sliding-window layers keep at most their window, linear/Mamba layers a fixed state
+        requests = max(0.0, kv * GIB) / max(1, f.request_bytes(sh.avg, b.mnbt, tp, pp, sh.kv_b))
     good = fits and requests >= target
     return _Layout(tp, pp, nodes, dp, weights, act, kv, bpt, tokens, fits, good, requests, ep)
 
@@ -513,10 +511,10 @@ def rule_cpu(inp: Inputs, sh: Shape, decisions: Dict[str, str], warnings: List[s
     """Rule 9: the CPU backend: TP=1, DP=1, the KV cache is VLLM_CPU_KVCACHE_SPACE GiB,
     --max-num-seqs at most 256, --max-num-batched-tokens 2048."""
     f, hw, mml, avg = inp.facts, inp.hw, sh.mml, sh.avg
-    bpt = f.kv_bytes_per_token(1, 1, sh.kv_b)
+    bpt = f.kv_bytes_per_token(1, 1, sh.kv_b, length=mml, chunk=2048)
     tokens = int(hw.cpu_kvcache_gib * GIB // bpt) if bpt else 0
     kv_bytes = hw.cpu_kvcache_gib * GIB
-    fits = tokens >= mml if f.uniform_kv else f.request_bytes(mml, 2048, 1, 1, sh.kv_b) <= kv_bytes
+    fits = tokens >= mml
     if not fits:
         short = max(0, (tokens // 256) * 256)
         raise PlanError(
@@ -544,7 +542,7 @@ def rule_cpu(inp: Inputs, sh: Shape, decisions: Dict[str, str], warnings: List[s
     args.append(PlanArg("--max-num-batched-tokens", (str(mnbt),),
                         "vLLM's CPU default (2048) made explicit: a CPU is compute-bound, bigger prefill chunks "
                         "only stall running decodes longer"))
-    conc = tokens / mml if f.uniform_kv else kv_bytes / max(1, f.request_bytes(mml, 2048, 1, 1, sh.kv_b))
+    conc = tokens / mml
     return rule_user_flags(inp, args, decisions, warnings, tp=1, pp=1, dp=1, nodes=1, gpus_used=0, mml=mml,
                            mseqs=mseqs, mnbt=mnbt, util=None, tokens=tokens, avg=avg, bpt=bpt, fits_well=True,
                            alternatives=[], dp_mode="none", memory={"cpu_kvcache_gib": hw.cpu_kvcache_gib,
