@@ -21,7 +21,7 @@ from pbsvllm.watcher import JobProgress, Watcher, endpoint_url
 
 LOG_TAIL_BYTES = 256 * 1024
 METRIC_KEYS = ("generation_tokens_per_s", "prompt_tokens_per_s", "running", "waiting",
-               "kv_cache_usage_pct", "prefix_cache_hit_pct")
+               "kv_cache_usage_pct", "prefix_cache_hit_pct", "kv_device", "engines")  # = status.schema.json
 
 
 def metrics_from_lines(lines: Iterable[str]) -> Optional[Dict[str, Any]]:
