@@ -130,3 +130,10 @@ def test_status_json_from_the_command_line(tmp_path):
     rows = cli("status", "--json", "--offline", "--home", home)
     validate("status", rows)
     assert rows[0]["alias"] == "q" and rows[0]["metrics"] is None
+
+
+def test_example_script_validates_each_output():
+    r = subprocess.run(["bash", os.path.join(EXAMPLES, "json-schemas.sh")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": ROOT}, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[:4] == ["valid plan", "valid doctor", "valid bench", "valid status"]
