@@ -62,9 +62,12 @@ def check_plot_path(path: str) -> None:
 
 def write_page(path: str, text: str) -> None:
     """Replace ``path`` atomically with the page (mode 0644: a report is meant to be shared)."""
-    from pbsvllm.transport.local import atomic_write_text
+    from pbsvllm.fileio import atomic_write, write_error_text
 
-    atomic_write_text(path, text, mode=0o644)
+    try:
+        atomic_write(path, text, mode=0o644)
+    except OSError as exc:
+        raise ConfigError(write_error_text(path, exc)) from None
 
 
 # --------------------------------------------------------------------------- bench
