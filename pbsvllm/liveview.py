@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pbsvllm.registry.base import Registry
 
 METRIC_KEYS = ("generation_tokens_per_s", "prompt_tokens_per_s", "running", "waiting",
-               "kv_cache_usage_pct", "prefix_cache_hit_pct")
+               "kv_cache_usage_pct", "prefix_cache_hit_pct", "kv_device", "engines")  # = status.schema.json
 
 
 def metrics_from_lines(lines: Iterable[str]) -> Optional[Dict[str, Any]]:
