@@ -98,9 +98,11 @@ class RouterStatus:
 
 
 def _home(home: Optional[str]) -> str:
-    from pbsvllm.jobs import pbsvllm_home
+    if home:
+        return os.path.abspath(os.path.expanduser(home))
+    from pbsvllm.config import resolve  # the one default of PBSVLLM_HOME (flags > env > config file)
 
-    return pbsvllm_home(home)
+    return resolve({}).home
 
 
 def available() -> bool:
