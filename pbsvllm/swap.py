@@ -195,7 +195,11 @@ def swap_endpoint(
     return SwapResult(alias, target.job_id, url, reg_results, old_jobs)
 
 
-def _drain_twice(wait_for_drain: Any, url: str, timeout_s: float, sleep: Callable[[float], None]) -> Any:
+DrainFn = Callable[..., Tuple[bool, str]]  # pbsvllm.health.wait_for_drain(url, timeout_s=, sleep=)
+
+
+def _drain_twice(wait_for_drain: DrainFn, url: str, timeout_s: float,
+                 sleep: Callable[[float], None]) -> Tuple[bool, str]:
     """Idle on two scrapes a moment apart (a request may be on its way)."""
     deadline = time.monotonic() + timeout_s
     ok, how = wait_for_drain(url, timeout_s=timeout_s, sleep=sleep)
