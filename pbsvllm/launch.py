@@ -11,7 +11,6 @@ script is to fix and resubmit by hand.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -143,7 +142,9 @@ def submit_job(
     if info_path:
         info_path = transport.expanduser(fill_job_id(info_path, job_id))
     else:
-        info_path = os.path.join(target.home, "run", f"{job_id}.server.json")
+        from pbsvllm.serverinfo import default_path
+
+        info_path = default_path(target.home, job_id)
     record = JobRecord(
         job_id=job_id,
         alias=job.alias,

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 import time
 from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -631,7 +630,7 @@ def watch_records(
     for rec in records:
         job = JobProgress.from_record(rec, registries=registries, add_replica=add_replica)
         if not job.info_path:  # the contract's default place
-            job.info_path = os.path.join(settings.home, "run", f"{job.job_id}.server.json")
+            job.info_path = serverinfo.default_path(settings.home, job.job_id)
         jobs.append(job)
         if job.done or (job.server_state == ServerState.READY and not follow_ready):
             continue
