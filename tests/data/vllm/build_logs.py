@@ -1,13 +1,14 @@
 """Build the constructed vLLM logs of this folder from the format strings in
-reference/vllm.md (one per version family, the error cases, and the seed
+docs/reference/vllm-logs.md (one per version family, the error cases, and the seed
 scenario). Run it again after changing it; the logs are committed.
 
     python tests/data/vllm/build_logs.py
 
 Every log here that does not come from a real run is named
 ``constructed-*.log``; its format strings are the ones vLLM's source prints
-(vllm.md §1-4 quote them), its numbers are made up but consistent (KV tokens
-= KV memory / bytes per token of the model, per vllm.md §9).
+(docs/reference/vllm-logs.md describes them), its numbers are made up but
+consistent (KV tokens = KV memory / bytes per token of the model, per
+docs/reference/kv-cache.md).
 """
 
 from __future__ import annotations
