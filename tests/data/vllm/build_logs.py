@@ -70,7 +70,7 @@ class Log:
 
 
 def v1_stats(engine: int, prompt: float, gen: float, running: int, waiting: int, kv: float,
-             prefix: "float | None" = None, dev: str = "GPU", extra: str = "") -> str:
+             prefix: float | None = None, dev: str = "GPU", extra: str = "") -> str:
     s = (f"Engine {engine:03d}: Avg prompt throughput: {prompt:.1f} tokens/s, Avg generation throughput: {gen:.1f} "
          f"tokens/s, Running: {running} reqs, Waiting: {waiting} reqs, {extra}{dev} KV cache usage: {kv:.1f}%")
     if prefix is not None:
@@ -252,7 +252,7 @@ def v085() -> None:
           "torch.compile")
     L.tick(20)
     L.log("INFO", "monitor.py:33", "torch.compile takes 21.37 s in total")
-    for dp in range(2):
+    for _dp in range(2):
         L.log("INFO", "kv_cache_utils.py:634", "GPU KV cache size: 432,160 tokens")
         L.log("INFO", "kv_cache_utils.py:637", "Maximum concurrency for 8,192 tokens per request: 52.75x")
     L.tick(15)
