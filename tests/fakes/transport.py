@@ -56,3 +56,12 @@ class FakeTransport(Transport):
 
     def exists(self, path: str) -> bool:
         return path in self.files
+
+    def size(self, path: str) -> Optional[int]:
+        text = self.files.get(path)
+        return None if text is None else len(text.encode())
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        if path not in self.files:
+            raise TransportError(f"no such file on {self.host}: {path}")
+        return self.files[path].encode()[offset : offset + length]
