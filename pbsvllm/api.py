@@ -297,14 +297,16 @@ class Client:
 
         if record is None or record.host is None:
             return vllmlog.parse_file(log_path)
-        from pbsvllm.logtail import LogTail
+        from pbsvllm.logtail import LogTail, RangeReader
         from pbsvllm.transport import get_transport
 
-        tail = LogTail(get_transport(record.host), log_path)
+        transport = get_transport(record.host)
+        tail = LogTail(transport, log_path)
         if not tail.exists():
             raise LogParseError(f"the log {log_path} of job {record.job_id} does not exist on {record.host} (yet)",
                                 hint="`pbsvllm status` shows whether the job has started")
-        return vllmlog.parse_log(tail.read_lines(final=True))
+        # the bytes path over range reads: bounded memory per line and per log
+        return vllmlog.parse_stream(RangeReader(transport, log_path))
 
     # ------------------------------------------------------------------ bench
 

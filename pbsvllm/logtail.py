@@ -115,3 +115,22 @@ def read_end(transport: Transport, path: str, nbytes: int) -> List[str]:
         return []
     lines = split_lines(data)
     return lines[1:] if start > 0 and lines else lines
+
+
+class RangeReader:
+    """A file-like ``read(size)`` over a (possibly remote) log through the
+    transport's range reads, from ``offset``: what a byte-level parser
+    (:func:`pbsvllm.vllmlog.parse_stream`) reads a whole log with, in bounded
+    memory however long its lines are."""
+
+    def __init__(self, transport: Transport, path: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.transport = transport
+        self.path = path
+        self.pos = offset
+        self.chunk_bytes = chunk_bytes
+
+    def read(self, size: int = -1) -> bytes:
+        n = self.chunk_bytes if size is None or size < 0 else size
+        block = self.transport.read_range(self.path, self.pos, n)
+        self.pos += len(block)
+        return block
