@@ -10,19 +10,11 @@ import pytest
 
 from pbsvllm import vllmlog
 from pbsvllm.logtail import RangeReader
-from pbsvllm.transport import get_transport
 from pbsvllm.vllmlog import fastpath
 from tests.paths import DATA
 
 pytestmark = pytest.mark.sshd
 REAL = os.path.join(DATA, "vllm", "vllm-0.32.0-cpu-dp2-1apiserver.log")
-
-
-@pytest.fixture
-def ssh(sshd_server):
-    t = get_transport(sshd_server.alias, fresh=True, ssh_config=sshd_server.ssh_config)
-    yield t
-    t.close()
 
 
 def test_remote_log_read_over_ssh_matches_the_local_parse(ssh, tmp_path):
