@@ -9,7 +9,7 @@ import os
 from tests.paths import ROOT
 
 PKG = os.path.join(ROOT, "pbsvllm")
-CORE = ("vllmlog", "doctor", "report", "plan", "flags", "modelfacts")
+CORE = ("vllmlog", "doctor", "report", "plan", "planrules", "plantypes", "flags", "modelfacts", "modelarch", "safety")
 EDGE_MODULES = {
     "pbsvllm.transport", "pbsvllm.jobs", "pbsvllm.watcher", "pbsvllm.health", "pbsvllm.registry",
     "pbsvllm.router", "pbsvllm.commands", "pbsvllm.launch", "pbsvllm.liveview", "pbsvllm.swap",
