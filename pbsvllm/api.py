@@ -300,20 +300,16 @@ class Client:
 
         if record is None or record.host is None:
             return vllmlog.parse_file(log_path)
-        from pbsvllm.logtail import RangeReader
+        from pbsvllm.logtail import LogTail, RangeReader
         from pbsvllm.transport import get_transport
 
         transport = get_transport(record.host)
-        try:
-            size = transport.size(log_path)
-        except PbsvllmError as exc:
-            raise LogParseError(f"cannot read the log {log_path} of job {record.job_id}: {exc.message}") from None
-        if size is None:
+        tail = LogTail(transport, log_path)
+        if not tail.exists():
             raise LogParseError(f"the log {log_path} of job {record.job_id} does not exist on {record.host} (yet)",
                                 hint="`pbsvllm status` shows whether the job has started")
-        follower = vllmlog.LogFollower(log_path)
-        follower.read_from(RangeReader(transport, log_path, 0, size), final=True)
-        return follower.facts
+        # the bytes path over range reads: bounded memory per line and per log
+        return vllmlog.parse_stream(RangeReader(transport, log_path))
 
     # ------------------------------------------------------------------ bench
 

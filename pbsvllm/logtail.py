@@ -138,3 +138,4 @@ def read_end(transport: Transport, path: str, nbytes: int) -> List[str]:
         return []
     lines = split_lines(data)
     return lines[1:] if start > 0 and lines else lines
+

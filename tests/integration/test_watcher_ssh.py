@@ -26,13 +26,6 @@ STATS = ("(APIServer pid=1) INFO 11-28 17:58:00 [loggers.py:259] Engine 000: Avg
          "Prefix cache hit rate: 6.0%\n")
 
 
-@pytest.fixture
-def ssh(sshd_server):
-    t = get_transport(sshd_server.alias, fresh=True, ssh_config=sshd_server.ssh_config)
-    yield t
-    t.close()
-
-
 def test_remote_tail_reads_only_new_lines(ssh, tmp_path):
     log = str(tmp_path / "remote.log")
     tail = LogTail(ssh, log)
