@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.plugins.slurm",
     "tests.plugins.sshd",
     "tests.plugins.vllm",
+    "tests.plugins.router",
 ]
