@@ -36,7 +36,7 @@ def _refused(home: str, words: str) -> None:
         resolve({"home": home}, {"PBSVLLM_CONFIG": os.devnull})
     assert words in str(info.value)
     out = _cli(home)
-    assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == ConfigError.exit_code and words in out.stderr and "Traceback" not in out.stderr
 
 
 def _accepted(home: str) -> None:
