@@ -117,19 +117,14 @@ def test_finished_state_ends_it_and_removes_the_entry(world, fake_sched):
     assert _entry(reg_path) == []
 
 
-def test_gone_and_server_dead_ends_it_in_status_and_watch(world, fake_sched):
+@pytest.mark.parametrize("how", ["status", "watch"])
+def test_gone_and_server_dead_ends_it(world, fake_sched, how):
     settings, store, server, reg_path = world
     fake_sched.answer("qstat", {"rc": 153, "err": f"qstat: Unknown Job Id {JID}\n"})
     server.__exit__(None, None, None)  # the server is gone too: now the scheduler's word is believed
-    Client(settings, store).status()
-    assert store.get(JID).server_state == ServerState.STOPPED
-    assert _entry(reg_path) == []
-
-
-def test_watch_ends_a_gone_job_whose_server_died(world, fake_sched):
-    settings, store, server, reg_path = world
-    fake_sched.answer("qstat", {"rc": 153, "err": f"qstat: Unknown Job Id {JID}\n"})
-    server.__exit__(None, None, None)
-    watch_records(settings, [store.get(JID)], store=store, timeout_s=60.0, follow_ready=True)
+    if how == "status":
+        Client(settings, store).status()
+    else:
+        watch_records(settings, [store.get(JID)], store=store, timeout_s=60.0, follow_ready=True)
     assert store.get(JID).server_state == ServerState.STOPPED
     assert _entry(reg_path) == []
