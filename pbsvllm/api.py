@@ -184,7 +184,8 @@ class Client:
         if live:
             from pbsvllm.liveview import live_rows, remove_ended_entries
 
-            view = live_rows(self.settings, records, rows, store=self.store)
+            view = live_rows(self.settings, records, rows, store=self.store,
+                             gone={jid for jid, st in statuses.items() if st.gone})
             notes = list(view.notes)
             if remove_ended:
                 notes += remove_ended_entries(view, rows)
@@ -214,8 +215,8 @@ class Client:
 
         statuses, _errors = refresh_statuses(self.store, [record], skip_terminal=False)
         st = statuses.get(record.job_id)
-        if st is not None and (st.state.is_terminal or st.state == JobState.UNKNOWN):
-            return st.state
+        if st is not None and (st.state.is_terminal or (st.state == JobState.UNKNOWN and st.gone)):
+            return st.state  # UNKNOWN only when the scheduler says it does not know the id
         return None
 
     # ------------------------------------------------------------------ swap and cancel

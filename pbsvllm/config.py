@@ -592,6 +592,11 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
     )
     if "registries" in flags:  # explicit flag wins for every alias
         alias_regs = ()
+    if not host:
+        # the folder whose files receive the API key must be the user's alone
+        from pbsvllm.fileio import check_private_dir
+
+        check_private_dir(home, "PBSVLLM_HOME", error=ConfigError)
     ssh_config = pick("ssh_config", "PBSVLLM_SSH_CONFIG", None)
     return Settings(
         home=home,

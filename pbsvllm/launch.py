@@ -218,6 +218,8 @@ def refresh_statuses(
             if st is None:
                 continue
             statuses[rec.job_id] = st
+            if st.state == JobState.UNKNOWN:
+                continue  # shown as unknown, never cached: the record keeps what was last known
             d = st.to_dict()
             if _status_key(d) != _status_key(rec.last_status or {}) or now - (rec.last_status_at or 0) > 60:
                 rec.last_status, rec.last_status_at = d, now

@@ -105,15 +105,17 @@ class RangeReader:
     byte-level parser that reads ``fh.read(n)`` in a loop (the vLLM log
     scanner's ``LogFollower.read_from``) needs to parse a log on any host."""
 
-    def __init__(self, transport: Transport, path: str, offset: int = 0, end: Optional[int] = None) -> None:
+    def __init__(self, transport: Transport, path: str, offset: int = 0, end: Optional[int] = None,
+                 chunk_bytes: int = CHUNK_BYTES) -> None:
         self.transport = transport
         self.path = path
         self.pos = offset
         self.end = end  # stop here (the size when the read began); None: the file's end
+        self.chunk_bytes = chunk_bytes
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            n = CHUNK_BYTES
+            n = self.chunk_bytes
         if self.end is not None:
             n = min(n, self.end - self.pos)
         if n <= 0:

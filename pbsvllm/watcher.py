@@ -316,9 +316,16 @@ class Watcher:
         for job in active:
             st = statuses.get(job.job_id)
             state = st.state if st is not None else JobState.UNKNOWN
-            if state == JobState.UNKNOWN and job.unknown_polls < 1:
-                # a job the scheduler does not know: believe it only on the second asking
-                job.unknown_polls += 1
+            if state == JobState.UNKNOWN:
+                # UNKNOWN changes nothing: silence, garbage or an unfamiliar letter is no
+                # evidence. Only the scheduler saying it does not know the id (gone),
+                # twice in a row, with the job's server not answering, ends the job.
+                if st is not None and st.gone and not self._server_answers(job):
+                    job.unknown_polls += 1
+                    if job.unknown_polls >= 2:
+                        self._job_ended(job, st)
+                else:
+                    job.unknown_polls = 0
                 continue
             job.unknown_polls = 0
             job.job_state = state
@@ -330,7 +337,7 @@ class Watcher:
                     job.exec_host = (st.exec_host if st is not None else "") or ""
                     self._set_phase(job, Phase.RUNNING, f"running on {job.exec_host}" if job.exec_host else "running")
                     job.next_check = now
-            elif state == JobState.COMPLETING or state.is_terminal or state == JobState.UNKNOWN:
+            elif state == JobState.COMPLETING or state.is_terminal:
                 self._job_ended(job, st)
         if any_queued:
             self.next_status = now + self.queued_poll
@@ -338,6 +345,17 @@ class Watcher:
         else:
             self.queued_poll = QUEUED_POLL_MIN_S
             self.next_status = now + RUNNING_STATUS_POLL_S
+
+    def _server_answers(self, job: JobProgress) -> bool:
+        """Whether any of the job's servers answers HTTP at all (an unauthorized
+        or wrong-model answer still is a live server)."""
+        for u in job.urls or ([job.url] if job.url else []):
+            try:
+                if self.probe(u, job.served_model).stage != "unreachable":
+                    return True
+            except Exception:  # a probe that breaks proves nothing either way: assume alive
+                return True
+        return False
 
     def _set_phase(self, job: JobProgress, phase: Phase, label: Optional[str] = None) -> None:
         if job.phase == phase and phase in job.phases_seen:
@@ -513,7 +531,7 @@ class Watcher:
         state = st.state if st is not None else JobState.UNKNOWN
         reason = (st.exit_reason or st.comment or "") if st is not None else ""
         if state == JobState.UNKNOWN:
-            reason = reason or "the scheduler no longer knows the job"
+            reason = reason or "the scheduler says it does not know the job and its server does not answer"
         if job.server_state == ServerState.READY:
             self._unregister(job)
             job.server_state = ServerState.STOPPED
@@ -649,7 +667,9 @@ def watch_records(
             if sch is None:
                 from pbsvllm.scheduler import get_scheduler
 
-                sch = get_scheduler(sched_name or settings.scheduler or "auto", tr, home=settings.home)
+                # the caller's --timeout bounds every scheduler command too
+                sch = get_scheduler(sched_name or settings.scheduler or "auto", tr, home=settings.home,
+                                    timeout_s=timeout_s)
             groups[key] = Watcher(sch, tr, probe=probe, save=save, reporter=reporter, clock=clock, url_for=url_for,
                                   follow_ready=follow_ready)
         groups[key].add(job)
