@@ -149,7 +149,7 @@ class ModelFacts:
         for t in self.kv_types:
             layers = t.layers / max(1, pp)
             if t.kind == LINEAR:
-                total += layers * t.state_bytes(tp, b)
+                total += layers * t.state_bytes(tp, b) * MAMBA_PAGES_PER_REQUEST
             else:
                 total += layers * held_tokens(t, length, chunk, block) * t.bytes_per_token(tp, b)
         return int(math.ceil(total))
@@ -158,10 +158,11 @@ class ModelFacts:
                        block: int = 16, kv_dtype_bytes: Optional[int] = None) -> int:
         """The "KV cache size: N tokens" vLLM 0.32 logs for ``kv_bytes`` of KV memory on one GPU
         (TP=PP=1): whole blocks of ``block`` tokens; with several layer types, the hybrid allocator's
-        groups and its maximum concurrency at ``max_model_len`` x that length. Attention layers only
-        (the Mamba page padding of hybrid models is not modelled)."""
+        groups and its maximum concurrency at ``max_model_len`` x that length; Mamba/linear layers are
+        padded to the attention page and hold :data:`MAMBA_PAGES_PER_REQUEST` pages per request."""
         b = self.kv_dtype_bytes(kv_dtype_bytes)
         types = [t for t in self.kv_types if t.kind != LINEAR]
+        linear = [t for t in self.kv_types if t.kind == LINEAR]
         if self.uniform_kv:
             per_block = self.kv_bytes_per_token(1, 1, kv_dtype_bytes) * block
             return int(kv_bytes // per_block) * block
@@ -170,7 +171,8 @@ class ModelFacts:
         num_blocks = int(kv_bytes // (page * gs))
         per_request = sum(math.ceil(t.layers / gs) * held_tokens(t, max_model_len, max_num_batched_tokens, block)
                           // block for t in types)
-        return round(num_blocks / per_request * max_model_len)
+        per_request += sum(math.ceil(t.layers / gs) * MAMBA_PAGES_PER_REQUEST for t in linear)
+        return int(num_blocks / per_request * max_model_len)
 
     def kv_detail(self, tp: int, pp: int, kv_dtype_bytes: Optional[int], length: int, chunk: int) -> List[Dict[str, Any]]:
         """Per layer type: what one GPU keeps (for ``plan --json``'s ``kv_cache_layers``)."""
@@ -202,6 +204,11 @@ class ModelFacts:
 
 
 # ---------------------------------------------------------------------------
+
+#: Pages one request holds in each Mamba / linear-attention layer: vLLM 0.32 with prefix caching
+#: (on by default) keeps hybrid models' states in 'align' mode; its CPU build logged a maximum
+#: concurrency that needs 3 state pages per request (tests/data/vllm-real/kv-families/hybrid-*.log).
+MAMBA_PAGES_PER_REQUEST = 3
 
 MODEL_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 

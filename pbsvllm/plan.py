@@ -86,7 +86,7 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
     if chosen is None or not chosen.fits or not fits_well:
         alternatives = _alternatives(inp, sh, b, chosen)
     if chosen is None or not chosen.fits:
-        best = max(layouts, key=lambda lay: lay.tokens)
+        best = max(layouts, key=lambda lay: (lay.tokens, lay.tp))
         why = (f"at TP={best.tp} each GPU holds {best.weights_gib:.1f} GiB of weights + {best.act_gib:.1f} GiB of "
                f"activations, leaving {max(0.0, best.kv_gib):.1f} GiB = {best.tokens:,} KV tokens "
                f"(< max model length {mml:,})")
