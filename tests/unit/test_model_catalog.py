@@ -119,3 +119,19 @@ def test_catalog_view_rows_and_table():
     assert abs(j["estimate_error"]) < 0.001 and j["moe"]["experts"] == 128
     with pytest.raises(Exception, match="not in the built-in catalog"):
         catalog_row("no/such-model", POLARIS, "0.11.0")
+
+
+def test_models_example_runs_as_documented():
+    import os
+    import subprocess
+    import sys
+
+    from tests.paths import EXAMPLES
+    r = subprocess.run(["bash", os.path.join(EXAMPLES, "models.sh")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHON": sys.executable}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "Qwen/Qwen3-30B-A3B" in out and "--enable-expert-parallel" in out and "sliding_attention" in out
+    assert "layout     TP=1 PP=1 DP=4 on 1 node(s)" in out                  # from config.json alone
+    assert "key 'num_hidden_layers' must be >= 1, got -48" in out and "(exit 11)" in out
+    assert "Traceback" not in out + r.stderr
