@@ -146,7 +146,8 @@ def format_detail(r: CatalogRow) -> str:
     if f.moe:
         m = f.moe
         shared = f", shared {m.shared_intermediate}" if m.shared_intermediate else ""
-        lines.append(f"MoE           {m.experts} experts of {m.expert_intermediate} (top-{m.experts_per_token}){shared} "
+        lines.append(f"MoE           {m.experts} experts of {m.expert_intermediate} "
+                     f"(top-{m.experts_per_token}){shared} "
                      f"in {m.moe_layers} layers, {m.dense_layers} dense; experts {f.expert_bytes / GIB:.1f} GiB")
     if f.is_mla:
         lines.append(f"MLA           kv_lora_rank {f.kv_lora_rank} + qk_rope_head_dim {f.qk_rope_head_dim} per token "

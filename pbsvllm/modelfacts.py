@@ -18,7 +18,8 @@ quantization). Overrides (``--params``, ``--dtype``, ...) win over all of these.
 
 KV-cache bytes per token per GPU follow vLLM (docs/planner.md)::
 
-    2 x L_stage x max(1, KVH // TP) x D x dtype_bytes     (MLA: L_stage x (kv_lora_rank + qk_rope_head_dim) x dtype_bytes)
+    2 x L_stage x max(1, KVH // TP) x D x dtype_bytes
+    (MLA: L_stage x (kv_lora_rank + qk_rope_head_dim) x dtype_bytes)
 
 with per-layer types for sliding-window, chunked-local and linear/Mamba layers
 (:class:`pbsvllm.modelarch.LayerType`).
@@ -43,8 +44,22 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pbsvllm.errors import ModelFactsError
 from pbsvllm.modelarch import (
-    FULL, LINEAR, MLA, SERVED_DTYPE_BYTES, ConfigReader, LayerType, MoE, ParamGroups, QuantScheme, count_params,
-    expert_bytes, held_tokens, kv_group_size, layer_types, quant_scheme, weight_bytes,
+    FULL,
+    LINEAR,
+    MLA,
+    SERVED_DTYPE_BYTES,
+    ConfigReader,
+    LayerType,
+    MoE,
+    ParamGroups,
+    QuantScheme,
+    count_params,
+    expert_bytes,
+    held_tokens,
+    kv_group_size,
+    layer_types,
+    quant_scheme,
+    weight_bytes,
 )
 
 if sys.version_info >= (3, 11):  # pragma: no cover
@@ -174,7 +189,8 @@ class ModelFacts:
         per_request += sum(math.ceil(t.layers / gs) * MAMBA_PAGES_PER_REQUEST for t in linear)
         return int(num_blocks / per_request * max_model_len)
 
-    def kv_detail(self, tp: int, pp: int, kv_dtype_bytes: Optional[int], length: int, chunk: int) -> List[Dict[str, Any]]:
+    def kv_detail(self, tp: int, pp: int, kv_dtype_bytes: Optional[int], length: int,
+                  chunk: int) -> List[Dict[str, Any]]:
         """Per layer type: what one GPU keeps (for ``plan --json``'s ``kv_cache_layers``)."""
         b = self.kv_dtype_bytes(kv_dtype_bytes)
         out = []
@@ -323,15 +339,15 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
     hidden = r.req("hidden_size")
     n_layers = r.req("num_hidden_layers")
     heads = r.req("num_attention_heads")
-    kvh = r.int("num_key_value_heads", heads, minimum=1) or heads
-    head_dim = r.int("head_dim", 0, minimum=0) or hidden // heads
+    kvh = r.integer("num_key_value_heads", heads, minimum=1) or heads
+    head_dim = r.integer("head_dim", 0, minimum=0) or hidden // heads
     if head_dim < 1:
         raise ModelFactsError(f"{source}: hidden_size {hidden} / num_attention_heads {heads} gives no head size; "
                               f"set '{prefix}head_dim'")
-    inter = r.int("intermediate_size", 4 * hidden, minimum=1) or 4 * hidden
-    vocab = r.int("vocab_size", 32000, minimum=1) or 32000
-    max_len = r.int("max_position_embeddings", 0, minimum=1) or \
-        int(ConfigReader(cfg, source).int("max_position_embeddings", 4096, minimum=1) or 4096)
+    inter = r.integer("intermediate_size", 4 * hidden, minimum=1) or 4 * hidden
+    vocab = r.integer("vocab_size", 32000, minimum=1) or 32000
+    max_len = r.integer("max_position_embeddings", 0, minimum=1) or \
+        int(ConfigReader(cfg, source).integer("max_position_embeddings", 4096, minimum=1) or 4096)
     model_type = str(c.get("model_type") or cfg.get("model_type") or "")
     qc = c.get("quantization_config")
     if qc is not None and not isinstance(qc, Mapping):
@@ -385,8 +401,8 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
         weight_source=wsource,
         multimodal=bool(prefix) or bool(cfg.get("multimodal")) or isinstance(vc, Mapping),
         quantization=scheme.method if scheme else None,
-        kv_lora_rank=r.int("kv_lora_rank", minimum=1),
-        qk_rope_head_dim=r.int("qk_rope_head_dim", 0, minimum=0) if r.has("kv_lora_rank") else None,
+        kv_lora_rank=r.integer("kv_lora_rank", minimum=1),
+        qk_rope_head_dim=r.integer("qk_rope_head_dim", 0, minimum=0) if r.has("kv_lora_rank") else None,
         local_path=model_dir,
         verified=verified,
         model_type=model_type,

