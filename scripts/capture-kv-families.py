@@ -68,6 +68,22 @@ FAMILIES = {
                                     mamba_n_groups=1, mamba_n_heads=8, mamba_chunk_size=64,
                                     num_local_experts=0, num_experts_per_tok=0, shared_intermediate_size=256,
                                     position_embedding_type="rope"),
+    # chunked local attention (Llama 4: RoPE layers attend within chunks, every 4th layer is global)
+    "chunked-llama4": dict(BASE, architectures=["Llama4ForCausalLM"], model_type="llama4_text",
+                           num_hidden_layers=4, attention_chunk_size=128, no_rope_layers=[1, 1, 1, 0],
+                           intermediate_size_mlp=256, num_local_experts=4, num_experts_per_tok=1,
+                           interleave_moe_layer_step=1, use_qk_norm=True, attn_temperature_tuning=True,
+                           floor_scale=8192, attn_scale=0.1, rope_theta=500000.0, rope_scaling=None,
+                           moe_layers=[0, 1, 2, 3]),
+    # hybrid: gated DeltaNet linear attention + full attention (Qwen3-Next pattern)
+    "hybrid-qwen3-next": dict(BASE, architectures=["Qwen3NextForCausalLM"], model_type="qwen3_next",
+                              num_hidden_layers=4, full_attention_interval=4,
+                              layer_types=["linear_attention"] * 3 + ["full_attention"],
+                              linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=32,
+                              linear_value_head_dim=32, linear_conv_kernel_dim=4, moe_intermediate_size=64,
+                              shared_expert_intermediate_size=64, num_experts=4, num_experts_per_tok=2,
+                              decoder_sparse_step=1, mlp_only_layers=[], norm_topk_prob=True,
+                              partial_rotary_factor=0.25, rope_theta=10000.0),
 }
 
 KV_LINE = re.compile(r"KV cache size: ([\d,]+) tokens")
