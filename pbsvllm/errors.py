@@ -129,7 +129,8 @@ EXIT_CODES: Dict[int, Tuple[str, str]] = {
     JobNotFoundError.exit_code: ("JobNotFoundError", "no tracked job (or scheduler job) by that alias or id"),
     RegistryError.exit_code: ("RegistryError", "an endpoint registry could not be read, parsed or written; "
                               "a registration that was asked for did not happen"),
-    ServerError.exit_code: ("ServerError", "the vLLM server failed, was not ready in time, or every bench request failed"),
+    ServerError.exit_code: ("ServerError",
+                            "the vLLM server failed, was not ready in time, or every bench request failed"),
     ProbeError.exit_code: ("ProbeError", "no NVIDIA driver or no GPU on this node (`probe`)"),
     LogParseError.exit_code: ("LogParseError", "a vLLM log could not be found or read (`doctor`, `logs`)"),
     ConfigError.exit_code: ("ConfigError", "bad or unknown configuration: a config file, profile, flag value or "

@@ -21,22 +21,23 @@ def command(name: Optional[str], family: Optional[str], max_model_len: Optional[
     """List the built-in model catalog (architecture numbers, real checkpoint size and its source,
     the estimate from config.json alone) and what `plan` would do for each on a profile; with
     NAME, one model's numbers, sources and the plan with its reasons."""
-    from pbsvllm.catalog import catalog_row, catalog_rows, format_detail, format_table
+    from pbsvllm.api import Client
+    from pbsvllm.catalog import format_detail, format_table
     from pbsvllm.commands.plan import format_plan
-    from pbsvllm.config import resolve
-    from pbsvllm.plan import Hardware, Workload
+    from pbsvllm.plan import Hardware
 
     flags, _ = split_kwargs(kwargs)
-    settings = resolve(flags)
-    hw = Hardware.from_profile(settings.profile)
-    version = kwargs.get("vllm_version") or settings.profile.vllm_version
-    workload = Workload(max_model_len=max_model_len)
-    hw_text = f"{settings.profile.name} ({hw.describe()}, vLLM {version})"
+    api = Client.from_flags(flags)
+    profile = api.settings.profile
+    hw = Hardware.from_profile(profile)
+    version = kwargs.get("vllm_version") or profile.vllm_version
+    hw_text = f"{profile.name} ({hw.describe()}, vLLM {version})"
+    rows = api.models(name, family=family, max_model_len=max_model_len, vllm_version=version)
     if name:
-        row = catalog_row(name, hw, version, workload)
+        row = rows[0]
         if as_json:
             out = row.to_json()
-            out["profile"] = settings.profile.name
+            out["profile"] = profile.name
             echo_json(out)
             return
         click.echo(format_detail(row))
@@ -46,9 +47,8 @@ def command(name: Optional[str], family: Optional[str], max_model_len: Optional[
         else:
             click.echo(row.plan_error + (f" ({row.plan_hint})" if row.plan_hint else ""))
         return
-    rows = catalog_rows(hw, version, workload, family=family)
     if as_json:
-        echo_json({"profile": settings.profile.name, "vllm_version": version, "hardware": hw.describe(),
+        echo_json({"profile": profile.name, "vllm_version": version, "hardware": hw.describe(),
                    "models": [r.to_json() for r in rows]})
         return
     click.echo(format_table(rows, hw_text))
