@@ -35,6 +35,7 @@ from pbsvllm.models import JobState, ServerState
 
 if TYPE_CHECKING:
     from pbsvllm.bench import BenchReport, BenchRequest, Target
+    from pbsvllm.catalog import CatalogRow
     from pbsvllm.config import Settings
     from pbsvllm.doctor import Diagnosis
     from pbsvllm.logtail import LogTail
@@ -332,6 +333,22 @@ class Client:
         report = bench.run_bench(list(targets), list(requests), list(levels), timeout_s=timeout_s,
                                  ignore_eos=ignore_eos, warmup=warmup, settings=settings or {}, progress=progress)
         return report
+
+    # ------------------------------------------------------------------ model catalog
+
+    def models(self, name: Optional[str] = None, *, family: Optional[str] = None,
+               max_model_len: Optional[int] = None, vllm_version: Optional[str] = None) -> List["CatalogRow"]:
+        """The built-in model catalog planned on the profile's node (one row, or every row of a
+        family): numbers, real checkpoint size and source, the estimate, the plan or why none."""
+        from pbsvllm.catalog import catalog_row, catalog_rows
+        from pbsvllm.plan import Hardware, Workload
+
+        hw = Hardware.from_profile(self.settings.profile)
+        version = vllm_version or self.settings.profile.vllm_version
+        workload = Workload(max_model_len=max_model_len)
+        if name:
+            return [catalog_row(name, hw, version, workload)]
+        return catalog_rows(hw, version, workload, family=family)
 
 
 def all_failed_error(report: BenchReport, targets: Sequence[Target]) -> Optional[ServerError]:

@@ -36,6 +36,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "cleanup": ("cleanup", "End this user's leftover pbsvllm servers on this node."),
     "bench": ("bench", "Load-test an endpoint: throughput and latency per concurrency."),
     "profiles": ("profiles", "List built-in and user site profiles."),
+    "models": ("models", "Browse the built-in model catalog and what plan would do for each."),
     "completion": ("completion", "Print the shell-completion script (bash, zsh, fish)."),
 }
 
