@@ -81,10 +81,14 @@ def cli() -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: the one place where domain errors become exit codes."""
+    from pbsvllm.safety import clean, install_output_filter
+
+    install_output_filter()  # API keys are redacted from everything printed
     try:
         rv = cli.main(args=argv, prog_name="pbsvllm", standalone_mode=False)
     except PbsvllmError as exc:
-        click.echo(f"pbsvllm: error: {exc}", err=True)
+        # one line, whatever a server, a log or a scheduler put into the message
+        click.echo(f"pbsvllm: error: {clean(str(exc), one_line=True)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("pbsvllm: aborted", err=True)
