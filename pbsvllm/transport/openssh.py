@@ -31,7 +31,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from pbsvllm.errors import TransportError
 from pbsvllm.transport.base import RunResult, Transport
@@ -179,6 +179,11 @@ class OpenSSHTransport(Transport):
         input: Optional[str] = None,
         env: Optional[Dict[str, str]] = None,
     ) -> RunResult:
+        rc, out, err = self._run_bytes(argv, timeout, input, env)
+        return rc, out.decode("utf-8", "replace"), err
+
+    def _run_bytes(self, argv: Sequence[str], timeout: float, input: Optional[str] = None,
+                   env: Optional[Dict[str, str]] = None) -> Tuple[int, bytes, str]:
         if self._closed:
             raise TransportError(f"the OpenSSH transport to {self.spec} was already closed")
         args = [str(a) for a in argv]
@@ -191,14 +196,15 @@ class OpenSSHTransport(Transport):
             self._master_checked = True
         self.calls += 1
         try:
-            r = subprocess.run(self._ssh() + [self.destination, "--", command], input=input or "",
-                               capture_output=True, text=True, timeout=timeout, errors="replace")
+            r = subprocess.run(self._ssh() + [self.destination, "--", command], input=(input or "").encode("utf-8"),
+                               capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise TransportError(f"`{command}` on {self.spec} did not finish within {timeout:g} s",
                                  hint="the scheduler may be overloaded; try again or raise the timeout") from None
-        if r.returncode == 255 and _SSH_FAILURE.search(r.stderr):
-            raise self._failure(command, r.stderr)
-        return r.returncode, r.stdout, r.stderr
+        stderr = r.stderr.decode("utf-8", "replace")
+        if r.returncode == 255 and _SSH_FAILURE.search(stderr):
+            raise self._failure(command, stderr)
+        return r.returncode, r.stdout, stderr
 
     def _failure(self, command: str, stderr: str) -> TransportError:
         first = next((ln.strip() for ln in stderr.splitlines() if ln.strip()), "ssh failed")
@@ -238,6 +244,28 @@ class OpenSSHTransport(Transport):
         if rc not in (0, 1):
             raise TransportError(f"cannot check {p} on {self.spec}: {err.strip() or f'test exited {rc}'}")
         return rc == 0
+
+    def size(self, path: str) -> Optional[int]:
+        p = self.expanduser(path)
+        rc, out, err = self.run(["sh", "-c", 'test -e "$1" || exit 3; wc -c < "$1"', "sh", p], timeout=30)
+        if rc == 3:
+            return None
+        if rc != 0 or not out.strip().isdigit():
+            raise TransportError(f"cannot look at {p} on {self.spec}: {err.strip() or f'exit {rc}'}")
+        return int(out.strip())
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must not be negative")
+        p = self.expanduser(path)
+        if length == 0:
+            return b""
+        rc, out, err = self._run_bytes(
+            ["sh", "-c", 'test -r "$1" || exit 3; tail -c "+$2" -- "$1" | head -c "$3"', "sh", p,
+             str(offset + 1), str(length)], timeout=60)
+        if rc != 0:
+            raise TransportError(f"cannot read {p} on {self.spec}: {err.strip() or 'no such file or not readable'}")
+        return out
 
     def write_text(self, path: str, text: str, mode: int = 0o600) -> None:
         p = self.expanduser(path)

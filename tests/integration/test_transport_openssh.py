@@ -13,12 +13,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 
 import pytest
 
 from pbsvllm.errors import TransportError
-from pbsvllm.launch import submit_prepared
+from pbsvllm.launch import SubmitJob, SubmitTarget, submit_job
 from pbsvllm.models import JobState
 from pbsvllm.scheduler import get_scheduler
 from pbsvllm.transport import get_transport
@@ -85,6 +84,18 @@ def test_files_atomic_with_modes(ossh, tmp_path):
     finally:
         os.chmod(tmp_path / "deep" / "dir", 0o700)
     assert ossh.expanduser("~/x") == os.path.expanduser("~") + "/x"
+
+
+def test_size_and_byte_ranges_for_following_a_log(ossh, tmp_path):
+    log = tmp_path / "vllm.log"
+    data = "line one\nüñí \x00 bytes\n".encode("utf-8") + bytes(range(256))
+    log.write_bytes(data)
+    assert ossh.size(str(log)) == len(data) and ossh.size(str(log) + ".none") is None
+    assert ossh.read_range(str(log), 0, 8) == b"line one"
+    assert ossh.read_range(str(log), 9, 10_000) == data[9:]
+    assert ossh.read_range(str(log), len(data), 10) == b"" and ossh.read_range(str(log), 3, 0) == b""
+    with pytest.raises(TransportError, match="cannot read"):
+        ossh.read_range(str(log) + ".none", 0, 10)
 
 
 def test_a_later_process_reuses_the_master_without_logging_in(ossh, sshd_server):
@@ -157,16 +168,14 @@ def test_submit_status_cancel_over_openssh_on_slurm(slurm_cluster, sshd_server, 
         assert sched.name == "slurm-torque"
         home = str(tmp_path / "home")
         remote_dir = tmp_path / "remote"
-        prepared = types.SimpleNamespace(
-            alias="viaossh", model="m", served_model_name="viaossh", plan={}, port=9000,
+        prepared = SubmitJob(
+            alias="viaossh", model="m", served_model_name="viaossh", port=9000,
             script_text=f"#!/bin/bash\n#PBS -N viaossh\n#PBS -l walltime=00:05:00\n#PBS -j oe\n"
                         f"#PBS -o {remote_dir}/o.log\necho on $(hostname)\nsleep 120\n",
             script_path=str(remote_dir / "scripts" / "viaossh.pbs"), log_path=str(remote_dir / "viaossh.{job_id}.log"),
             server_info_path=str(remote_dir / "{job_id}.server.json"),
         )
-        settings = types.SimpleNamespace(home=home, host="openssh://pbstest", scheduler="auto", profile=None,
-                                         registries=())
-        rec = submit_prepared(settings, prepared, transport=t, scheduler=sched)
+        rec = submit_job(SubmitTarget(home=home, host="openssh://pbstest"), prepared, transport=t, scheduler=sched)
         assert rec.host == "openssh://pbstest" and (remote_dir / "scripts" / "viaossh.pbs").exists()
         calls = t.calls
         assert sched.status([rec.job_id])[rec.job_id].state in (JobState.PENDING, JobState.RUNNING)
