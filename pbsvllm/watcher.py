@@ -105,6 +105,7 @@ class JobProgress:
     phase_at: float = 0.0
     next_check: float = 0.0
     phases_seen: List[Phase] = dataclasses.field(default_factory=list)
+    registration_problems: List[str] = dataclasses.field(default_factory=list)  # registries asked for, not written
     last_probe: Optional["Readiness"] = None
     failing_since: Optional[float] = None
     unknown_polls: int = 0
@@ -165,6 +166,11 @@ class WatchResult:
     @property
     def ok(self) -> bool:
         return not self.timed_out and all(j.server_state == ServerState.READY for j in self.jobs)
+
+    @property
+    def unregistered(self) -> List[JobProgress]:
+        """Jobs missing from a registry they were to be written to (ready, or ended when asked)."""
+        return [j for j in self.jobs if j.registration_problems]
 
     def to_dicts(self) -> List[Dict[str, object]]:
         out = []
@@ -451,7 +457,8 @@ class Watcher:
         from pbsvllm.registry import Endpoint, spec_of
 
         job.server_state = ServerState.READY
-        job.ready_after_s = round(self.clock() - job.started_at, 1)
+        if job.ready_after_s is None:  # a re-check (watch --registry on a ready server) keeps the first figure
+            job.ready_after_s = round(self.clock() - job.started_at, 1)
         job.phase = Phase.READY
         job.phases_seen.append(Phase.READY)
         eps = [Endpoint(alias=job.alias, model=job.served_model, url=u, key=job.key_env, job_id=job.job_id)
@@ -473,6 +480,7 @@ class Watcher:
             self.reporter.event(job, f"registered {job.alias} in {path}")
         for p in problems:
             self.reporter.event(job, f"NOT registered: {p}")
+        job.registration_problems = problems
         if problems:
             job.failure_detail = "; ".join(problems)
             self.save(job)
@@ -629,7 +637,18 @@ def watch_records(
         if not job.info_path:  # the contract's default place
             job.info_path = os.path.join(settings.home, "run", f"{job.job_id}.server.json")
         jobs.append(job)
-        if job.done or (job.server_state == ServerState.READY and not follow_ready):
+        if job.done and registries:
+            ended = job.server_state.value
+            job.registration_problems = [f"the server is {ended} ({job.failure or 'its job ended'}): nothing to register"]
+            if reporter is not None:
+                reporter.event(job, f"NOT registered: {job.registration_problems[0]}")
+            continue
+        if job.server_state == ServerState.READY and registries and not follow_ready:
+            # `watch ALIAS --registry FILE` on a ready server: check that it still answers, then register it
+            job.server_state = ServerState.STARTING
+            job.phase = Phase.LOG_READY  # a server that no longer answers fails after a few probes
+            job.done = False
+        elif job.done or (job.server_state == ServerState.READY and not follow_ready):
             continue
         if job.server_state == ServerState.READY:
             job.job_state = JobState.RUNNING  # resumed: only its end is left to see

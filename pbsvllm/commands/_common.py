@@ -66,14 +66,17 @@ def exit_with(code: int) -> None:
 
 
 def follow_and_report(api: "Client", records: Any, *, registries: Optional[Any] = None, add_replica: bool = False,
-                      timeout_s: Optional[float] = None, as_json: bool = False, follow_ready: bool = False) -> int:
+                      timeout_s: Optional[float] = None, as_json: bool = False, follow_ready: bool = False,
+                      quiet: bool = False) -> int:
     """Follow ``records`` with progress on the terminal (watch, submit --wait);
-    return the exit code: 0 all ready, 7 a server failed or the timeout ran out."""
+    return the exit code: 0 all ready and registered, 7 a server failed or the
+    timeout ran out, 6 a server is ready but a registration asked for did not
+    happen. ``quiet``: no progress; failures still get one line on stderr."""
     import sys
 
-    from pbsvllm.errors import ServerError
+    from pbsvllm.errors import RegistryError, ServerError
     from pbsvllm.models import ServerState
-    from pbsvllm.watcher import TextReporter
+    from pbsvllm.watcher import Reporter, TextReporter
 
     stream = sys.stderr if as_json else sys.stdout
 
@@ -81,7 +84,8 @@ def follow_and_report(api: "Client", records: Any, *, registries: Optional[Any] 
         stream.write(text)
         stream.flush()
 
-    reporter = TextReporter(write, tty=stream.isatty(), single_job=len(records) == 1)
+    reporter: Reporter = Reporter() if quiet else TextReporter(write, tty=stream.isatty(),
+                                                                 single_job=len(records) == 1)
     res = api.follow(records, registries=registries, add_replica=add_replica, timeout_s=timeout_s,
                      reporter=reporter, follow_ready=follow_ready)
     if as_json:
@@ -91,4 +95,12 @@ def follow_and_report(api: "Client", records: Any, *, registries: Optional[Any] 
         click.echo(f"pbsvllm: timed out after {timeout_s:g} s; still not ready: {', '.join(pending)} "
                    "(run `pbsvllm watch` to resume)", err=True)
     failed = [j for j in res.jobs if j.server_state == ServerState.FAILED]
-    return ServerError.exit_code if failed or res.timed_out else 0
+    if quiet:
+        for j in failed:
+            click.echo(f"pbsvllm: {j.name} failed: {j.failure_detail or j.failure}", err=True)
+        for j in res.unregistered:
+            click.echo(f"pbsvllm: {j.name} is ready but NOT registered: {'; '.join(j.registration_problems)}",
+                       err=True)
+    if failed or res.timed_out:
+        return ServerError.exit_code
+    return RegistryError.exit_code if res.unregistered else 0
