@@ -169,6 +169,18 @@ def _envmap(v: Any, where: str) -> Dict[str, str]:
     return out
 
 
+def _walltime_map(v: Any, where: str) -> Dict[str, str]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where} must be a table of QUEUE = \"HH:MM:SS\", got {v!r}")
+    out: Dict[str, str] = {}
+    for q, w in v.items():
+        text = _str(w, f"{where}.{q}")
+        if not re.match(r"^\d+:\d{2}:\d{2}$", text):
+            raise ConfigError(f"{where}.{q} must be a walltime like 01:00:00 or 168:00:00, got {w!r}")
+        out[str(q)] = text
+    return out
+
+
 def _url_template(v: Any, where: str) -> str:
     s = _str(v, where)
     for name in re.findall(r"{([^{}]*)}", s):
@@ -219,6 +231,7 @@ class Profile:
     registries: Tuple[str, ...] = ()
     queues: Tuple[str, ...] = ()       # documentation: the site's queues
     ssh_client: str = "paramiko"       # paramiko | openssh (the system ssh over a ControlMaster: MFA sites)
+    max_walltime: Dict[str, str] = field(default_factory=dict)  # queue -> longest walltime it takes (checked before qsub)
     source: str = "built-in defaults"  # where this profile came from (file paths)
 
     @property
@@ -265,6 +278,7 @@ PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
     "registries": _strlist,
     "queues": _strlist,
     "ssh_client": _choice(SSH_CLIENTS),
+    "max_walltime": _walltime_map,
 }
 
 # Profile fields that PBSVLLM_<NAME> environment variables and flags may override.
