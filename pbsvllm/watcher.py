@@ -639,7 +639,8 @@ def watch_records(
         jobs.append(job)
         if job.done and registries:
             ended = job.server_state.value
-            job.registration_problems = [f"the server is {ended} ({job.failure or 'its job ended'}): nothing to register"]
+            why = job.failure or "its job ended"
+            job.registration_problems = [f"the server is {ended} ({why}): nothing to register"]
             if reporter is not None:
                 reporter.event(job, f"NOT registered: {job.registration_problems[0]}")
             continue
