@@ -200,6 +200,13 @@ class Reporter:
     def event(self, job: JobProgress, text: str) -> None:
         self.lines.append(f"{job.name}: {text}")
 
+    def detail(self, job: JobProgress, text: str, elapsed_s: float) -> None:
+        """A progress note within a phase (weight shards, graph capture, estimated start)."""
+        self.lines.append(f"{job.name}: {text}")
+
+    def heartbeat(self, job: JobProgress, elapsed_s: float) -> None:
+        """Called on every tick for each job still pending (the printer decides what to show)."""
+
     def close(self) -> None:
         pass
 
@@ -304,6 +311,8 @@ class Watcher:
             if job.job_state == JobState.RUNNING and now >= job.next_check:
                 self._check_running(job)
         now = self.clock()
+        for job in self.pending():
+            self.reporter.heartbeat(job, now - job.started_at)
         due = [self.next_status] + [j.next_check for j in self.pending() if j.job_state == JobState.RUNNING]
         return max(0.0, min(due) - now) if self.pending() else 0.0
 
@@ -332,6 +341,11 @@ class Watcher:
             if state in (JobState.PENDING, JobState.HELD):
                 any_queued = True
                 self._set_phase(job, Phase.QUEUED if state == JobState.PENDING else Phase.HELD)
+                if st is not None and st.estimated_start:
+                    from pbsvllm.progress import estimated_start_note
+
+                    note = estimated_start_note(st.estimated_start)
+                    self.reporter.detail(job, note, now - job.started_at)
             elif state == JobState.RUNNING:
                 if job.phase in (Phase.SUBMITTED, Phase.QUEUED, Phase.HELD):
                     job.exec_host = (st.exec_host if st is not None else "") or ""
@@ -383,10 +397,16 @@ class Watcher:
         if tail.truncated:
             self.reporter.event(job, f"log {job.log_path} was truncated; reading it again from the start")
         job.log_offset, job.log_line_no = tail.offset, tail.line_no
+        from pbsvllm.progress import log_detail
+
+        starting = job.server_state != ServerState.READY
         for i, raw in enumerate(lines, first + 1):
             msg = split_line(raw).message
             context.append((i, strip_line(raw)))
             tracker.feed(msg, i)
+            note = log_detail(msg) if starting else None
+            if note:
+                self.reporter.detail(job, note, self.clock() - job.started_at)
             found = detect_phase(msg)
             if found is None:
                 continue
@@ -571,7 +591,7 @@ def run_watchers(watchers: Sequence[Watcher], *, timeout_s: Optional[float] = No
             return True
         if timeout_s is not None and clock() - start >= timeout_s:
             return False
-        delay = min(waits) if waits else 0.0
+        delay = min(min(waits) if waits else 0.0, 1.0)  # at least once a second: elapsed time, heartbeats
         if timeout_s is not None:
             delay = min(delay, max(0.0, timeout_s - (clock() - start)))
         sleep(max(delay, 0.01))

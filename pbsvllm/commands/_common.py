@@ -76,7 +76,8 @@ def follow_and_report(api: "Client", records: Any, *, registries: Optional[Any] 
 
     from pbsvllm.errors import RegistryError, ServerError
     from pbsvllm.models import ServerState
-    from pbsvllm.watcher import Reporter, TextReporter
+    from pbsvllm.progress import ProgressReporter
+    from pbsvllm.watcher import Reporter
 
     stream = sys.stderr if as_json else sys.stdout
 
@@ -84,8 +85,8 @@ def follow_and_report(api: "Client", records: Any, *, registries: Optional[Any] 
         stream.write(text)
         stream.flush()
 
-    reporter: Reporter = Reporter() if quiet else TextReporter(write, tty=stream.isatty(),
-                                                                 single_job=len(records) == 1)
+    reporter: Reporter = Reporter() if quiet else ProgressReporter(write, tty=stream.isatty(),
+                                                                     single_job=len(records) == 1)
     res = api.follow(records, registries=registries, add_replica=add_replica, timeout_s=timeout_s,
                      reporter=reporter, follow_ready=follow_ready)
     if as_json:
