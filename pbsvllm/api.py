@@ -115,6 +115,7 @@ class Client:
         alias instead of replacing the alias's entry."""
         from pbsvllm.launch import submit_prepared
 
+        self.preflight(prepared)
         record = submit_prepared(self.settings, prepared, store=self.store)
         if add_replica:
             record = self.store.update(record.job_id,
@@ -334,6 +335,16 @@ class Client:
                                  ignore_eos=ignore_eos, warmup=warmup, settings=settings or {}, progress=progress)
         return report
 
+    # ------------------------------------------------------------------ before qsub (ux)
+
+    def preflight(self, prepared: "PreparedJob") -> None:
+        """Everything checkable before ``qsub`` (registries, script, walltime, key file, folders:
+        :mod:`pbsvllm.preflight`); raises before anything is written on the target."""
+        from pbsvllm.preflight import check_submit
+        from pbsvllm.transport import get_transport
+
+        check_submit(self.settings, prepared, transport=get_transport(self.settings.host))
+
     # ------------------------------------------------------------------ model catalog
 
     def models(self, name: Optional[str] = None, *, family: Optional[str] = None,
@@ -365,3 +376,4 @@ def all_failed_error(report: BenchReport, targets: Sequence[Target]) -> Optional
 
 
 __all__ = ["Client", "DoctorOptions", "StatusReport", "all_failed_error", "JobNotFoundError"]
+

@@ -104,6 +104,7 @@ class JobProgress:
     phase_at: float = 0.0
     next_check: float = 0.0
     phases_seen: List[Phase] = dataclasses.field(default_factory=list)
+    registration_problems: List[str] = dataclasses.field(default_factory=list)  # registries asked for, not written
     last_probe: Optional[Readiness] = None
     failing_since: Optional[float] = None
     unknown_polls: int = 0
@@ -165,6 +166,11 @@ class WatchResult:
     def ok(self) -> bool:
         return not self.timed_out and all(j.server_state == ServerState.READY for j in self.jobs)
 
+    @property
+    def unregistered(self) -> List[JobProgress]:
+        """Jobs missing from a registry they were to be written to (ready, or ended when asked)."""
+        return [j for j in self.jobs if j.registration_problems]
+
     def to_dicts(self) -> List[Dict[str, object]]:
         out = []
         for j in self.jobs:
@@ -192,6 +198,13 @@ class Reporter:
 
     def event(self, job: JobProgress, text: str) -> None:
         self.lines.append(f"{job.name}: {text}")
+
+    def detail(self, job: JobProgress, text: str, elapsed_s: float) -> None:
+        """A progress note within a phase (weight shards, graph capture, estimated start)."""
+        self.lines.append(f"{job.name}: {text}")
+
+    def heartbeat(self, job: JobProgress, elapsed_s: float) -> None:
+        """Called on every tick for each job still pending (the printer decides what to show)."""
 
     def close(self) -> None:
         pass
@@ -297,6 +310,8 @@ class Watcher:
             if job.job_state == JobState.RUNNING and now >= job.next_check:
                 self._check_running(job)
         now = self.clock()
+        for job in self.pending():
+            self.reporter.heartbeat(job, now - job.started_at)
         due = [self.next_status] + [j.next_check for j in self.pending() if j.job_state == JobState.RUNNING]
         return max(0.0, min(due) - now) if self.pending() else 0.0
 
@@ -332,6 +347,11 @@ class Watcher:
             if state in (JobState.PENDING, JobState.HELD):
                 any_queued = True
                 self._set_phase(job, Phase.QUEUED if state == JobState.PENDING else Phase.HELD)
+                if st is not None and st.estimated_start:
+                    from pbsvllm.progress import estimated_start_note
+
+                    note = estimated_start_note(st.estimated_start)
+                    self.reporter.detail(job, note, now - job.started_at)
             elif state == JobState.RUNNING:
                 if job.phase in (Phase.SUBMITTED, Phase.QUEUED, Phase.HELD):
                     job.exec_host = (st.exec_host if st is not None else "") or ""
@@ -394,10 +414,16 @@ class Watcher:
         if tail.truncated:
             self.reporter.event(job, f"log {job.log_path} was truncated; reading it again from the start")
         job.log_offset, job.log_line_no = tail.offset, tail.line_no
+        from pbsvllm.progress import log_detail
+
+        starting = job.server_state != ServerState.READY
         for i, raw in enumerate(lines, first + 1):
             msg = split_line(raw).message
             context.append((i, strip_line(raw)))
             tracker.feed(msg, i)
+            note = log_detail(msg) if starting else None
+            if note:
+                self.reporter.detail(job, note, self.clock() - job.started_at)
             found = detect_phase(msg)
             if found is None:
                 continue
@@ -468,7 +494,8 @@ class Watcher:
         from pbsvllm.registry import Endpoint, spec_of
 
         job.server_state = ServerState.READY
-        job.ready_after_s = round(self.clock() - job.started_at, 1)
+        if job.ready_after_s is None:  # a re-check (watch --registry on a ready server) keeps the first figure
+            job.ready_after_s = round(self.clock() - job.started_at, 1)
         job.phase = Phase.READY
         job.phases_seen.append(Phase.READY)
         eps = [Endpoint(alias=job.alias, model=job.served_model, url=u, key=job.key_env, job_id=job.job_id)
@@ -490,6 +517,7 @@ class Watcher:
             self.reporter.event(job, f"registered {job.alias} in {path}")
         for p in problems:
             self.reporter.event(job, f"NOT registered: {p}")
+        job.registration_problems = problems
         if problems:
             job.failure_detail = "; ".join(problems)
             self.save(job)
@@ -584,7 +612,7 @@ def run_watchers(watchers: Sequence[Watcher], *, timeout_s: Optional[float] = No
             return True
         if timeout_s is not None and clock() - start >= timeout_s:
             return False
-        delay = min(waits) if waits else 0.0
+        delay = min(min(waits) if waits else 0.0, 1.0)  # at least once a second: elapsed time, heartbeats
         if timeout_s is not None:
             delay = min(delay, max(0.0, timeout_s - (clock() - start)))
         sleep(max(delay, 0.01))
@@ -650,7 +678,19 @@ def watch_records(
         if not job.info_path:  # the contract's default place
             job.info_path = serverinfo.default_path(settings.home, job.job_id)
         jobs.append(job)
-        if job.done or (job.server_state == ServerState.READY and not follow_ready):
+        if job.done and registries:
+            ended = job.server_state.value
+            why = job.failure or "its job ended"
+            job.registration_problems = [f"the server is {ended} ({why}): nothing to register"]
+            if reporter is not None:
+                reporter.event(job, f"NOT registered: {job.registration_problems[0]}")
+            continue
+        if job.server_state == ServerState.READY and registries and not follow_ready:
+            # `watch ALIAS --registry FILE` on a ready server: check that it still answers, then register it
+            job.server_state = ServerState.STARTING
+            job.phase = Phase.LOG_READY  # a server that no longer answers fails after a few probes
+            job.done = False
+        elif job.done or (job.server_state == ServerState.READY and not follow_ready):
             continue
         if job.server_state == ServerState.READY:
             job.job_state = JobState.RUNNING  # resumed: only its end is left to see

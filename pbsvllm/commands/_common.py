@@ -68,14 +68,17 @@ def exit_with(code: int) -> None:
 
 def follow_and_report(api: Client, records: Sequence[JobRecord], *, registries: Optional[Sequence[str]] = None,
                       add_replica: bool = False, timeout_s: Optional[float] = None, as_json: bool = False,
-                      follow_ready: bool = False) -> int:
+                      follow_ready: bool = False, quiet: bool = False) -> int:
     """Follow ``records`` with progress on the terminal (watch, submit --wait);
-    return the exit code: 0 all ready, 7 a server failed or the timeout ran out."""
+    return the exit code: 0 all ready and registered, 7 a server failed or the
+    timeout ran out, 6 a server is ready but a registration asked for did not
+    happen. ``quiet``: no progress; failures still get one line on stderr."""
     import sys
 
-    from pbsvllm.errors import ServerError
+    from pbsvllm.errors import RegistryError, ServerError
     from pbsvllm.models import ServerState
-    from pbsvllm.watcher import TextReporter
+    from pbsvllm.progress import ProgressReporter
+    from pbsvllm.watcher import Reporter
 
     stream = sys.stderr if as_json else sys.stdout
 
@@ -83,7 +86,8 @@ def follow_and_report(api: Client, records: Sequence[JobRecord], *, registries: 
         stream.write(text)
         stream.flush()
 
-    reporter = TextReporter(write, tty=stream.isatty(), single_job=len(records) == 1)
+    reporter: Reporter = Reporter() if quiet else ProgressReporter(write, tty=stream.isatty(),
+                                                                     single_job=len(records) == 1)
     res = api.follow(records, registries=registries, add_replica=add_replica, timeout_s=timeout_s,
                      reporter=reporter, follow_ready=follow_ready)
     if as_json:
@@ -93,4 +97,12 @@ def follow_and_report(api: Client, records: Sequence[JobRecord], *, registries: 
         click.echo(f"pbsvllm: timed out after {timeout_s:g} s; still not ready: {', '.join(pending)} "
                    "(run `pbsvllm watch` to resume)", err=True)
     failed = [j for j in res.jobs if j.server_state == ServerState.FAILED]
-    return ServerError.exit_code if failed or res.timed_out else 0
+    if quiet:
+        for j in failed:
+            click.echo(f"pbsvllm: {j.name} failed: {j.failure_detail or j.failure}", err=True)
+        for j in res.unregistered:
+            click.echo(f"pbsvllm: {j.name} is ready but NOT registered: {'; '.join(j.registration_problems)}",
+                       err=True)
+    if failed or res.timed_out:
+        return ServerError.exit_code
+    return RegistryError.exit_code if res.unregistered else 0
