@@ -288,6 +288,8 @@ SETTINGS_KEYS: Dict[str, Callable[[Any, str], Any]] = {
     "api_key_env": _str,
     "template_dirs": _strlist,
     "registries": _strlist,
+    "ssh_config": _optstr,
+    "ssh_accept_new": _bool,
 }
 
 ALIAS_KEYS: Dict[str, Callable[[Any, str], Any]] = {
@@ -310,6 +312,17 @@ class Settings:
     template_dirs: Tuple[str, ...] = ()
     config_path: Optional[str] = None          # the user config file read (None: none found)
     alias_registries: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+    ssh_config: Optional[str] = None           # ssh_config file instead of ~/.ssh/config (PBSVLLM_SSH_CONFIG)
+    ssh_accept_new: bool = False               # record unknown host keys, like accept-new (PBSVLLM_SSH_ACCEPT_NEW)
+
+    def transport_options(self) -> Dict[str, Any]:
+        """SSH options for :func:`pbsvllm.transport.get_transport` (set once by the API)."""
+        opts: Dict[str, Any] = {}
+        if self.ssh_config:
+            opts["ssh_config"] = self.ssh_config
+        if self.ssh_accept_new:
+            opts["accept_unknown_host"] = True
+        return opts
 
     def registries_for(self, alias: str) -> Tuple[str, ...]:
         """Registries to update for ``alias``: its own list if set, else the default ones."""
@@ -563,6 +576,7 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
     )
     if "registries" in flags:  # explicit flag wins for every alias
         alias_regs = ()
+    ssh_config = pick("ssh_config", "PBSVLLM_SSH_CONFIG", None)
     return Settings(
         home=home,
         profile=profile,
@@ -574,6 +588,8 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
         template_dirs=template_dirs,
         config_path=used_path,
         alias_registries=alias_regs,
+        ssh_config=os.path.expanduser(ssh_config) if ssh_config else None,
+        ssh_accept_new=pick("ssh_accept_new", "PBSVLLM_SSH_ACCEPT_NEW", False),
     )
 
 

@@ -42,10 +42,6 @@ from pbsvllm.transport.local import atomic_write_text, makedirs_private
 _LOCAL_ID_RE = re.compile(r"^local-(\d+)$")
 
 
-def default_home() -> str:
-    return os.path.expanduser(os.environ.get("PBSVLLM_HOME") or "~/.pbsvllm")
-
-
 class LocalScheduler(Scheduler):
     name = "local"
 
@@ -56,7 +52,9 @@ class LocalScheduler(Scheduler):
                 f"the local backend runs jobs on this machine, but the target is {transport.host}",
                 hint="use --scheduler pbspro or torque with --host, or drop --host",
             )
-        self.home = os.path.abspath(home or default_home())
+        if not home:  # the one default of PBSVLLM_HOME is pbsvllm.config's (Settings.home)
+            raise ConfigError("internal: the local backend needs the pbsvllm home (Settings.home)")
+        self.home = os.path.abspath(home)
         self.root = os.path.join(self.home, "local")
         self.grace_s = grace_s
 

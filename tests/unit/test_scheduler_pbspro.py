@@ -51,6 +51,12 @@ class ScriptedTransport(Transport):
     def exists(self, path):
         return False
 
+    def size(self, path):
+        return None
+
+    def read_range(self, path, offset, length):
+        raise TransportError("no files")
+
 
 def sched(answers) -> Tuple[PBSProScheduler, ScriptedTransport]:
     t = ScriptedTransport(answers)
