@@ -53,24 +53,24 @@ def _capacity_rows(before: Optional[Capacity], after: Optional[Capacity]) -> Lis
 
 def _load_lines(d: Diagnosis) -> List[str]:
     ld = d.load
-    if not ld.get("stats_lines"):
+    if not ld.stats_lines:
         return ["no engine-stats lines in the log"]
     out = [
-        f"{ld['stats_lines']} stats lines from {ld['engines']} engine(s), {ld.get('busy_lines', 0)} while busy",
-        f"generation {_n(ld.get('mean_busy_generation_tokens_per_s_per_engine'), 1)} tokens/s and prompt "
-        f"{_n(ld.get('mean_busy_prompt_tokens_per_s_per_engine'), 1)} tokens/s per engine (mean while busy)",
-        f"running requests per engine: mean {_n(ld.get('mean_busy_running_per_engine'), 1)}, peak "
-        f"{_n(ld.get('peak_running_per_engine'))}; waiting peak {_n(ld.get('peak_waiting_per_engine'))}",
-        f"KV cache usage: mean {_n(ld.get('mean_busy_kv_cache_usage_pct'), 2)}%, peak "
-        f"{_n(ld.get('peak_kv_cache_usage_pct'), 2)}%",
+        f"{ld.stats_lines} stats lines from {ld.engines} engine(s), {ld.busy_lines} while busy",
+        f"generation {_n(ld.mean_busy_generation_tokens_per_s_per_engine, 1)} tokens/s and prompt "
+        f"{_n(ld.mean_busy_prompt_tokens_per_s_per_engine, 1)} tokens/s per engine (mean while busy)",
+        f"running requests per engine: mean {_n(ld.mean_busy_running_per_engine, 1)}, peak "
+        f"{_n(ld.peak_running_per_engine)}; waiting peak {_n(ld.peak_waiting_per_engine if ld.engines else None)}",
+        f"KV cache usage: mean {_n(ld.mean_busy_kv_cache_usage_pct, 2)}%, peak "
+        f"{_n(ld.peak_kv_cache_usage_pct, 2)}%",
     ]
-    if ld.get("mean_busy_prefix_cache_hit_pct") is not None:
-        out.append(f"prefix-cache hit rate: {ld['mean_busy_prefix_cache_hit_pct']:g}% (mean while busy)")
-    if ld.get("context_tokens_per_request"):
-        out.append(f"context per running request: ~{ld['context_tokens_per_request']:,} tokens "
+    if ld.mean_busy_prefix_cache_hit_pct is not None:
+        out.append(f"prefix-cache hit rate: {ld.mean_busy_prefix_cache_hit_pct:g}% (mean while busy)")
+    if ld.context_tokens_per_request:
+        out.append(f"context per running request: ~{ld.context_tokens_per_request:,} tokens "
                    f"(KV tokens in use / running requests)")
-    if ld.get("preemptions"):
-        out.append(f"preemptions: {ld['preemptions']}")
+    if ld.preemptions:
+        out.append(f"preemptions: {ld.preemptions}")
     return out
 
 
