@@ -9,7 +9,7 @@ to validate.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pbsvllm.doctor import Capacity, Diagnosis, Finding
 
@@ -33,22 +33,22 @@ def _counts(findings: List[Finding]) -> str:
     return ", ".join(f"{n} {s}" for s, n in c.items()) or "none"
 
 
-def _capacity_rows(before: Optional[Capacity], after: Optional[Capacity]) -> List[List[str]]:
-    def g(c: Optional[Capacity], k: str, d: int = 0) -> str:
-        return _n(getattr(c, k), d) if c is not None else "?"
+#: The capacity table: label, the figure of a Capacity, digits after the point.
+_CAPACITY_ROWS: List[Tuple[str, Callable[[Capacity], Optional[float]], int]] = [
+    ("replicas (data parallel)", lambda c: c.replicas, 0),
+    ("KV-cache tokens per replica", lambda c: c.kv_cache_tokens_per_replica, 0),
+    ("max model length", lambda c: c.max_model_len, 0),
+    ("max concurrency at max length (server)", lambda c: c.max_concurrency_at_max_len, 1),
+    ("requests of the observed size the KV cache holds (server)", lambda c: c.requests_at_observed_size, 0),
+    ("max-num-seqs (server)", lambda c: c.max_num_seqs_total, 0),
+]
 
-    rows = [
-        ["replicas (data parallel)", g(before, "replicas"), g(after, "replicas")],
-        ["KV-cache tokens per replica", g(before, "kv_cache_tokens_per_replica"),
-         g(after, "kv_cache_tokens_per_replica")],
-        ["max model length", g(before, "max_model_len"), g(after, "max_model_len")],
-        ["max concurrency at max length (server)", g(before, "max_concurrency_at_max_len", 1),
-         g(after, "max_concurrency_at_max_len", 1)],
-        ["requests of the observed size the KV cache holds (server)", g(before, "requests_at_observed_size"),
-         g(after, "requests_at_observed_size")],
-        ["max-num-seqs (server)", g(before, "max_num_seqs_total"), g(after, "max_num_seqs_total")],
-    ]
-    return rows
+
+def _capacity_rows(before: Optional[Capacity], after: Optional[Capacity]) -> List[List[str]]:
+    def g(c: Optional[Capacity], pick: Callable[[Capacity], Optional[float]], digits: int) -> str:
+        return _n(pick(c), digits) if c is not None else "?"
+
+    return [[label, g(before, pick, digits), g(after, pick, digits)] for label, pick, digits in _CAPACITY_ROWS]
 
 
 def _load_lines(d: Diagnosis) -> List[str]:
