@@ -130,6 +130,9 @@ def submit_job(
         if rc != 0:
             raise PbsvllmError(f"cannot create {', '.join(dirs)} on {transport.host}: {err.strip()}",
                                hint="check that PBSVLLM_HOME and the profile's log_dir are writable")
+    # the record must be writable BEFORE qsub: a job that runs untracked holds a node
+    # and never gets registered, cleaned up or cancelled by pbsvllm
+    store.check_writable()
     try:
         job_id = scheduler.submit(script_path, options)
     except PbsvllmError as exc:
@@ -162,8 +165,41 @@ def submit_job(
         plan=dict(job.plan),
         server_state=ServerState.NONE,
     )
-    store.save(record)
+    try:
+        store.create(record)
+    except (OSError, PbsvllmError) as exc:
+        kept = _keep_record_elsewhere(record)
+        why = exc.message if isinstance(exc, PbsvllmError) else (exc.strerror or str(exc))
+        raise PbsvllmError(
+            f"job {job_id} WAS SUBMITTED and runs, but its record could not be written in {store.dir} ({why}); "
+            f"pbsvllm does not track it. Cancel it with: {_cancel_command(scheduler.name, job_id)}"
+            + (f"; its record was kept at {kept} (copy it into {store.dir} to track the job)" if kept else ""),
+            hint="free space or fix PBSVLLM_HOME's permissions",
+        ) from None
     return record
+
+
+def _cancel_command(scheduler_name: str, job_id: str) -> str:
+    if scheduler_name == "local":
+        return f"pbsvllm cancel {job_id} (once its record is back), or kill the job's process group"
+    if scheduler_name == "slurm-torque":
+        return f"scancel {job_id.split('.', 1)[0]}"
+    return f"qdel {job_id}"
+
+
+def _keep_record_elsewhere(record: JobRecord) -> Optional[str]:
+    """Write the record where it can still go (the temp folder); None if nowhere."""
+    import json
+    import tempfile
+
+    from pbsvllm.fileio import atomic_write
+
+    path = os.path.join(tempfile.gettempdir(), f"pbsvllm-record-{os.getuid()}-{record.job_id}.json")
+    try:
+        atomic_write(path, json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n", 0o600)
+    except OSError:
+        return None
+    return path
 
 
 # ---------------------------------------------------------------- status / cancel

@@ -146,12 +146,17 @@ def swap_endpoint(
         for u in before:
             if u.rstrip("/") != url.rstrip("/") and u not in old_urls:
                 old_urls.append(u)
-    # remember, in the target's record, where it is registered (status, and removal when it ends)
-    watch = dataclasses.replace(target.watch, registered=list(dict.fromkeys(
-        [*target.watch.registered, *(str(item["registry"]) for item in reg_results)])))
-    aliases = list(dict.fromkeys([*target.registered_aliases, alias]))
-    store.update(target.job_id, watch=watch, registered_aliases=aliases,
-                 server_state=ServerState.READY, url=url)
+    # remember, in the target's record, where it is registered (status, and removal when it ends);
+    # read and written under the record lock: concurrent swaps each add their registries
+    written = [str(item["registry"]) for item in reg_results]
+
+    def remember(rec: JobRecord) -> JobRecord:
+        rec.watch = dataclasses.replace(rec.watch, registered=list(dict.fromkeys([*rec.watch.registered, *written])))
+        rec.registered_aliases = list(dict.fromkeys([*rec.registered_aliases, alias]))
+        rec.server_state, rec.url = ServerState.READY, url
+        return rec
+
+    store.modify(target.job_id, remember)
 
     old_jobs: List[Dict[str, Any]] = []
     if add:

@@ -607,6 +607,19 @@ def make_probe(settings: "Settings", *, timeout: float = 2.0, completion_timeout
     return probe
 
 
+def merge_saved(rec: JobRecord, fields: Dict[str, object]) -> JobRecord:
+    """A watcher's progress (:meth:`JobProgress.saved_fields`) written over the
+    stored record, under its lock: registries another command (swap-endpoint)
+    added meanwhile are kept, so that status still cleans them when the job ends."""
+    watch = fields["watch"] if isinstance(fields["watch"], WatchState) else rec.watch
+    watch.registered = list(dict.fromkeys([*watch.registered, *rec.watch.registered]))
+    rec.watch = watch
+    state = fields["server_state"]
+    rec.server_state = state if isinstance(state, ServerState) else ServerState.parse(state)
+    rec.url = str(fields["url"])
+    return rec
+
+
 def watch_records(
     settings: "Settings",
     records: Iterable[JobRecord],
@@ -635,8 +648,9 @@ def watch_records(
     url_for = _profile_url_for(settings)
 
     def save(job: JobProgress) -> None:
+        fields = job.saved_fields()
         try:
-            jobstore.update(job.job_id, **job.saved_fields())
+            jobstore.modify(job.job_id, lambda rec: merge_saved(rec, fields))
         except PbsvllmError:
             pass  # the record was deleted meanwhile: nothing to resume
 
