@@ -21,7 +21,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from pbsvllm.errors import RegistryError, ServerError
+from pbsvllm.errors import PbsvllmError, RegistryError, ServerError
 from pbsvllm.jobs import JobRecord, JobStore
 from pbsvllm.models import JobState, ServerState
 from pbsvllm.transport.base import Transport
@@ -156,7 +156,15 @@ def swap_endpoint(
         rec.server_state, rec.url = ServerState.READY, url
         return rec
 
-    store.modify(target.job_id, remember)
+    try:
+        store.modify(target.job_id, remember)
+    except PbsvllmError as exc:
+        done = ", ".join(str(item["registry"]) for item in reg_results)
+        raise PbsvllmError(
+            f"{alias!r} now points at {url} in {done}, but job {target.job_id}'s record could not be updated "
+            f"({exc.message}): `pbsvllm status` will not remove these entries when the job ends",
+            hint=f"fix the record, or remove {alias!r} from those registries by hand when the job ends",
+        ) from None
 
     old_jobs: List[Dict[str, Any]] = []
     if add:
