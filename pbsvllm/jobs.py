@@ -17,11 +17,14 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from pbsvllm.errors import JobNotFoundError, PbsvllmError
 from pbsvllm.models import Phase, ServerState
 from pbsvllm.transport.local import atomic_write_text, makedirs_private
+
+if TYPE_CHECKING:
+    from pbsvllm.config import Settings
 
 _SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@\[\]-]*$")
 
@@ -108,6 +111,7 @@ class JobRecord:
     port: Optional[int] = None
     registries: List[str] = dataclasses.field(default_factory=list)
     api_key_env: str = "VLLM_API_KEY"
+    api_key_file: str = ""              # the key file given at submit: later watch/status probe with it
     plan: Dict[str, Any] = dataclasses.field(default_factory=dict)  # Plan.to_json(), as submitted
     last_status: Dict[str, Any] = dataclasses.field(default_factory=dict)  # JobStatus.to_dict(), cached for --offline
     last_status_at: float = 0.0
@@ -171,7 +175,7 @@ class JobRecord:
 
 
 _STR_FIELDS = ("alias", "model", "served_model_name", "profile", "scheduler", "script_path", "log_path",
-               "server_info_path", "api_key_env", "url")
+               "server_info_path", "api_key_env", "api_key_file", "url")
 _NUM_FIELDS = ("submitted_at", "last_status_at", "cancelled_at")
 
 
@@ -421,6 +425,16 @@ class JobStore:
                 os.unlink(self.path(job_id))
             except FileNotFoundError:
                 pass
+
+
+def with_record_key_file(settings: "Settings", records: Iterable[JobRecord]) -> "Settings":
+    """``settings`` whose ``api_key_file`` is, when none is configured now, the
+    one the jobs were submitted with: a later ``watch``/``status`` probes with
+    the key the server really has."""
+    if settings.api_key_file:
+        return settings
+    files = [r.api_key_file for r in records if r.api_key_file]
+    return dataclasses.replace(settings, api_key_file=files[-1]) if files else settings
 
 
 def now() -> float:

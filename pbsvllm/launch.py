@@ -45,13 +45,14 @@ class SubmitTarget:
     profile: str = ""
     registries: Tuple[str, ...] = ()
     api_key_env: str = "VLLM_API_KEY"
+    api_key_file: str = ""
 
     @classmethod
     def from_settings(cls, settings: "Settings", alias: str) -> "SubmitTarget":
         return cls(home=settings.home, host=settings.host,
                    scheduler=settings.scheduler or settings.profile.scheduler or "auto",
                    profile=settings.profile.name, registries=tuple(settings.registries_for(alias)),
-                   api_key_env=settings.api_key_env or "VLLM_API_KEY")
+                   api_key_env=settings.api_key_env or "VLLM_API_KEY", api_key_file=settings.api_key_file or "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +163,7 @@ def submit_job(
         port=job.port,
         registries=list(target.registries),
         api_key_env=target.api_key_env,
+        api_key_file=target.api_key_file,
         plan=dict(job.plan),
         server_state=ServerState.NONE,
     )

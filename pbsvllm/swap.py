@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pbsvllm.errors import PbsvllmError, RegistryError, ServerError
-from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.jobs import JobRecord, JobStore, with_record_key_file
 from pbsvllm.models import JobState, ServerState
 from pbsvllm.transport.base import Transport
 
@@ -113,7 +113,7 @@ def swap_endpoint(
     if probe is None:
         from pbsvllm.watcher import make_probe
 
-        probe = make_probe(settings, timeout=3.0, completion_timeout=30.0)
+        probe = make_probe(with_record_key_file(settings, [target]), timeout=3.0, completion_timeout=30.0)
     r = probe(url, model)
     if not r.ready:
         raise ServerError(

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, List, Optiona
 
 from pbsvllm import serverinfo
 from pbsvllm.errors import PbsvllmError, RegistryError, ServerError
-from pbsvllm.jobs import JobRecord, JobStore, WatchState
+from pbsvllm.jobs import JobRecord, JobStore, WatchState, with_record_key_file
 from pbsvllm.logtail import LogTail
 from pbsvllm.models import JobState, Phase, ServerState
 from pbsvllm.serverinfo import ServerInfo
@@ -644,7 +644,8 @@ def watch_records(
     entries are then removed).
     """
     jobstore = store if store is not None else JobStore(settings.home)
-    probe = probe or make_probe(settings)
+    records = list(records)
+    probe = probe or make_probe(with_record_key_file(settings, records))
     url_for = _profile_url_for(settings)
 
     def save(job: JobProgress) -> None:
