@@ -36,6 +36,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "cleanup": ("cleanup", "End this user's leftover pbsvllm servers on this node."),
     "bench": ("bench", "Load-test an endpoint: throughput and latency per concurrency."),
     "profiles": ("profiles", "List built-in and user site profiles."),
+    "models": ("models", "Browse the built-in model catalog and what plan would do for each."),
     "completion": ("completion", "Print the shell-completion script (bash, zsh, fish)."),
 }
 
@@ -53,7 +54,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module = importlib.import_module(f"pbsvllm.commands.{COMMANDS[name][0]}")
-        cmd = getattr(module, "command")
+        cmd = module.command
         cmd.name = name
         if os.environ.get("_PBSVLLM_COMPLETE"):  # a TAB in the shell: aliases, job ids, profiles
             from pbsvllm.completion import attach

@@ -64,13 +64,15 @@ class WatchState:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "WatchState":
+    def from_dict(cls, data: Mapping[str, Any]) -> WatchState:
         """The ``watch`` object of a stored record (old ones included)."""
         if not isinstance(data, Mapping):
             raise ValueError(f"'watch' is {type(data).__name__}, not an object")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         extra = {k: v for k, v in data.items() if k not in names and k not in cls._MIRRORED}
         ready_after = data.get("ready_after_s")
+        if isinstance(ready_after, bool) or not isinstance(ready_after, (int, float)):
+            ready_after = None
         return cls(
             phase=Phase.parse(data.get("phase"), Phase.SUBMITTED),
             urls=_strs(data.get("urls")),
@@ -81,7 +83,7 @@ class WatchState:
             failure=str(data.get("failure") or ""),
             failure_detail=str(data.get("failure_detail") or ""),
             evidence=_strs(data.get("evidence")),
-            ready_after_s=float(ready_after) if isinstance(ready_after, (int, float)) and not isinstance(ready_after, bool) else None,
+            ready_after_s=None if ready_after is None else float(ready_after),
             add_replica=bool(data.get("add_replica", False)),
             extra=extra,
         )
@@ -158,7 +160,7 @@ class JobRecord:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "JobRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names and k != "extra"}
@@ -394,7 +396,8 @@ class JobStore:
             return rec
 
     def _write(self, record: JobRecord) -> None:
-        atomic_write_text(self.path(record.job_id), json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n", 0o600)
+        text = json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+        atomic_write_text(self.path(record.job_id), text, 0o600)
 
     def update(self, job_id: str, **fields: Any) -> JobRecord:
         """Set ``fields`` on the stored record under the lock (read-modify-write)."""
