@@ -44,13 +44,14 @@ class SubmitTarget:
     profile: str = ""
     registries: Tuple[str, ...] = ()
     api_key_env: str = "VLLM_API_KEY"
+    api_key_file: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings, alias: str) -> SubmitTarget:
         return cls(home=settings.home, host=settings.host,
                    scheduler=settings.scheduler or settings.profile.scheduler or "auto",
                    profile=settings.profile.name, registries=tuple(settings.registries_for(alias)),
-                   api_key_env=settings.api_key_env or "VLLM_API_KEY")
+                   api_key_env=settings.api_key_env or "VLLM_API_KEY", api_key_file=settings.api_key_file or "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +130,9 @@ def submit_job(
         if rc != 0:
             raise PbsvllmError(f"cannot create {', '.join(dirs)} on {transport.host}: {err.strip()}",
                                hint="check that PBSVLLM_HOME and the profile's log_dir are writable")
+    # the record must be writable BEFORE qsub: a job that runs untracked holds a node
+    # and never gets registered, cleaned up or cancelled by pbsvllm
+    store.check_writable()
     try:
         job_id = scheduler.submit(script_path, options)
     except PbsvllmError as exc:
@@ -160,11 +164,45 @@ def submit_job(
         port=job.port,
         registries=list(target.registries),
         api_key_env=target.api_key_env,
+        api_key_file=target.api_key_file,
         plan=dict(job.plan),
         server_state=ServerState.NONE,
     )
-    store.save(record)
+    try:
+        store.create(record)
+    except (OSError, PbsvllmError) as exc:
+        kept = _keep_record_elsewhere(record)
+        why = exc.message if isinstance(exc, PbsvllmError) else (exc.strerror or str(exc))
+        raise PbsvllmError(
+            f"job {job_id} WAS SUBMITTED and runs, but its record could not be written in {store.dir} ({why}); "
+            f"pbsvllm does not track it. Cancel it with: {_cancel_command(scheduler.name, job_id)}"
+            + (f"; its record was kept at {kept} (copy it into {store.dir} to track the job)" if kept else ""),
+            hint="free space or fix PBSVLLM_HOME's permissions",
+        ) from None
     return record
+
+
+def _cancel_command(scheduler_name: str, job_id: str) -> str:
+    if scheduler_name == "local":
+        return f"pbsvllm cancel {job_id} (once its record is back), or kill the job's process group"
+    if scheduler_name == "slurm-torque":
+        return f"scancel {job_id.split('.', 1)[0]}"
+    return f"qdel {job_id}"
+
+
+def _keep_record_elsewhere(record: JobRecord) -> Optional[str]:
+    """Write the record where it can still go (the temp folder); None if nowhere."""
+    import json
+    import tempfile
+
+    from pbsvllm.fileio import atomic_write
+
+    path = os.path.join(tempfile.gettempdir(), f"pbsvllm-record-{os.getuid()}-{record.job_id}.json")
+    try:
+        atomic_write(path, json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n", 0o600)
+    except OSError:
+        return None
+    return path
 
 
 # ---------------------------------------------------------------- status / cancel

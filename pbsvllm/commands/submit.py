@@ -72,6 +72,9 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
             click.echo(prepared.script_text, nl=False)
         return
     record = api.submit(prepared, add_replica=bool(kwargs.get("add_replica")))
+    if api.store.last_replaced:  # a reused job id: the earlier job's record is kept, not overwritten
+        click.echo(f"pbsvllm: warning: job id {record.job_id} was used before; the earlier job's record was "
+                   f"moved to {api.store.last_replaced}", err=True)
     if kwargs.get("quiet"):
         click.echo(record.job_id)
         if kwargs.get("wait"):
