@@ -336,7 +336,8 @@ def _text_part(cfg: Mapping[str, Any], source: str) -> Tuple[Dict[str, Any], str
 
 def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model_dir: Optional[str] = None,
                        params: Optional[float] = None, verified: bool = False,
-                       checkpoint_bytes: Optional[int] = None, checkpoint_source: str = "") -> ModelFacts:
+                       checkpoint_bytes: Optional[int] = None, checkpoint_source: str = "",
+                       weight_known: bool = False) -> ModelFacts:
     c, prefix = _text_part(cfg, source)
     r = ConfigReader(c, source, prefix)
     missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads") if c.get(k) is None]
@@ -361,7 +362,15 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
     qc = c.get("quantization_config")
     if qc is not None and not isinstance(qc, Mapping):
         raise ModelFactsError(f"{source}: key 'quantization_config' must be an object")
-    scheme = quant_scheme(qc, source) if isinstance(qc, Mapping) else None
+    scheme: Optional[QuantScheme] = None
+    if isinstance(qc, Mapping):
+        try:
+            scheme = quant_scheme(qc, source)
+        except ModelFactsError:
+            # an unknown method is fatal only when nothing else gives the weight size
+            if not weight_known and not (model_dir and _weights_on_disk(model_dir)[0] is not None):
+                raise
+            scheme = QuantScheme(str(qc.get("quant_method") or "unknown"), 2.0, "unknown quantization")
     dtype = str(c.get("torch_dtype") or c.get("dtype") or "bfloat16")
     if dtype.lower() not in DTYPE_BYTES:
         raise ModelFactsError(f"{source}: key '{prefix}torch_dtype' {dtype!r} is not a dtype vLLM serves "
@@ -485,7 +494,8 @@ def load_model_facts(model: str, overrides: Optional[Mapping[str, Any]] = None,
     if model_dir:
         cfg_path = os.path.join(model_dir, "config.json")
         cfg = _read_config(cfg_path)
-        facts = _facts_from_config(model, cfg, cfg_path, model_dir=model_dir, params=params_ov)
+        facts = _facts_from_config(model, cfg, cfg_path, model_dir=model_dir, params=params_ov,
+                                   weight_known="weight_gib" in ov)
     else:
         hit = catalog_lookup(model)
         if hit:

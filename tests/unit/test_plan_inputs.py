@@ -216,3 +216,14 @@ def test_ignore_lists_keep_modules_in_16_bits():
     s = quant_scheme({"quant_method": "compressed-tensors", "ignore": ["lm_head", "re:.*self_attn.*"],
                       "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int", "group_size": 128}}}}, "c")
     assert "attn" in s.keep_16bit
+
+
+def test_unknown_quantization_needs_a_weight_size(tmp_path):
+    cfg = dict(TINY, quantization_config={"quant_method": "magic4"})
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelFactsError, match="--weight-gib"):
+        load_model_facts(str(tmp_path), {}, env=NO_CACHE)
+    f = load_model_facts(str(tmp_path), {"weight_gib": 3}, env=NO_CACHE)
+    assert f.weight_bytes == 3 * 2**30 and f.weight_source == "--weight-gib"
+    r = _cli("plan", str(tmp_path), "--weight-gib", "nan")
+    assert r.returncode == 2 and "--weight-gib" in r.stderr and "Traceback" not in r.stderr
