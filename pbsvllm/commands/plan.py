@@ -104,7 +104,8 @@ def format_plan(plan: Any, facts: Any, hardware_text: str) -> str:
         f"layout     TP={plan.tensor_parallel_size} PP={plan.pipeline_parallel_size} DP={plan.data_parallel_size} "
         f"on {plan.nodes} node(s), {plan.gpus_per_node} GPU(s) per node",
         f"capacity   {plan.kv_cache_tokens:,} KV-cache tokens per replica; max concurrency {plan.max_concurrency:.1f} "
-        f"at {plan.max_model_len:,} tokens, ~{plan.kv_cache_tokens // max(1, plan.expected_request_tokens) * plan.data_parallel_size:,} "
+        f"at {plan.max_model_len:,} tokens, "
+        f"~{plan.kv_cache_tokens // max(1, plan.expected_request_tokens) * plan.data_parallel_size:,} "
         f"at {plan.expected_request_tokens:,} tokens",
     ]
     if getattr(plan, "expert_parallel", False):

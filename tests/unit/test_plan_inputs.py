@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pbsvllm.errors import ModelFactsError, PlanError
 from pbsvllm.modelarch import quant_scheme
@@ -238,8 +240,6 @@ def test_broken_safetensors_index_is_ignored(tmp_path):
         assert f.weight_source.startswith("estimated from the architecture"), meta
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
 KEYS = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
         "intermediate_size", "vocab_size", "max_position_embeddings", "num_experts", "n_routed_experts",
         "num_local_experts", "num_experts_per_tok", "moe_intermediate_size", "first_k_dense_replace",
@@ -251,9 +251,9 @@ VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-10, 10**7), st.floats(allow_nan=True, allow_infinity=True),
               st.sampled_from(["", "abc", "bfloat16", "full_attention", "sliding_attention", "mamba", "fp8", "awq",
                                "M*-", "linear_attention"])),
-    lambda inner: st.one_of(st.lists(inner, max_size=6), st.dictionaries(st.sampled_from(KEYS + ["quant_method",
-                                                                                                  "bits", "group_size"]),
-                                                                         inner, max_size=5)),
+    lambda inner: st.one_of(st.lists(inner, max_size=6),
+                            st.dictionaries(st.sampled_from(KEYS + ["quant_method", "bits", "group_size"]), inner,
+                                            max_size=5)),
     max_leaves=12)
 
 
