@@ -37,6 +37,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "bench": ("bench", "Load-test an endpoint: throughput and latency per concurrency."),
     "profiles": ("profiles", "List built-in and user site profiles."),
     "completion": ("completion", "Print the shell-completion script (bash, zsh, fish)."),
+    "top": ("top", "Live view of every server: tokens/s, running/waiting, KV use, prefix hits, TTFT."),
 }
 
 
