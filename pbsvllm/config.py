@@ -232,6 +232,10 @@ class Profile:
     queues: Tuple[str, ...] = ()       # documentation: the site's queues
     ssh_client: str = "paramiko"       # paramiko | openssh (the system ssh over a ControlMaster: MFA sites)
     max_walltime: Dict[str, str] = field(default_factory=dict)  # queue -> longest walltime it takes (checked before qsub)
+    router: str = "auto"               # stable URL per alias: auto (when vllm-router is installed) | on | off
+    router_host: str = "127.0.0.1"     # address the alias's router binds and clients use (docs/router.md)
+    router_policy: str = "cache_aware"  # vllm-router --policy
+    router_placement: str = "local"    # where the router runs: local = where pbsvllm runs (login node); docs/router.md
     source: str = "built-in defaults"  # where this profile came from (file paths)
 
     @property
@@ -279,12 +283,17 @@ PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
     "queues": _strlist,
     "ssh_client": _choice(SSH_CLIENTS),
     "max_walltime": _walltime_map,
+    "router": _choice(("auto", "on", "off")),
+    "router_host": _str,
+    "router_policy": _choice(("cache_aware", "round_robin", "random", "power_of_two", "consistent_hash")),
+    "router_placement": _choice(("local",)),
 }
 
 # Profile fields that PBSVLLM_<NAME> environment variables and flags may override.
 ENV_PROFILE_FIELDS = (
     "queue", "account", "walltime", "filesystems", "log_dir", "vllm_version", "nodes",
     "gpus_per_node", "gpu_memory_gib", "interconnect", "device", "launcher", "hostname_suffix", "ssh_client",
+    "router", "router_host",
 )
 
 SETTINGS_KEYS: Dict[str, Callable[[Any, str], Any]] = {
@@ -611,6 +620,11 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
     )
     if "registries" in flags:  # explicit flag wins for every alias
         alias_regs = ()
+    if not host:
+        # the folder whose files receive the API key must be the user's alone
+        from pbsvllm.fileio import check_private_dir
+
+        check_private_dir(home, "PBSVLLM_HOME", error=ConfigError)
     ssh_config = pick("ssh_config", "PBSVLLM_SSH_CONFIG", None)
     return Settings(
         home=home,

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 import time
 from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -106,14 +105,14 @@ class JobProgress:
     next_check: float = 0.0
     phases_seen: List[Phase] = dataclasses.field(default_factory=list)
     registration_problems: List[str] = dataclasses.field(default_factory=list)  # registries asked for, not written
-    last_probe: Optional["Readiness"] = None
+    last_probe: Optional[Readiness] = None
     failing_since: Optional[float] = None
     unknown_polls: int = 0
     _stuck: Tuple[str, int] = ("", 0)
 
     @classmethod
     def from_record(cls, rec: JobRecord, *, registries: Optional[Sequence[str]] = None,
-                    add_replica: bool = False) -> "JobProgress":
+                    add_replica: bool = False) -> JobProgress:
         w = rec.watch
         p = cls(
             job_id=rec.job_id,
@@ -258,11 +257,11 @@ class Watcher:
 
     def __init__(
         self,
-        scheduler: "Scheduler",
+        scheduler: Scheduler,
         transport: Transport,
         *,
         probe: Probe,
-        open_registry: Optional[Callable[[str], "Registry"]] = None,
+        open_registry: Optional[Callable[[str], Registry]] = None,
         save: Optional[Callable[[JobProgress], None]] = None,
         reporter: Optional[Reporter] = None,
         clock: Callable[[], float] = time.monotonic,
@@ -284,7 +283,7 @@ class Watcher:
         self.status_calls = 0
         self.status_errors = 0
         self._tails: Dict[str, LogTail] = {}
-        self._trackers: Dict[str, "ErrorTracker"] = {}
+        self._trackers: Dict[str, ErrorTracker] = {}
         self._context: Dict[str, Deque[Tuple[int, str]]] = {}
 
     # -- set-up
@@ -332,9 +331,16 @@ class Watcher:
         for job in active:
             st = statuses.get(job.job_id)
             state = st.state if st is not None else JobState.UNKNOWN
-            if state == JobState.UNKNOWN and job.unknown_polls < 1:
-                # a job the scheduler does not know: believe it only on the second asking
-                job.unknown_polls += 1
+            if state == JobState.UNKNOWN:
+                # UNKNOWN changes nothing: silence, garbage or an unfamiliar letter is no
+                # evidence. Only the scheduler saying it does not know the id (gone),
+                # twice in a row, with the job's server not answering, ends the job.
+                if st is not None and st.gone and not self._server_answers(job):
+                    job.unknown_polls += 1
+                    if job.unknown_polls >= 2:
+                        self._job_ended(job, st)
+                else:
+                    job.unknown_polls = 0
                 continue
             job.unknown_polls = 0
             job.job_state = state
@@ -351,7 +357,7 @@ class Watcher:
                     job.exec_host = (st.exec_host if st is not None else "") or ""
                     self._set_phase(job, Phase.RUNNING, f"running on {job.exec_host}" if job.exec_host else "running")
                     job.next_check = now
-            elif state == JobState.COMPLETING or state.is_terminal or state == JobState.UNKNOWN:
+            elif state == JobState.COMPLETING or state.is_terminal:
                 self._job_ended(job, st)
         if any_queued:
             self.next_status = now + self.queued_poll
@@ -359,6 +365,17 @@ class Watcher:
         else:
             self.queued_poll = QUEUED_POLL_MIN_S
             self.next_status = now + RUNNING_STATUS_POLL_S
+
+    def _server_answers(self, job: JobProgress) -> bool:
+        """Whether any of the job's servers answers HTTP at all (an unauthorized
+        or wrong-model answer still is a live server)."""
+        for u in job.urls or ([job.url] if job.url else []):
+            try:
+                if self.probe(u, job.served_model).stage != "unreachable":
+                    return True
+            except Exception:  # a probe that breaks proves nothing either way: assume alive
+                return True
+        return False
 
     def _set_phase(self, job: JobProgress, phase: Phase, label: Optional[str] = None) -> None:
         if job.phase == phase and phase in job.phases_seen:
@@ -377,7 +394,7 @@ class Watcher:
             self._tails[job.job_id] = t
         return t
 
-    def _tracker(self, job: JobProgress) -> "ErrorTracker":
+    def _tracker(self, job: JobProgress) -> ErrorTracker:
         tr = self._trackers.get(job.job_id)
         if tr is None:
             from pbsvllm.vllmlog import ErrorTracker
@@ -505,7 +522,7 @@ class Watcher:
             job.failure_detail = "; ".join(problems)
             self.save(job)
 
-    def _describe_error(self, tracker: "ErrorTracker") -> str:
+    def _describe_error(self, tracker: ErrorTracker) -> str:
         ev = tracker.events
         kind = tracker.root_cause
         first = next((e for e in ev if e.kind == kind), ev[0] if ev else None)
@@ -538,11 +555,11 @@ class Watcher:
         for line in job.evidence:
             self.reporter.event(job, "  " + line)
 
-    def _job_ended(self, job: JobProgress, st: Optional["JobStatus"]) -> None:
+    def _job_ended(self, job: JobProgress, st: Optional[JobStatus]) -> None:
         state = st.state if st is not None else JobState.UNKNOWN
         reason = (st.exit_reason or st.comment or "") if st is not None else ""
         if state == JobState.UNKNOWN:
-            reason = reason or "the scheduler no longer knows the job"
+            reason = reason or "the scheduler says it does not know the job and its server does not answer"
         if job.server_state == ServerState.READY:
             self._unregister(job)
             job.server_state = ServerState.STOPPED
@@ -550,7 +567,7 @@ class Watcher:
             job.done = True
             self.save(job)
             self.reporter.event(job, f"job ended ({state.value}{': ' + reason if reason else ''}); "
-                                     f"removed from {len(job.registered)} registr{'y' if len(job.registered) == 1 else 'ies'}")
+                                     f"removed from {_count(len(job.registered), 'registry', 'registries')}")
             return
         if state == JobState.COMPLETING:
             return  # wait for the final state, it carries the exit status
@@ -574,7 +591,11 @@ class Watcher:
                 self.reporter.event(job, f"could not remove {job.alias} from {path}: {exc}")
 
 
-def _default_open_registry(spec: str) -> "Registry":
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _default_open_registry(spec: str) -> Registry:
     from pbsvllm.registry import open_registries
 
     return open_registries([spec])[0]
@@ -599,26 +620,26 @@ def run_watchers(watchers: Sequence[Watcher], *, timeout_s: Optional[float] = No
 
 # ------------------------------------------------------------------ wiring for the CLI and the e2e tests
 
-def _profile_url_for(settings: "Settings") -> UrlFor:
+def _profile_url_for(settings: Settings) -> UrlFor:
     suffix = settings.profile.hostname_suffix or ""
     template = settings.profile.url_template or serverinfo.DEFAULT_URL_TEMPLATE
     return lambda info, job: serverinfo.endpoint_urls(info, hostname_suffix=suffix, url_template=template,
                                                       alias=job.alias)
 
 
-def make_probe(settings: "Settings", *, timeout: float = 2.0, completion_timeout: float = 30.0) -> Probe:
+def make_probe(settings: Settings, *, timeout: float = 2.0, completion_timeout: float = 30.0) -> Probe:
     from pbsvllm import health
 
     key = health.resolve_api_key(settings.api_key_file, settings.api_key_env or "VLLM_API_KEY")
 
-    def probe(url: str, model: str) -> "Readiness":
+    def probe(url: str, model: str) -> Readiness:
         return health.check_ready(url, model, key, timeout=timeout, completion_timeout=completion_timeout)
 
     return probe
 
 
 def watch_records(
-    settings: "Settings",
+    settings: Settings,
     records: Iterable[JobRecord],
     *,
     store: Optional[JobStore] = None,
@@ -628,7 +649,7 @@ def watch_records(
     reporter: Optional[Reporter] = None,
     probe: Optional[Probe] = None,
     transport: Optional[Transport] = None,
-    scheduler: Optional["Scheduler"] = None,
+    scheduler: Optional[Scheduler] = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     follow_ready: bool = False,
@@ -655,7 +676,7 @@ def watch_records(
     for rec in records:
         job = JobProgress.from_record(rec, registries=registries, add_replica=add_replica)
         if not job.info_path:  # the contract's default place
-            job.info_path = os.path.join(settings.home, "run", f"{job.job_id}.server.json")
+            job.info_path = serverinfo.default_path(settings.home, job.job_id)
         jobs.append(job)
         if job.done and registries:
             ended = job.server_state.value
@@ -686,7 +707,9 @@ def watch_records(
             if sch is None:
                 from pbsvllm.scheduler import get_scheduler
 
-                sch = get_scheduler(sched_name or settings.scheduler or "auto", tr, home=settings.home)
+                # the caller's --timeout bounds every scheduler command too
+                sch = get_scheduler(sched_name or settings.scheduler or "auto", tr, home=settings.home,
+                                    timeout_s=timeout_s)
             groups[key] = Watcher(sch, tr, probe=probe, save=save, reporter=reporter, clock=clock, url_for=url_for,
                                   follow_ready=follow_ready)
         groups[key].add(job)
@@ -696,7 +719,7 @@ def watch_records(
     return WatchResult(jobs=jobs, timed_out=not finished)
 
 
-def wait_until_ready(settings: "Settings", record: JobRecord, *, timeout_s: Optional[float] = None,
+def wait_until_ready(settings: Settings, record: JobRecord, *, timeout_s: Optional[float] = None,
                      store: Optional[JobStore] = None, registries: Optional[Sequence[str]] = None,
                      add_replica: bool = False, reporter: Optional[Reporter] = None,
                      probe: Optional[Probe] = None) -> JobProgress:

@@ -7,12 +7,13 @@ the API (:mod:`pbsvllm.api`) is imported inside the command function.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
 
 import click
 
 if TYPE_CHECKING:
     from pbsvllm.api import Client
+    from pbsvllm.jobs import JobRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +48,7 @@ def registry_options(f: F) -> F:
     return f
 
 
-def client(home: Optional[str] = None, **flags: Any) -> "Client":
+def client(home: Optional[str] = None, **flags: Any) -> Client:
     """The API client for these flags (config resolved once)."""
     from pbsvllm.api import Client
 
@@ -65,9 +66,9 @@ def exit_with(code: int) -> None:
         raise click.exceptions.Exit(code)
 
 
-def follow_and_report(api: "Client", records: Any, *, registries: Optional[Any] = None, add_replica: bool = False,
-                      timeout_s: Optional[float] = None, as_json: bool = False, follow_ready: bool = False,
-                      quiet: bool = False) -> int:
+def follow_and_report(api: Client, records: Sequence[JobRecord], *, registries: Optional[Sequence[str]] = None,
+                      add_replica: bool = False, timeout_s: Optional[float] = None, as_json: bool = False,
+                      follow_ready: bool = False, quiet: bool = False) -> int:
     """Follow ``records`` with progress on the terminal (watch, submit --wait);
     return the exit code: 0 all ready and registered, 7 a server failed or the
     timeout ran out, 6 a server is ready but a registration asked for did not

@@ -24,7 +24,8 @@ def submit_options(f: Any) -> Any:
                      help="Scheduler on the target (default: the profile's, auto-detected)."),
         click.option("--api-key-file", type=click.Path(dir_okay=False),
                      help="File (mode 0600) holding the API key; the job reads it into VLLM_API_KEY."),
-        click.option("--template", help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
+        click.option("--template",
+                     help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
         click.option("--dry-run", is_flag=True, help="Print the rendered script; submit nothing."),
         click.option("--directive", "directives", multiple=True, metavar="'-X VALUE'",
                      help="Extra scheduler directive for this job, e.g. '-l mem=200gb' (repeatable; placed first, "
