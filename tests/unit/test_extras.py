@@ -11,7 +11,7 @@ import pytest
 
 from pbsvllm.errors import ConfigError
 from pbsvllm.extras import directive_line, env_pair, parse
-from tests.fakevllm import free_port
+from tests.fakes.vllm import free_port
 from tests.unit.test_watcher_submit import pbsvllm, site  # noqa: F401  (site is a fixture)
 
 
@@ -63,7 +63,7 @@ def test_the_server_process_gets_the_variables_verbatim(site):  # noqa: F811
     while env is None and time.monotonic() < deadline:
         for p in psutil.process_iter(["cmdline"]):
             cmd = " ".join(p.info.get("cmdline") or [])
-            if "fake_vllm_serve.py" in cmd and "envtest" in cmd:
+            if "--fake-startup-log" in cmd and "envtest" in cmd:
                 env = p.environ()
         time.sleep(0.2)
     assert env is not None and env.get("UX_TEST_ODD") == odd

@@ -13,7 +13,7 @@ import time
 import uuid
 
 from pbsvllm import top
-from tests.fakevllm import free_port
+from tests.fakes.vllm import free_port
 from tests.paths import DATA, ROOT
 from tests.unit.test_watcher_submit import pbsvllm, site  # noqa: F401  (site is a fixture)
 
