@@ -60,8 +60,10 @@ if [ "${#NODES[@]}" -lt "$NNODES" ]; then
 fi
 NODES=("${NODES[@]:0:$NNODES}")
 NODE_LAUNCHER=auto
-if [ "$NODE_LAUNCHER" = auto ]; then
-  if [ -n "${SLURM_JOB_ID:-}" ]; then NODE_LAUNCHER=srun; else NODE_LAUNCHER=pbsdsh; fi
+if [ -n "${SLURM_JOB_ID:-}" ]; then  # auto: Slurm's own launcher under Slurm, else PBS's
+  NODE_LAUNCHER=srun
+else
+  NODE_LAUNCHER=pbsdsh
 fi
 NODE_LAUNCHER_ARGS=()
 NODE_DIR="$RUN_DIR/$JOB_ID.nodes"  # on the shared filesystem: every node reads the helper from here
@@ -146,12 +148,12 @@ print(n, ", ".join(torch.cuda.get_device_properties(i).name for i in range(n)) o
     echo "$PID" >"$NODE_RUN/$NAME.sid"
     wait "$PID"
     ;;
-  stop)  # TERM every process of this node's sessions; KILL what is left after 8 s
+  stop)  # TERM every process of this node's sessions; KILL what is left after 5 s
     PIDS="$(session_members)"
     if [ -n "$PIDS" ]; then
       # shellcheck disable=SC2086  # one pid per word
       kill -TERM $PIDS 2>/dev/null || true
-      for _ in $(seq 1 16); do
+      for _ in $(seq 1 10); do
         PIDS="$(session_members)"
         if [ -z "$PIDS" ]; then
           break

@@ -60,9 +60,6 @@ if [ "${#NODES[@]}" -lt "$NNODES" ]; then
 fi
 NODES=("${NODES[@]:0:$NNODES}")
 NODE_LAUNCHER=pbsdsh
-if [ "$NODE_LAUNCHER" = auto ]; then
-  if [ -n "${SLURM_JOB_ID:-}" ]; then NODE_LAUNCHER=srun; else NODE_LAUNCHER=pbsdsh; fi
-fi
 NODE_LAUNCHER_ARGS=()
 NODE_DIR="$RUN_DIR/$JOB_ID.nodes"  # on the shared filesystem: every node reads the helper from here
 NODE_SCRIPT="$NODE_DIR/node.sh"
@@ -146,12 +143,12 @@ print(n, ", ".join(torch.cuda.get_device_properties(i).name for i in range(n)) o
     echo "$PID" >"$NODE_RUN/$NAME.sid"
     wait "$PID"
     ;;
-  stop)  # TERM every process of this node's sessions; KILL what is left after 8 s
+  stop)  # TERM every process of this node's sessions; KILL what is left after 5 s
     PIDS="$(session_members)"
     if [ -n "$PIDS" ]; then
       # shellcheck disable=SC2086  # one pid per word
       kill -TERM $PIDS 2>/dev/null || true
-      for _ in $(seq 1 16); do
+      for _ in $(seq 1 10); do
         PIDS="$(session_members)"
         if [ -z "$PIDS" ]; then
           break
@@ -371,7 +368,7 @@ fi
 #     each bound to its node's address; wait until Ray reports every node and GPU ---
 RAY_TMP=/tmp
 RAY_TAG="${JOB_ID%%.*}"
-RAY_TAG="${RAY_TAG//[^A-Za-z0-9_-]/_}"
+RAY_TAG="${RAY_TAG//[^A-Za-z0-9_-]/_}-$$"  # short (Ray's socket paths must stay under 108 bytes) and unique
 RAY_PORT="$(free_port "$HEAD_IP" 6379)"
 RAY_CLIENT_PORT="$(free_port "$HEAD_IP" $((${RAY_PORT:-6379} + 1)))"
 if [ -z "$RAY_PORT" ] || [ -z "$RAY_CLIENT_PORT" ]; then

@@ -233,13 +233,15 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def job_processes(job_id):
-    """Every live process that carries the job's PBS_JOBID in its environment (the script, launchers,
-    node helpers, vLLM ranks, Ray): what must be gone once the job ends."""
+def job_processes(job_id, workdir):
+    """Every live process that carries the job's PBS_JOBID and PBS_O_WORKDIR in its environment (the
+    script, launchers, node helpers, vLLM ranks, Ray): what must be gone once the job ends."""
     out = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if proc.environ().get("PBS_JOBID") == job_id and proc.status() != psutil.STATUS_ZOMBIE:
+            env = proc.environ()
+            if env.get("PBS_JOBID") == job_id and env.get("PBS_O_WORKDIR") == workdir and \
+                    proc.status() != psutil.STATUS_ZOMBIE:
                 out.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
@@ -285,7 +287,7 @@ def test_two_node_data_parallel_script_runs_and_stops_every_node(tmp_path):
         assert "--api-server-count" not in b
         assert b[b.index("--data-parallel-rpc-port") + 1] == a[a.index("--data-parallel-rpc-port") + 1]
         assert rank1["env"]["VLLM_HOST_IP"] == "127.0.0.2" and rank1["env"]["PBSVLLM_NODE_INDEX"] == "1"
-        assert len(job_processes("local-mn1")) >= 4   # script, helper, head vLLM, headless rank
+        assert len(job_processes("local-mn1", str(tmp_path))) >= 4   # script, helper, head vLLM, headless rank
         os.kill(proc.pid, signal.SIGTERM)
         rc = proc.wait(timeout=40)
         out = proc.stdout.read().decode()
@@ -293,12 +295,12 @@ def test_two_node_data_parallel_script_runs_and_stops_every_node(tmp_path):
         assert "stopping vLLM and Ray on 2 node(s): 127.0.0.3 127.0.0.2" in out and "every node stopped" in out
         node_log = (home / "logs" / "t.local-mn1.node1.log").read_text()
         assert "fake vllm got SIGTERM" in node_log
-        left = job_processes("local-mn1")
+        left = job_processes("local-mn1", str(tmp_path))
         assert not left, [p.info for p in left]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        for p in job_processes("local-mn1"):
+        for p in job_processes("local-mn1", str(tmp_path)):
             p.kill()
 
 
