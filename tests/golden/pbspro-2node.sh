@@ -280,10 +280,19 @@ case "$KEY_MODE" in
     exit 2
     ;;
 esac
+# the rule pbsvllm's own probes use (pbsvllm.health.key_from_text): the first
+# line, without surrounding whitespace and the line end (LF or CRLF);
+# printable ASCII, no spaces inside
 VLLM_API_KEY=""
 IFS= read -r VLLM_API_KEY < "$API_KEY_FILE" || true
+VLLM_API_KEY="${VLLM_API_KEY#"${VLLM_API_KEY%%[![:space:]]*}"}"
+VLLM_API_KEY="${VLLM_API_KEY%"${VLLM_API_KEY##*[![:space:]]}"}"
 if [ -z "$VLLM_API_KEY" ]; then
-  log "ERROR: API key file $API_KEY_FILE is empty"
+  log "ERROR: API key file $API_KEY_FILE is empty (its first line holds no key)"
+  exit 2
+fi
+if ! [[ "$VLLM_API_KEY" =~ ^[!-~]+$ ]]; then
+  log "ERROR: API key file $API_KEY_FILE holds a key with spaces, control or non-ASCII characters"
   exit 2
 fi
 export VLLM_API_KEY
@@ -463,7 +472,7 @@ VLLM_ARGS+=(--host 0.0.0.0)  # listen address: all interfaces so the login node 
 VLLM_ARGS+=(--port "$PORT")  # requested port; the job moves up to the next free one at start time
 VLLM_ARGS+=(--tensor-parallel-size 4)  # TP=4 inside each node (nvlink); the model needs 2 nodes, joined by pipeline parallelism
 VLLM_ARGS+=(--pipeline-parallel-size 2)  # one node of 4x NVIDIA A100-SXM4-80GB 40 GiB (nvlink) cannot hold the model well; 2 nodes with TP=4 inside a node and PP=2 across nodes
-VLLM_ARGS+=(--distributed-executor-backend ray)  # TP x PP across nodes runs on a Ray cluster spanning the job's nodes (vllm.md §8)
+VLLM_ARGS+=(--distributed-executor-backend ray)  # TP x PP across nodes runs on a Ray cluster spanning the job's nodes (docs/multinode.md)
 VLLM_ARGS+=(--max-model-len 32768)  # the model supports 131,072 tokens, but vLLM reserves KV cache for at least one full-length sequence and sizes its batching from it; 32,768 keeps memory for concurrency (pass --max-model-len to change)
 VLLM_ARGS+=(--gpu-memory-utilization 0.92)  # 0.92 of 40 GiB: PBS gives the job whole GPUs, so only CUDA/NCCL context and allocator slack need the remaining 3.2 GiB; every extra GiB is KV cache
 VLLM_ARGS+=(--max-num-seqs 1024)  # the KV cache holds 482,652 tokens per replica = ~314 requests of 1536 tokens; requests vary in length and vLLM admits one only when KV blocks are free, so 1024 (2x that, to a power of two, at most 1024) lets the batch fill the cache instead of stopping at vLLM's default (256 on A100 / GPUs under 70 GiB)

@@ -39,7 +39,7 @@ from pbsvllm.scheduler.local import LocalScheduler
 from pbsvllm.transport.local import LocalTransport
 from tests.plugins.vllm import START_TIMEOUT_S
 
-pytestmark = [pytest.mark.vllm, pytest.mark.ray, pytest.mark.multinode]
+pytestmark = [pytest.mark.vllm, pytest.mark.ray, pytest.mark.multinode, pytest.mark.slow]
 
 HEAD, WORKER = "127.0.0.3", "127.0.0.2"
 
