@@ -272,7 +272,7 @@ class Profile:
     queue_nodes: Dict[str, str] = field(default_factory=dict)  # queue -> "MIN-MAX" nodes a job of it may use
     node_launcher: str = "auto"        # starts a command on another node of the job: auto|mpiexec|pbsdsh|srun|ssh|local
     node_launcher_args: Tuple[str, ...] = ()  # extra words after the launcher (e.g. mpiexec --cpu-bind none)
-    node_interface: str = ""           # high-speed interface Ray / vLLM / NCCL bind to (Polaris: hsn0); "" = the node's name
+    node_interface: str = ""           # fast interface Ray / vLLM / NCCL bind to (Polaris: hsn0); "" = the node's name
     ray_port: int = 6379               # Ray head (GCS) port; the job takes the first free one from here
     ray_temp_dir: str = "/tmp"         # node-local directory for Ray's session files (short: socket paths <108 chars)
     ray_wait_s: int = 600              # how long the job waits for every Ray node and GPU

@@ -56,7 +56,7 @@ def render_plan(s, model, plan, alias="big"):
 
 def node_helper(script):
     """The node helper the job script writes (between the quoted here-document markers)."""
-    m = re.search(r"<<'%s'\n(.*?)\n%s\n" % (NODE_DELIM, NODE_DELIM), script, re.S)
+    m = re.search(rf"<<'{NODE_DELIM}'\n(.*?)\n{NODE_DELIM}\n", script, re.S)
     assert m, "no node helper here-document in the script"
     return m.group(1) + "\n"
 
