@@ -324,3 +324,22 @@ def test_a_node_failing_its_check_stops_the_job_before_vllm(tmp_path):
     nodefile.write_text("127.0.0.3\n")
     r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "the plan needs 2 nodes but the job has 1 (127.0.0.3" in r.stdout
+
+
+# ---------------------------------------------------------------------------- status shows every node
+
+def test_status_shows_every_node_of_a_multi_node_job():
+    from pbsvllm.scheduler.base import PBSPRO_STATES, all_hosts, status_from_attrs
+    from pbsvllm.statusview import build_row
+
+    assert all_hosts("x3006c0s13b1n0/0*64+x3006c0s19b0n0/0*64") == "x3006c0s13b1n0+x3006c0s19b0n0"
+    assert all_hosts("n1/0+n1/1+n1/2+n2/0+n2/1") == "n1+n2"       # Torque: one entry per core
+    assert all_hosts("vm/1") == "vm" and all_hosts("") == "" and all_hosts(None) == ""
+    st = status_from_attrs("4242.polaris-pbs-01", {"job_state": "R", "queue": "debug",
+                                                  "exec_host": "x3006c0s13b1n0/0*64+x3006c0s19b0n0/0*64"},
+                           PBSPRO_STATES)
+    assert st.exec_host == "x3006c0s13b1n0+x3006c0s19b0n0"
+    from pbsvllm.jobs import JobRecord
+
+    rec = JobRecord(job_id="4242.polaris-pbs-01", alias="llama70b", host=None, scheduler="pbspro")
+    assert build_row(rec, st)["node"] == "x3006c0s13b1n0+x3006c0s19b0n0"
