@@ -343,3 +343,20 @@ def test_status_shows_every_node_of_a_multi_node_job():
 
     rec = JobRecord(job_id="4242.polaris-pbs-01", alias="llama70b", host=None, scheduler="pbspro")
     assert build_row(rec, st)["node"] == "x3006c0s13b1n0+x3006c0s19b0n0"
+
+
+# ---------------------------------------------------------------------------- examples
+
+def test_examples_render_offline(tmp_path):
+    env = dict(os.environ, PBSVLLM_CONFIG=os.devnull, PBSVLLM_HOME=str(tmp_path / "h"), **NO_CACHE,
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    r = subprocess.run(["bash", os.path.join(ROOT, "examples", "multinode", "polaris-70b.sh")], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "TP=4 PP=2 DP=1 on 2 node(s)" in r.stdout and "(refused, as expected)" in r.stdout
+    assert "#PBS -l select=2:system=polaris" in r.stdout and "NODE_IFACE=hsn0" in r.stdout
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "multinode", "two_nodes_on_one_machine.py"),
+                        "--dry-run"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "--data-parallel-size 2" in r.stdout and "NODE_LAUNCHER=local" in r.stdout
+    shellcheck(tmp_path, r.stdout, "two.sh")
