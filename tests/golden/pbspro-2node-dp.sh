@@ -420,7 +420,7 @@ for ((i = 1; i < NNODES; i++)); do
     --data-parallel-start-rank $((i * DP_LOCAL)) >>"${NODE_LOGS[$i]}" 2>&1 &
   LAUNCH_PIDS+=("$!")
 done
-log "starting: vllm serve ${VLLM_ARGS[*]}"
+log "starting:" 'vllm serve' "${VLLM_ARGS[*]}"
 vllm serve "${VLLM_ARGS[@]}" >>"$LOG" 2>&1 &
 VLLM_PID=$!
 VLLM_PIDS=("$VLLM_PID")

@@ -483,7 +483,7 @@ fi
 export PBSVLLM_JOB_ID="$JOB_ID" PBSVLLM_ALIAS="$ALIAS" PBSVLLM_HOME
 export VLLM_HOST_IP="$HEAD_IP"  # the address vLLM advertises to the other nodes
 export RAY_ADDRESS="$HEAD_IP:$RAY_PORT"  # vLLM joins this job's Ray cluster instead of starting its own
-log "starting: vllm serve ${VLLM_ARGS[*]}"
+log "starting:" 'vllm serve' "${VLLM_ARGS[*]}"
 vllm serve "${VLLM_ARGS[@]}" >>"$LOG" 2>&1 &
 VLLM_PID=$!
 VLLM_PIDS=("$VLLM_PID")

@@ -28,11 +28,11 @@ from pbsvllm.config import resolve
 from pbsvllm.errors import ConfigError, PlanError, TemplateError
 from pbsvllm.plan import PlanArg
 from pbsvllm.render import build_context, multinode_mode, plan_for, prepare_job, render_script
-from tests.paths import DATA, ROOT
+from tests.paths import ROOT
 from tests.unit.test_render import settings_for as settings
 
 GOLDEN = os.path.join(ROOT, "tests", "golden")
-FAKE_VLLM = os.path.join(DATA, "fake_vllm.py")
+FAKE_VLLM = os.path.join(ROOT, "tests", "fakes", "vllm.py")
 NO_CACHE = {"HF_HUB_CACHE": "/nonexistent-hf-cache"}
 L70 = "meta-llama/Llama-3.1-70B-Instruct"
 EVIL = "a b;$(touch INJECTED) `touch INJECTED2` \"q\" 'x' |&>< * ~ $HOME"
