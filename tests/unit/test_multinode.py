@@ -360,3 +360,21 @@ def test_examples_render_offline(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "--data-parallel-size 2" in r.stdout and "NODE_LAUNCHER=local" in r.stdout
     shellcheck(tmp_path, r.stdout, "two.sh")
+
+
+def test_submit_of_a_two_node_plan_on_a_one_node_backend_stops_before_vllm(tmp_path):
+    """`submit --nodes 2` through the real CLI and the local backend (one host in its node file): the
+    job starts, says which nodes it lacks, and exits 2 without starting vLLM."""
+    env = dict(os.environ, PBSVLLM_CONFIG=os.devnull, PBSVLLM_HOME=str(tmp_path / "h"), **NO_CACHE)
+    r = subprocess.run([sys.executable, "-m", "pbsvllm", "submit", L70, "-a", "big", "-P", "local", "--device", "cuda",
+                        "--gpus", "4", "--gpu-memory", "40", "--interconnect", "nvlink", "--nodes", "2"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "TP=4 DP=1 PP=2 on 2 nodes" in r.stdout and ".node<i>.log" in r.stdout
+    log = next(line.split(None, 1)[1] for line in r.stdout.splitlines() if line.startswith("log "))
+    end = time.time() + 60
+    while time.time() < end and not (os.path.exists(log) and "the plan needs 2 nodes" in open(log).read()):
+        time.sleep(0.2)
+    text = open(log).read()
+    assert "ERROR: the plan needs 2 nodes but the job has 1" in text and "request select=2" in text, text
+    assert "starting:" not in text
