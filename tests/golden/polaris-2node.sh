@@ -133,7 +133,8 @@ case "$ROLE" in
   check)  # check NGPUS: one line: OK IP DETAILS | FAIL REASON
     NGPUS="$1"
     IP="$(node_ip)"
-    if [ -n "$NODE_IFACE" ] && ! ip -4 -o addr show dev "$NODE_IFACE" >/dev/null 2>&1; then
+    if [ -n "$NODE_IFACE" ] && command -v ip >/dev/null 2>&1 && \
+        [ -z "$(ip -4 -o addr show dev "$NODE_IFACE" 2>/dev/null)" ]; then
       echo "FAIL $(hostname): no IPv4 address on interface $NODE_IFACE (profile key node_interface)"
       exit 0
     fi
