@@ -94,8 +94,12 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
         return
     say = (lambda t: click.echo(t, err=True)) if as_json else click.echo
     say(f"submitted {record.job_id}  alias {record.alias}  ({settings.profile.name}, "
-        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size})")
+        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size}"
+        + (f" PP={prepared.plan.pipeline_parallel_size} on {prepared.plan.nodes} nodes" if prepared.plan.nodes > 1
+           else "") + ")")
     say(f"log     {record.log_path}")
+    if prepared.plan.nodes > 1:  # docs/multinode.md
+        say(f"nodes   {record.log_path.rsplit('.log', 1)[0]}.node<i>.log (Ray / headless ranks per node)")
     say(f"script  {record.script_path}")
     if kwargs.get("wait"):
         exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),
