@@ -12,7 +12,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 pytest_plugins = [
+    "tests.plugins.fakesched",
     "tests.plugins.slurm",
     "tests.plugins.sshd",
     "tests.plugins.vllm",
+    "tests.plugins.ray",
+    "tests.plugins.router",
 ]

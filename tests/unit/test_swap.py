@@ -13,7 +13,7 @@ from pbsvllm.jobs import JobStore
 from pbsvllm.registry import Endpoint, open_registry
 from pbsvllm.swap import swap_endpoint
 from pbsvllm.watcher import watch_records
-from tests.fakevllm import free_port
+from tests.fakes.vllm import free_port
 from tests.unit.test_watcher_local import env, submit  # noqa: F401  (fixture)
 
 
@@ -64,7 +64,7 @@ def test_swap_under_load_zero_failed_requests(env):
     assert res.old_jobs[0]["job_id"] == a.job_id and res.old_jobs[0]["drained"] is True
     assert [e.url for e in open_registry(reg).lookup("svc")] == [b.url]
     # the target's record says where it is registered
-    assert reg in JobStore(str(home)).get(b.job_id).get("watch")["registered"]
+    assert reg in JobStore(str(home)).get(b.job_id).watch.registered
 
 
 def test_swap_refuses_a_target_that_is_not_ready(env, tmp_path):
