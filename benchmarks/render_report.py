@@ -612,11 +612,13 @@ def gpu_section(gpu_dir: str) -> List[str]:
         "`tests/data/gpu-real/` (its `SOURCE.md` says what produced each file). The GPU machine has no network; "
         "the whole run repeats with:",
         "",
-        "    bash scripts/gpu-stage.sh            # here: vLLM 0.24.0 + the packages the image lacks + pbsvllm, in parts",
-        "    # then, on the GPU machine, back to back (the device tool's calls print as the script ends):",
-        "    bash .gpu/kit/gpu-run.sh stage 1 3; ...; bash .gpu/kit/gpu-run.sh stage 3 3 && bash .gpu/kit/gpu-run.sh model",
-        "    bash .gpu/kit/gpu-run.sh kv          # plan vs vLLM's KV figure, and submit/status/doctor/cancel",
+        "    bash scripts/gpu-stage.sh    # here: vLLM 0.24.0 + the packages the image lacks + pbsvllm, in parts",
+        "    # then on the GPU machine, back to back (the script prints each call with what it carries):",
+        "    bash .gpu/kit/gpu-run.sh stage 1 4   # ... stage 4 4",
+        "    bash .gpu/kit/gpu-run.sh model       # the random-weight model and its tokenizer",
+        "    bash .gpu/kit/gpu-run.sh kv          # plan vs vLLM's KV figure; submit/status/doctor/cancel",
         "    bash .gpu/kit/gpu-run.sh vs          # the seed's flags vs the plan's through pbsvllm bench --vs",
+        "    bash .gpu/kit/gpu-run.sh dp-vs-tp    # on a node of 4 GPUs (issue 18): not run yet",
         "",
         "The models have random weights and the exact shapes of real ones, built on the GPU by "
         "`scripts/gpu_make_model.py`: **Qwen2.5-1.5B** (Qwen2ForCausalLM, 28 layers, hidden 1536, 12 heads, "
@@ -630,8 +632,8 @@ def gpu_section(gpu_dir: str) -> List[str]:
     for name, s in (("h100-kv", kv), ("h100-vs", vs), ("h100-dp-vs-tp-1gpu", dp)):
         for c in (s or {}).get("kv_checks", []):
             model = "Qwen3-1.7B" if "dp-vs-tp" in name else "Qwen2.5-1.5B"
-            rows.append([f"{name} ({model})", c["gpu_memory_utilization"], f"{c['predicted_tokens']:,}", f"{c['measured_tokens']:,}",
-                         f"**{c['error']:+.1%}**"])
+            rows.append([f"{name} ({model})", c["gpu_memory_utilization"], f"{c['predicted_tokens']:,}",
+                         f"{c['measured_tokens']:,}", f"**{c['error']:+.1%}**"])
     lines += table(["run", "--gpu-memory-utilization", "plan predicts (tokens)", "vLLM logged", "error"], rows)
     lines.append("")
     c0 = kv["kv_checks"][0] if kv.get("kv_checks") else None
@@ -666,7 +668,7 @@ def gpu_section(gpu_dir: str) -> List[str]:
         "4 warm-up requests per side, levels interleaved A, B:",
         "",
     ]
-    for pair, v in (vs.get("bench") or {}).items():
+    for v in (vs.get("bench") or {}).values():
         lines += table(RATIO_HEAD, _ratio_rows(v["levels"]))
         lines.append("")
         prompt = v["levels"][0]["a"].get("mean_prompt_tokens")
@@ -674,7 +676,9 @@ def gpu_section(gpu_dir: str) -> List[str]:
             lines.append(f"Mean prompt: {prompt:.0f} tokens as the server counted them, not 128: transformers "
                          "5.17 loads a Qwen2 model's tokenizer as its `Qwen2Tokenizer` class, which rebuilt the "
                          "locally built word-level vocabulary without merges, so words were split into characters "
-                         "(the Qwen3 run below got 128). Both sides got the same requests.")
+                         "(the Qwen3 run below got 128). Both sides got the same requests. `scripts/gpu_make_model.py` "
+                         "now trains a byte-level BPE, which that class keeps (128 tokens here with transformers "
+                         "5.17; not yet rerun on the GPU).")
             lines.append("")
     lines += [
         "**What it says.** On a real GPU the planner's flags beat the seed's baseline at every concurrency "
@@ -722,8 +726,9 @@ def gpu_section(gpu_dir: str) -> List[str]:
             f"`pbsvllm submit --wait` through the local scheduler with a GPU profile: server ready and registered "
             f"after {loop['submit_wait_seconds']} s (vLLM start-up including torch.compile and CUDA-graph capture); "
             "`pbsvllm status` under a 256-concurrency load showed the live figures of vLLM's latest stats line "
-            f"({live_gen(gpu_dir)} generated tokens/s); `pbsvllm doctor` on the real log found " + ids + "; `pbsvllm cancel` "
-            "ended the job and the registry entry was removed. All outputs are in `tests/data/gpu-real/h100-kv/`.",
+            f"({live_gen(gpu_dir)} generated tokens/s); `pbsvllm doctor` on the real log found " + ids
+            + "; `pbsvllm cancel` ended the job and the registry entry was removed. All outputs are in "
+            "`tests/data/gpu-real/h100-kv/`.",
             "",
         ]
     return lines
