@@ -348,3 +348,44 @@ def decide(view: ChainView) -> List[Action]:
             reason += f" (failure {view.consecutive_failures} of at most {spec.max_consecutive_failures})"
         actions.append(Action(ActionKind.SUBMIT, reason))
     return actions
+
+
+# ---------------------------------------------------------------- user input
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_until(value: str, now: float) -> float:
+    """``--until``: an ISO date/time (``2026-12-09T18:00``, local time unless
+    it carries an offset) or a duration from now (``90m``, ``12h``, ``3d``,
+    ``1h30m``). Returns epoch seconds; raises ValueError with one line."""
+    import datetime
+    import re
+
+    text = (value or "").strip()
+    m = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    if text and m and any(m.groups()):
+        d, h, mi, s = (int(x) if x else 0 for x in m.groups())
+        seconds = d * 86400 + h * 3600 + mi * 60 + s
+        if seconds <= 0:
+            raise ValueError(f"--until {value!r}: the duration must be positive")
+        return now + seconds
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--until {value!r} is neither a date/time (2026-12-09T18:00) nor a duration (12h, 3d, 1h30m)") from None
+    ts = when.timestamp()
+    if ts <= now:
+        raise ValueError(f"--until {value!r} is in the past")
+    return ts
+
+
+def parse_budget(value: str) -> float:
+    """``--budget``: node-hours, a positive finite number."""
+    try:
+        x = float(str(value).strip().removesuffix("nh").removesuffix("node-hours").strip())
+    except ValueError:
+        raise ValueError(f"--budget {value!r} is not a number of node-hours") from None
+    if not math.isfinite(x) or x <= 0:
+        raise ValueError(f"--budget {value!r} must be a positive number of node-hours")
+    return x

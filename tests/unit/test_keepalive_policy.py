@@ -189,3 +189,24 @@ def dataclass_replace(obj, **kw):
     import dataclasses
 
     return dataclasses.replace(obj, **kw)
+
+
+def test_parse_until_durations_and_dates():
+    from pbsvllm.keepalive.policy import parse_until
+
+    assert parse_until("90m", T0) == T0 + 5400
+    assert parse_until("1h30m", T0) == T0 + 5400
+    assert parse_until("3d", T0) == T0 + 3 * 86400
+    assert parse_until("2100-01-01T00:00+00:00", T0) == 4102444800.0
+    for bad in ["", "soon", "0m", "-5h", "1970-01-01T00:00+00:00", "12x"]:
+        with pytest.raises(ValueError):
+            parse_until(bad, T0)
+
+
+def test_parse_budget():
+    from pbsvllm.keepalive.policy import parse_budget
+
+    assert parse_budget("40") == 40.0 and parse_budget("2.5") == 2.5
+    for bad in ["inf", "nan", "0", "-1", "lots", "1e400"]:
+        with pytest.raises(ValueError):
+            parse_budget(bad)
