@@ -9,8 +9,10 @@ Precedence (highest first)::
     command-line flags  >  PBSVLLM_* environment  >  user config file
                         >  profile (built-in or user-defined)  >  built-in defaults
 
-The user config file is ``$PBSVLLM_CONFIG`` if set, else
-``~/.config/pbsvllm/config.toml`` (missing is fine). Its layout::
+The user config file is ``$PBSVLLM_CONFIG`` if set, else the first that
+exists of ``$XDG_CONFIG_HOME/pbsvllm/config.toml`` (``~/.config`` when unset)
+and ``pbsvllm/config.toml`` under each of ``$XDG_CONFIG_DIRS`` (``/etc/xdg``)
+-- see :func:`config_search_path`; none is fine. Its layout::
 
     profile = "mine"                 # default profile
     home = "~/.pbsvllm"              # PBSVLLM_HOME (must be on a shared filesystem)
@@ -424,14 +426,36 @@ def load_profile(name: str, user_profiles: Optional[Mapping[str, Any]] = None, c
     return _profile_from_layers(name, _profile_layers(name, user_profiles or {}, config_path))
 
 
+def _xdg_dir(env: Mapping[str, str], name: str, default: str) -> str:
+    """An XDG base directory: the variable when it holds an absolute path,
+    else the default (the specification says to ignore a relative one)."""
+    value = env.get(name, "")
+    return value if os.path.isabs(value) else os.path.expanduser(default)
+
+
+def config_search_path(env: Mapping[str, str] = os.environ) -> Tuple[str, ...]:
+    """The user config files looked for, in order, when neither ``--config``
+    nor ``$PBSVLLM_CONFIG`` names one (XDG Base Directory Specification 0.8):
+    ``$XDG_CONFIG_HOME/pbsvllm/config.toml`` (default ``~/.config``), then
+    ``pbsvllm/config.toml`` in each folder of ``$XDG_CONFIG_DIRS`` (default
+    ``/etc/xdg``; relative entries are ignored). The first that exists is read."""
+    paths = [os.path.join(_xdg_dir(env, "XDG_CONFIG_HOME", "~/.config"), "pbsvllm", "config.toml")]
+    dirs = [d for d in env.get("XDG_CONFIG_DIRS", "").split(":") if os.path.isabs(d)] or ["/etc/xdg"]
+    paths += [os.path.join(d, "pbsvllm", "config.toml") for d in dirs]
+    return tuple(dict.fromkeys(paths))
+
+
 def _config_file(env: Mapping[str, str], config_path: Optional[str]) -> Tuple[Optional[str], bool]:
     """(path, must_exist)."""
     if config_path:
         return os.path.expanduser(config_path), True
     if env.get("PBSVLLM_CONFIG"):
         return os.path.expanduser(env["PBSVLLM_CONFIG"]), True
-    default = os.path.expanduser(DEFAULT_CONFIG_PATH)
-    return default, False
+    candidates = config_search_path(env)
+    for path in candidates:
+        if os.path.exists(path):
+            return path, False
+    return candidates[0], False
 
 
 def default_profile_name(host: Optional[str]) -> str:

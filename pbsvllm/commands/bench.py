@@ -57,11 +57,14 @@ class _Progress:
 @click.option("--home", type=click.Path(file_okay=False), default=None,
               help="PBSVLLM_HOME to read job records from (for an alias).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per target and level) instead of a table.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also write FILE.html: throughput and latency against concurrency, every target on one chart; "
+                   "one self-contained page that opens offline (needs: pip install 'pbsvllm[plot]').")
 @json_option
 def command(target: str, n: int, concurrency: str, other: Optional[str], model: Optional[str],
             vs_model: Optional[str], input_len: int, output_len: int, prompts_file: Optional[str], seed: int,
             timeout_s: float, warmup: int, ignore_eos: bool, api_key_env: str, registries: Tuple[str, ...],
-            home: Optional[str], as_csv: bool, as_json: bool) -> None:
+            home: Optional[str], as_csv: bool, plot_path: Optional[str], as_json: bool) -> None:
     """Load-test TARGET (an alias or a URL like http://node:8005/v1).
 
     Sends N streamed /v1/completions requests at each concurrency level and
@@ -75,6 +78,10 @@ def command(target: str, n: int, concurrency: str, other: Optional[str], model: 
     if as_csv and as_json:
         raise ConfigError("--json and --csv are exclusive: pick one output format")
     levels = bench.parse_concurrency(concurrency)
+    if plot_path:  # fail before the load test, not after it
+        from pbsvllm.plots import check_plot_path
+
+        check_plot_path(plot_path)
     if warmup < 0:
         raise ConfigError(f"--warmup must be 0 or more, got {warmup}")
     if prompts_file:
@@ -106,6 +113,12 @@ def command(target: str, n: int, concurrency: str, other: Optional[str], model: 
         click.echo(bench.to_csv(report), nl=False)
     else:
         click.echo(bench.format_table(report))
+
+    if plot_path:
+        from pbsvllm.plots import bench_html, write_page
+
+        write_page(plot_path, bench_html(report.to_json()))
+        click.echo(f"plot written to {plot_path}", err=True)
 
     if report.total_ok() == 0:
         kinds: List[str] = sorted({k for run in report.runs for lv in run.levels for k in lv.errors})

@@ -22,8 +22,10 @@ from pbsvllm.commands._common import json_option
 @click.option("--model", help="Model to plan for when the log names a path that is not on this machine.")
 @click.option("--params", help="Parameter count when no config.json for the model is on this machine, e.g. 2B.")
 @click.option("--alias", help="Alias for the recommended `pbsvllm submit` command.")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
-              help="Report format.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json", "html"]), default="text",
+              show_default=True,
+              help="Report format; html: one self-contained page with timelines of the stats lines beside the "
+                   "findings (needs the plot extra: pip install 'pbsvllm[plot]').")
 @json_option
 @click.option("--home", default=None, metavar="DIR", help="PBSVLLM_HOME to read job records from.")
 def command(target: str, fmt: str, as_json: bool, home: Optional[str], **opts: Any) -> None:
@@ -89,6 +91,11 @@ def command(target: str, fmt: str, as_json: bool, home: Optional[str], **opts: A
     diag = doctor.diagnose(facts, node, plan=plan, plan_req=req, plan_error=plan_error, log_path=log_path)
     if record is not None and isinstance(record.plan, dict) and record.plan.get("vllm_args"):
         diag.recommendation.notes.append(doctor.recorded_plan_note(record.job_id, record.plan, facts))
+    if fmt == "html":
+        from pbsvllm.plots import doctor_html
+
+        click.echo(doctor_html(diag), nl=False)
+        return
     click.echo(report.render(diag, fmt))
 
 

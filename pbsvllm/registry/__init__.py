@@ -51,13 +51,14 @@ def _classes() -> Dict[str, Type[Registry]]:
     return {"toml": TomlRegistry, "py": PyRegistry, "litellm": LiteLLMRegistry, "json": JsonRegistry}
 
 
-def open_registry(path: str, fmt: Optional[str] = None) -> Registry:
-    """The adapter for one registry file (the file need not exist yet)."""
+def open_registry(path: str, fmt: Optional[str] = None, *, lock_timeout_s: Optional[float] = None) -> Registry:
+    """The adapter for one registry file (the file need not exist yet).
+    ``lock_timeout_s``: how long a write waits for another writer's lock."""
     path = os.path.expanduser(str(path))
     if os.path.isdir(path):
         # like verifiers' -e: a directory means <dir>/endpoints.toml
         path = os.path.join(path, "endpoints.toml")
-    return _classes()[detect_format(path, fmt)](path)
+    return _classes()[detect_format(path, fmt)](path, lock_timeout_s=lock_timeout_s)
 
 
 def open_registries(specs: List[str], fmt: Optional[str] = None) -> List[Registry]:

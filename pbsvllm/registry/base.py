@@ -8,8 +8,14 @@ An adapter knows one file format and only two pure things about it:
   replaced by ``entries`` (an empty list removes the alias) and, as far as the
   format allows, every other byte of the file is left as it was.
 
-:class:`Registry` wraps them with the I/O rules: an exclusive ``fcntl`` lock
-on a sidecar ``<file>.lock``; the file is parsed before anything is written
+:class:`Registry` wraps them with the I/O rules: a symlinked registry is
+followed to the real file, which is what gets locked and replaced (the link
+stays a link); only a regular file is read or replaced (a FIFO, a device or
+a folder is refused, never opened for a blocking read); a write-protected
+file is refused; a file whose lines all end in CRLF is edited as LF and
+written back as CRLF; an exclusive ``fcntl`` lock on a sidecar
+``<file>.lock`` is waited for at most a timeout, after which the error names
+the holder; nesting deeper than :data:`MAX_DEPTH` is one clear error; the file is parsed before anything is written
 (a file that does not parse is never overwritten: the error names the file
 and the place, and the file stays byte-for-byte); the new text is parsed
 again in memory and must describe exactly the intended registry; it goes to
@@ -21,18 +27,17 @@ text.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
-import fcntl
 import os
 import stat
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from pbsvllm.errors import RegistryError
+from pbsvllm.fileio import TMP_MARK, atomic_write, file_lock, remove_stale_temps, temp_prefix, write_error_text
 
 DEFAULT_KEY_ENV = "VLLM_API_KEY"
-TMP_MARK = ".pbsvllm-tmp"
+#: Deepest nesting of a value inside an entry (``headers = {...}`` is 1).
+MAX_DEPTH = 32
 
 Entries = Dict[str, List["Endpoint"]]
 
@@ -69,8 +74,10 @@ class Registry:
     #: Whether an Endpoint.job_id survives a round trip through the file.
     stores_job_id = False
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, lock_timeout_s: Optional[float] = None) -> None:
         self.path = os.path.abspath(os.path.expanduser(path))
+        #: Seconds to wait for another writer's lock (None: the fileio default).
+        self.lock_timeout_s = lock_timeout_s
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
@@ -83,26 +90,67 @@ class Registry:
         raise NotImplementedError
 
     # -- reading --------------------------------------------------------------
+    def real_path(self) -> str:
+        """The file a write really changes: ``path`` with every symlink followed
+        (the link stays a link; its target is edited and locked)."""
+        return os.path.realpath(self.path)
+
     def _read_text(self) -> Optional[str]:
+        """The file's text exactly as stored (line ends kept), or None if absent.
+
+        Only a regular file is read: a FIFO would block forever, a device or
+        a folder is no registry. The file is opened without blocking and
+        checked with ``fstat`` (no window between the check and the read).
+        """
+        real = self.real_path()
         try:
-            with open(self.path, "r", encoding="utf-8") as fh:
-                return fh.read()
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise RegistryError(f"cannot read registry {self.path}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise not_a_file(self.path, real, st.st_mode)
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError as exc:
+            raise RegistryError(f"cannot read registry {self.path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        try:
+            return b"".join(chunks).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RegistryError(
                 f"registry {self.path} is not UTF-8 text (byte {exc.start}); it was left as it is",
                 hint="fix or move the file, then retry",
             ) from None
-        except OSError as exc:
-            raise RegistryError(f"cannot read registry {self.path}: {exc.strerror}") from None
+
+    def _parse_checked(self, text: str) -> Entries:
+        """``parse`` with line ends normalised, nesting bounded and a Python
+        recursion or memory failure turned into one line."""
+        try:
+            entries = self.parse(text.replace("\r\n", "\n") if _all_crlf(text) else text)
+        except (RecursionError, MemoryError):
+            raise not_parsable(self.path, self.path, "it is nested too deeply to be a registry") from None
+        for eps in entries.values():
+            for ep in eps:
+                if _depth(ep.extra) > MAX_DEPTH:
+                    raise not_parsable(self.path, f"{self.path}, alias {ep.alias!r}",
+                                       f"a value is nested deeper than {MAX_DEPTH} levels")
+        return entries
 
     def read(self) -> Entries:
         """All aliases and their endpoints; an absent file is an empty registry."""
         text = self._read_text()
         if text is None:
             return {}
-        return self.parse(text)
+        return self._parse_checked(text)
 
     def lookup(self, alias: str) -> List[Endpoint]:
         return list(self.read().get(alias, []))
@@ -177,40 +225,69 @@ class Registry:
         """Locked read-modify-write of one alias. Returns whether the file changed."""
         if not alias or not isinstance(alias, str):
             raise RegistryError(f"empty alias given for registry {self.path}")
-        directory = os.path.dirname(self.path) or "."
+        real = self.real_path()
+        directory = os.path.dirname(real) or "."
         if not os.path.isdir(directory):
             raise RegistryError(
                 f"directory of registry {self.path} does not exist",
                 hint=f"create {directory} first",
             )
-        with self._locked():
-            self._remove_stale_temps()
-            old_text = self._read_text()
-            current = self.parse(old_text) if old_text is not None else {}
-            old_entries = current.get(alias, [])
-            new_entries = [dataclasses.replace(e, alias=alias) for e in change(list(old_entries))]
-            if _norm(new_entries, self.stores_job_id) == _norm(old_entries, self.stores_job_id) and (
-                old_text is not None or not new_entries
-            ):
-                return False
-            new_text = self.render(old_text or "", alias, new_entries)
+        self._check_writable(real)
+        with file_lock(real + ".lock", f"registry {self.path}", timeout_s=self.lock_timeout_s,
+                       error=RegistryError):
+            remove_stale_temps(real)
+            raw_text = self._read_text()
+            crlf = raw_text is not None and _all_crlf(raw_text)
+            old_text = raw_text.replace("\r\n", "\n") if (raw_text is not None and crlf) else raw_text
+            try:
+                current = self._parse_checked(old_text) if old_text is not None else {}
+                old_entries = current.get(alias, [])
+                new_entries = [dataclasses.replace(e, alias=alias) for e in change(list(old_entries))]
+                if _norm(new_entries, self.stores_job_id) == _norm(old_entries, self.stores_job_id) and (
+                    old_text is not None or not new_entries
+                ):
+                    return False
+                new_text = self.render(old_text or "", alias, new_entries)
+            except (RecursionError, MemoryError):
+                raise not_parsable(self.path, self.path, "it is nested too deeply to be a registry") from None
             expected = dict(current)
             if new_entries:
                 expected[alias] = new_entries
             else:
                 expected.pop(alias, None)
+            if crlf:
+                new_text = new_text.replace("\r\n", "\n").replace("\n", "\r\n")
             self._verify(new_text, expected, "the new text (nothing was written)")
-            self._write(new_text, old_text)
+            self._check_writable(real)
+            self._write(real, new_text, raw_text)
             on_disk = self._read_text()
             if on_disk != new_text:  # the text was verified above; the file must hold exactly it
                 raise RegistryError(f"registry {self.path} does not read back as written; the previous "
-                                    f"version is {self.path}.bak")
+                                    f"version is {real}.bak")
             return True
 
     # -- machinery --------------------------------------------------------------
+    def _check_writable(self, real: str) -> None:
+        """Refuse what pbsvllm must not replace: anything but a regular file, and
+        a file the user protected (no write bit, or not writable for this user;
+        root too respects a cleared write bit)."""
+        try:
+            st = os.stat(real)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise RegistryError(f"cannot inspect registry {self.path}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise not_a_file(self.path, real, st.st_mode)
+        if not (st.st_mode & 0o222) or not os.access(real, os.W_OK):
+            raise RegistryError(
+                f"registry {self.path} is write-protected (mode {stat.S_IMODE(st.st_mode):04o}); it was not changed",
+                hint=f"make it writable (chmod u+w {real}) if pbsvllm should edit it, or register elsewhere",
+            )
+
     def _verify(self, text: str, expected: Entries, what: str) -> None:
         try:
-            got = self.parse(text)
+            got = self._parse_checked(text)
         except RegistryError as exc:
             raise RegistryError(
                 f"internal error: {what} for registry {self.path} does not parse: {exc}",
@@ -225,74 +302,58 @@ class Registry:
                 hint="please report this; the registry was left as it was",
             )
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        lock_path = self.path + ".lock"
+    def _write(self, real: str, new_text: str, old_text: Optional[str]) -> None:
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise RegistryError(f"cannot create lock file {lock_path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
-    def _temp_prefix(self) -> str:
-        return "." + os.path.basename(self.path) + "."
-
-    def _remove_stale_temps(self) -> None:
-        """Temp files left by a writer that was killed; safe: we hold the lock."""
-        directory = os.path.dirname(self.path)
-        prefix = self._temp_prefix()
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            return
-        for name in names:
-            if name.startswith(prefix) and name.endswith(TMP_MARK):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(directory, name))
-
-    def _write(self, new_text: str, old_text: Optional[str]) -> None:
-        try:
-            mode = stat.S_IMODE(os.stat(self.path).st_mode)
+            st: Optional[os.stat_result] = os.stat(real)
         except FileNotFoundError:
-            mode = 0o600
-        if old_text is not None:
-            atomic_write_text(self.path + ".bak", old_text, mode, self._temp_prefix() + "bak.")
-        atomic_write_text(self.path, new_text, mode, self._temp_prefix())
+            st = None
+        mode = stat.S_IMODE(st.st_mode) if st is not None else 0o600
+        try:
+            if old_text is not None:
+                atomic_write(real + ".bak", old_text, mode, prefix=temp_prefix(real) + "bak.", owner_of=st)
+            atomic_write(real, new_text, mode, owner_of=st)
+        except OSError as exc:
+            raise RegistryError(write_error_text(self.path, exc)) from None
 
 
-def atomic_write_text(path: str, text: str, mode: int, prefix: str) -> None:
-    """Write ``text`` to a temp file next to ``path``, fsync, chmod, rename over it."""
-    directory = os.path.dirname(path) or "."
-    data = text.encode("utf-8")
-    tmp = os.path.join(directory, f"{prefix}{os.getpid()}.{os.urandom(4).hex()}{TMP_MARK}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if exc.errno == errno.ENOSPC:
-            raise RegistryError(f"no space left writing {path}; the previous version is intact") from None
-        raise RegistryError(f"cannot write {path}: {exc.strerror}; the previous version is intact") from None
-    with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_a_file(path: str, real: str, mode: int) -> RegistryError:
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    via = f" (through the link to {real})" if real != path else ""
+    return RegistryError(
+        f"registry {path}{via} is {kind}, not a regular file; pbsvllm only reads and edits regular files",
+        hint="point --registry at the real registry file",
+    )
+
+
+def _all_crlf(text: str) -> bool:
+    """Every line end is CRLF (such a file is edited as LF and written back as CRLF)."""
+    n = text.count("\n")
+    return n > 0 and text.count("\r\n") == n
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of dicts/lists (iterative: no recursion on hostile input)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            items = list(v.values())
+        elif isinstance(v, (list, tuple)):
+            items = list(v)
+        else:
+            continue
+        d += 1
+        if d > deepest:
+            deepest = d
+            if deepest > MAX_DEPTH:
+                return deepest
+        stack.extend((x, d) for x in items)
+    return deepest
 
 
 def _freeze(value: Any) -> Any:

@@ -8,21 +8,22 @@ entries sharing an ``endpoint_id`` are replicas.
 
 Writing is surgical: the ``[[endpoint]]`` blocks of the alias are replaced in
 place (or appended), every other line -- other entries, comments, other
-tables -- stays byte-for-byte. ``tomllib``/``tomli`` only read TOML, so the
-few lines written are produced by :func:`toml_value` below (strings, numbers,
-booleans, arrays and inline tables: all this flat format uses).
+tables -- stays byte-for-byte; the lines written are quoted by tomlkit. The
+inline form ``endpoint = [{...}, ...]`` is edited with tomlkit's
+style-preserving document model. (Replacing whole ``[[endpoint]]`` tables
+through tomlkit would move a comment that precedes the next table along with
+the removed one, so the block edges are found here and tomlkit quotes.)
+tomlkit is imported only when writing.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import RegistryError
-from pbsvllm.registry.base import (Endpoint, Entries, Registry, double_quoted, location, not_parsable,
-                                   split_lines)
+from pbsvllm.registry.base import Endpoint, Entries, Registry, location, not_parsable, split_lines
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,41 +32,45 @@ else:  # pragma: no cover - exercised on 3.9/3.10
 
 _HEADER = re.compile(r"^[ \t]*\[")
 _ENDPOINT_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*endpoint[ \t]*\]\][ \t]*(#.*)?$")
+_ENDPOINT_HEADER_ANY = re.compile(r"^[ \t]*\[\[[ \t]*endpoint[ \t]*\]\]", re.M)
 _SUB_HEADER = re.compile(r"^[ \t]*\[\[?[ \t]*endpoint[ \t]*\.")
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _LINE_COL = re.compile(r"line (\d+), column (\d+)")
 _SPELLINGS = (("url", "api_base_url"), ("key", "api_key_var"))
 
 
-def toml_string(s: str) -> str:
-    """A TOML basic string (control characters escaped)."""
-    return double_quoted(s, lambda c: not (c < 0x20 or c == 0x7F))
+def _tomlkit() -> Any:
+    """tomlkit, imported only when a TOML registry is written (start-up stays fast)."""
+    import tomlkit
+
+    return tomlkit
 
 
-def toml_key(k: str) -> str:
-    return k if _BARE_KEY.match(k) else toml_string(k)
-
-
-def toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return toml_string(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+def _inline(v: Any) -> Any:
+    """A tomlkit item for ``v``; tables become inline tables (this flat format
+    writes every value on its key's line)."""
+    tk = _tomlkit()
     if isinstance(v, dict):
-        if not v:
-            return "{}"
-        return "{ " + ", ".join(f"{toml_key(str(k))} = {toml_value(x)}" for k, x in v.items()) + " }"
-    raise RegistryError(f"cannot write a {type(v).__name__} value ({v!r}) into a TOML registry")
+        table = tk.inline_table()
+        for k, x in v.items():
+            table.append(str(k), _inline(x))
+        return table
+    if isinstance(v, (list, tuple)):
+        arr = tk.array()
+        for x in v:
+            arr.append(_inline(x))
+        return arr
+    try:
+        return tk.item(v)
+    except (ValueError, TypeError):
+        raise RegistryError(f"cannot write a {type(v).__name__} value ({v!r}) into a TOML registry") from None
+
+
+def _fields(ep: Endpoint) -> List[Tuple[str, Any]]:
+    out: List[Tuple[str, Any]] = [("endpoint_id", ep.alias), ("model", ep.model), ("url", ep.url), ("key", ep.key)]
+    for k, v in ep.extra.items():
+        if k not in ("endpoint_id", "model", "url", "key", "api_base_url", "api_key_var"):
+            out.append((str(k), v))
+    return out
 
 
 def _split_lines(text: str) -> List[str]:
@@ -160,15 +165,11 @@ class TomlRegistry(Registry):
 
     @staticmethod
     def entry_text(ep: Endpoint) -> str:
+        """One ``[[endpoint]]`` table, each value on its key's line (tomlkit quotes)."""
+        tk = _tomlkit()
         lines = ["[[endpoint]]"]
-        lines.append(f"endpoint_id = {toml_string(ep.alias)}")
-        lines.append(f"model = {toml_string(ep.model)}")
-        lines.append(f"url = {toml_string(ep.url)}")
-        lines.append(f"key = {toml_string(ep.key)}")
-        for k, v in ep.extra.items():
-            if k in ("endpoint_id", "model", "url", "key", "api_base_url", "api_key_var"):
-                continue
-            lines.append(f"{toml_key(str(k))} = {toml_value(v)}")
+        for k, v in _fields(ep):
+            lines.append(f"{tk.key(k).as_string()} = {_inline(v).as_string()}")
         return "\n".join(lines) + "\n"
 
     def _blocks(self, text: str) -> Tuple[List[str], List[Tuple[int, int, str]]]:
@@ -208,6 +209,32 @@ class TomlRegistry(Registry):
         return lines, blocks
 
     def render(self, text: str, alias: str, entries: List[Endpoint]) -> str:
+        if "endpoint" in self._loads(text) and not _ENDPOINT_HEADER_ANY.search(text):
+            return self._render_inline(text, alias, entries)
+        return self._render_tables(text, alias, entries)
+
+    def _render_inline(self, text: str, alias: str, entries: List[Endpoint]) -> str:
+        """``endpoint = [{...}, ...]`` (an inline array of tables, valid TOML that
+        verifiers reads like ``[[endpoint]]``): edited with tomlkit, which keeps
+        every other part of the document as written."""
+        tk = _tomlkit()
+        doc = tk.parse(text)
+        arr = doc["endpoint"]
+        mine = [i for i, item in enumerate(arr) if isinstance(item, dict) and item.get("endpoint_id") == alias]
+        new = []
+        for ep in entries:
+            table = tk.inline_table()
+            for k, v in _fields(ep):
+                table.append(k, _inline(v))
+            new.append(table)
+        at = mine[0] if mine else len(arr)
+        for i in reversed(mine):
+            del arr[i]
+        for j, table in enumerate(new):
+            arr.insert(at + j, table)
+        return str(tk.dumps(doc))
+
+    def _render_tables(self, text: str, alias: str, entries: List[Endpoint]) -> str:
         lines, blocks = self._blocks(text)
         new_chunk = "\n".join(self.entry_text(e) for e in entries)
         mine = [b for b in blocks if b[2] == alias]

@@ -29,14 +29,58 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import RegistryError
-from pbsvllm.registry.base import (Endpoint, Entries, Registry, double_quoted, location, not_parsable,
-                                   split_lines)
+from pbsvllm.registry.base import (MAX_DEPTH, Endpoint, Entries, Registry, double_quoted, location,
+                                   not_parsable, split_lines)
 
 PROVIDER = "hosted_vllm"
 ENV_PREFIX = "os.environ/"
 _MODEL_LIST = re.compile(r"^model_list[ \t]*:[ \t]*(#.*)?\r?$")
 _MODEL_LIST_EMPTY = re.compile(r"^model_list[ \t]*:[ \t]*(\[[ \t]*\]|null|~)?[ \t]*(#.*)?\r?$")
 _ITEM = re.compile(r"^([ \t]*)-([ \t]|$)")
+
+
+#: Most scalars and collections a registry document may stand for, aliases expanded.
+MAX_NODES = 200_000
+
+
+def _expanded(root: Any) -> Tuple[int, int]:
+    """(values the node graph stands for with every alias expanded, nesting
+    depth), computed without expanding: a shared node is sized once (iterative
+    post-order; an alias loop counts as too big)."""
+    size: Dict[int, int] = {}
+    depth: Dict[int, int] = {}
+    on_path = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            kids = _children(node)
+            size[key] = min(MAX_NODES + 1, 1 + sum(size[id(k)] for k in kids))
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            return MAX_NODES + 1, 0
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in _children(node) if id(k) not in size)
+    return size[id(root)], depth[id(root)]
+
+
+def _children(node: Any) -> List[Any]:
+    value = node.value
+    if not isinstance(value, list):
+        return []
+    out: List[Any] = []
+    for item in value:
+        if isinstance(item, tuple):
+            out.extend(item)
+        else:
+            out.append(item)
+    return out
 
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -82,9 +126,22 @@ class LiteLLMRegistry(Registry):
         memo = self.__dict__.setdefault("_memo", {})
         if text in memo:
             return copy.deepcopy(memo[text])
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it: ~10x faster
+        loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it: ~10x faster
         try:
-            data = yaml.load(text, Loader=loader)
+            loader = loader_cls(text)
+            try:
+                node = loader.get_single_node()
+                if node is not None:
+                    # aliases make a small text stand for a huge document ("billion
+                    # laughs"): count what it stands for before building it
+                    size, depth = _expanded(node)
+                    if size > MAX_NODES or depth > MAX_DEPTH:
+                        what = (f"it expands to more than {MAX_NODES} values through anchors and aliases"
+                                if size > MAX_NODES else f"it is nested deeper than {MAX_DEPTH} levels")
+                        raise not_parsable(self.path, self.path, what + ", more than a registry can be")
+                data = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = location(self.path, mark.line + 1, mark.column + 1) if mark else self.path

@@ -20,14 +20,11 @@ import subprocess
 import sys
 import time
 
+from pbsvllm.fileio import atomic_write
+
 
 def _write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data), 0o600)
 
 
 def _interpreter(script: str) -> list:

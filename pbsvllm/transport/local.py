@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from typing import Dict, Optional, Sequence
 
 from pbsvllm.errors import TransportError
+from pbsvllm.fileio import atomic_write
 from pbsvllm.transport.base import RunResult, Transport, describe_argv
 
 
@@ -30,32 +30,10 @@ def makedirs_private(folder: str) -> None:
 
 
 def atomic_write_text(path: str, text: str, mode: int = 0o600) -> None:
-    """Write ``text`` to ``path`` atomically: temp file in the same folder,
-    fsync, chmod, ``os.replace``, fsync of the folder. Never half-written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    makedirs_private(folder)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="~", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    """Write ``text`` to ``path`` atomically (:func:`pbsvllm.fileio.atomic_write`),
+    creating missing folders 0700 first. Never half-written."""
+    makedirs_private(os.path.dirname(os.path.abspath(path)))
+    atomic_write(path, text, mode)
 
 
 class LocalTransport(Transport):

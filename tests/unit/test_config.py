@@ -211,4 +211,4 @@ def test_profiles_command(tmp_path):
                          text=True, env=env)
     assert json.loads(one.stdout)["account"] == "P"
     bad = subprocess.run([sys.executable, "-m", "pbsvllm", "profiles", "nope"], capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and "unknown profile 'nope'" in bad.stderr
+    assert bad.returncode == 10 and "unknown profile 'nope'" in bad.stderr

@@ -238,11 +238,11 @@ def test_plan_command_json_and_table():
 
 def test_plan_command_errors_are_one_line_with_exit_code():
     r = run_cli("plan", "meta-llama/Llama-3.1-70B-Instruct", "--profile", "polaris")
-    assert r.returncode == 2
+    assert r.returncode == 12  # PlanError (docs/exit-codes.md)
     assert r.stderr.startswith("pbsvllm: error: ") and r.stderr.count("\n") == 1
     assert "TP=4 PP=2" in r.stderr
     r = run_cli("plan", "nobody/unknown-model", "--profile", "polaris")
-    assert r.returncode == 2 and "--params" in r.stderr
+    assert r.returncode == 11 and "--params" in r.stderr  # ModelFactsError
     r = run_cli("plan", "meta-llama/Llama-3.1-70B-Instruct", "--profile", "polaris", "--nodes", "2", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["nodes"] == 2
 

@@ -1,0 +1,186 @@
+"""Safe file I/O every writer shares: one atomic write, one lock with a timeout.
+
+:func:`atomic_write` writes to a temp file in the target's own folder
+(``.<name>.<pid>.<random>.pbsvllm-tmp``), fsyncs it, gives it the mode (and,
+when root edits another user's file, the owner) and renames it over the
+target, then fsyncs the folder: a reader sees the old or the new file, never
+a partial one. A writer killed in between leaves only a temp file, which the
+next writer of the same file may remove (:func:`remove_stale_temps`, under the
+file's lock).
+
+:func:`file_lock` is an exclusive ``flock`` on a sidecar lock file that
+waits at most ``timeout_s`` seconds. The holder writes who it is (pid, host,
+command, since when) into the lock file, so a waiter that gives up can name
+the process to look at instead of hanging forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+import stat
+import sys
+import time
+from typing import Callable, Iterator, Optional, Type, Union
+
+from pbsvllm.errors import PbsvllmError
+
+TMP_MARK = ".pbsvllm-tmp"
+#: Seconds a writer waits for another pbsvllm process's lock before giving up.
+LOCK_TIMEOUT_S = 60.0
+
+
+def temp_prefix(path: str) -> str:
+    """The name prefix of :func:`atomic_write`'s temp files for ``path``."""
+    return "." + os.path.basename(path) + "."
+
+
+def atomic_write(path: str, data: Union[str, bytes], mode: int = 0o600, *,
+                 prefix: Optional[str] = None, owner_of: Optional[os.stat_result] = None) -> None:
+    """Replace ``path`` by ``data`` atomically (see the module doc).
+
+    ``mode`` is the new file's permission bits. ``owner_of``: the stat of the
+    file being replaced; when running as root, the new file gets its owner and
+    group (root editing a user's registry must not take it over). Raises
+    :class:`OSError` (the temp file removed, ``path`` untouched).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = os.path.join(folder, f"{prefix or temp_prefix(path)}{os.getpid()}.{os.urandom(4).hex()}{TMP_MARK}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        try:
+            view = memoryview(raw)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if owner_of is not None and os.geteuid() == 0:
+                os.fchown(fd, owner_of.st_uid, owner_of.st_gid)
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def write_error_text(path: str, exc: OSError) -> str:
+    """One sentence for a failed :func:`atomic_write` (the old file is intact)."""
+    if exc.errno == errno.ENOSPC:
+        return f"no space left writing {path}; the previous version is intact"
+    if exc.errno == errno.EDQUOT:
+        return f"disk quota exceeded writing {path}; the previous version is intact"
+    return f"cannot write {path}: {exc.strerror or exc}; the previous version is intact"
+
+
+def remove_stale_temps(path: str) -> None:
+    """Remove temp files a killed writer of ``path`` left; call it holding ``path``'s lock."""
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = temp_prefix(path)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(TMP_MARK):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+
+
+def _holder_text(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        raw = os.read(fd, 512)
+    except OSError:
+        return ""
+    return raw.decode("utf-8", "replace").strip()
+
+
+def _describe_holder(text: str) -> str:
+    """``pid=1 host=h since=... cmd=...`` -> ``pid 1 on h (pbsvllm watch), holding it since 05:40:01``."""
+    fields = dict(part.split("=", 1) for part in text.split("\t") if "=" in part)
+    pid = fields.get("pid", "")
+    if not pid.isdigit():
+        return "another process (it did not say which)"
+    out = f"pid {pid}"
+    host = fields.get("host", "")
+    if host and host != socket.gethostname():
+        out += f" on {host}"
+    elif host:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            out += " (no longer running: the lock is held by a process it started, or the file system"
+            out += " does not release locks)"
+        except PermissionError:
+            pass
+    cmd = fields.get("cmd", "")
+    if cmd:
+        out += f" ({cmd[:120]})"
+    since = fields.get("since", "")
+    if since.replace(".", "", 1).isdigit():
+        out += f", holding it since {time.strftime('%H:%M:%S', time.localtime(float(since)))}"
+    return out
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: str, what: str, *, timeout_s: Optional[float] = None,
+              error: Type[PbsvllmError] = PbsvllmError,
+              sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created 0600 if missing).
+
+    Waits at most ``timeout_s`` (default :data:`LOCK_TIMEOUT_S`); then raises
+    ``error`` naming ``what`` and the holder. The lock file is never followed
+    through a symlink and must be a regular file.
+    """
+    limit = LOCK_TIMEOUT_S if timeout_s is None else max(0.0, float(timeout_s))
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise error(f"lock file {lock_path} for {what} is a symbolic link; pbsvllm will not follow it",
+                        hint=f"remove {lock_path} (pbsvllm recreates it)") from None
+        raise error(f"cannot create lock file {lock_path} for {what}: {exc.strerror}",
+                    hint="check that you may write to that folder") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(f"lock file {lock_path} for {what} is not a regular file",
+                        hint=f"remove {lock_path} (pbsvllm recreates it)")
+        deadline = time.monotonic() + limit
+        delay = 0.01
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise error(f"cannot lock {lock_path} for {what}: {exc.strerror}") from None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                holder = _describe_holder(_holder_text(fd))
+                raise error(
+                    f"{what} is locked by {holder}; gave up after {limit:g} s",
+                    hint=f"wait for that process to finish or end it; the lock file is {lock_path}",
+                )
+            sleep(min(delay, left))
+            delay = min(delay * 2, 0.25)
+        me = "\t".join((f"pid={os.getpid()}", f"host={socket.gethostname()}", f"since={time.time():.0f}",
+                        "cmd=" + " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:4]))))
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (me.replace("\n", " ") + "\n").encode("utf-8", "replace"), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
