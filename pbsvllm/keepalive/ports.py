@@ -95,19 +95,24 @@ class LivePorts:
         self.store.save(new)
         return job_id
 
-    def _router(self):  # type: ignore[no-untyped-def]
+    def join(self, alias: str, url: str, job_id: str) -> None:
         from pbsvllm import router
 
-        return router
-
-    def join(self, alias: str, url: str) -> None:
-        self._router().add_member(alias, url, home=self.home)
+        rec = self._record(job_id)
+        router.ensure_running(alias, home=self.home, model=rec.served_model_name or alias,
+                              api_key_var=rec.api_key_env or "VLLM_API_KEY")
+        router.add_member(alias, url, job_id=job_id, home=self.home)
 
     def drain(self, alias: str, url: str) -> None:
-        self._router().drain_member(alias, url, timeout=DRAIN_TIMEOUT_S, home=self.home)
+        from pbsvllm import router
+
+        router.drain_member(alias, url, DRAIN_TIMEOUT_S, home=self.home)
+        router.remove_member(alias, url, home=self.home)
 
     def remove(self, alias: str, url: str) -> None:
-        self._router().remove_member(alias, url, home=self.home)
+        from pbsvllm import router
+
+        router.remove_member(alias, url, home=self.home)
 
     def cancel(self, job_id: str) -> None:
         from pbsvllm.jobs import now

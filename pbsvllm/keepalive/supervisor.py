@@ -58,8 +58,8 @@ class Ports(Protocol):
     def submit_successor(self, template_job: str) -> str:
         """Submit another job like ``template_job``; its job id."""
 
-    def join(self, alias: str, url: str) -> None:
-        """Add a ready server to the alias (router membership / registries)."""
+    def join(self, alias: str, url: str, job_id: str) -> None:
+        """Add a ready server to the alias (its router's membership)."""
 
     def drain(self, alias: str, url: str) -> None:
         """Take a server out of the alias, waiting for its in-flight requests."""
@@ -224,7 +224,7 @@ class Supervisor:
             new_id = self.ports.submit_successor(template)
             st.jobs.append(ChainJobState(job_id=new_id, submitted_at=now))
         elif action.kind == ActionKind.JOIN and j is not None and j.url:
-            self.ports.join(st.alias, j.url)
+            self.ports.join(st.alias, j.url, j.job_id)
             j.joined_at = now
         elif action.kind == ActionKind.DRAIN and j is not None:
             if j.url and j.drained_at is None:

@@ -82,7 +82,7 @@ class FakeCluster:
     def _change(self) -> None:
         self.member_log.append((self.clock(), tuple(self.members)))
 
-    def join(self, alias: str, url: str) -> None:
+    def join(self, alias: str, url: str, job_id: str) -> None:
         self.members.append(url)
         self._change()
 
