@@ -66,6 +66,12 @@ class ReplayTransport(Transport):
     def exists(self, path):
         return False
 
+    def size(self, path):
+        return None
+
+    def read_range(self, path, offset, length):
+        raise NotImplementedError
+
 
 def pbs_doc(n: int) -> str:
     with open(os.path.join(ROOT, "tests", "data", "pbs", "qstat-f-F-json-1job-pbs20.0.1.json")) as fh:

@@ -22,15 +22,13 @@ JOB
 repo="$(pwd)"
 cd "$work"
 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$work/sleeper.pbs" <<'PYCODE'
-import sys, types, os
-from pbsvllm.launch import submit_prepared
+import sys, os
+from pbsvllm.launch import SubmitJob, SubmitTarget, submit_job
 home = os.environ["PBSVLLM_HOME"]
 script = open(sys.argv[1]).read()
-prepared = types.SimpleNamespace(alias="sleeper", model="none", served_model_name="sleeper", plan={}, port=0,
-                                 script_text=script, script_path=os.path.join(home, "scripts", "sleeper.pbs"),
-                                 log_path="", server_info_path="")
-settings = types.SimpleNamespace(home=home, host=None, scheduler="local", profile=None, registries=())
-rec = submit_prepared(settings, prepared)
+job = SubmitJob(alias="sleeper", model="none", served_model_name="sleeper", script_text=script,
+                script_path=os.path.join(home, "scripts", "sleeper.pbs"))
+rec = submit_job(SubmitTarget(home=home, scheduler="local"), job)
 print("submitted", rec.job_id)
 PYCODE
 cd "$repo"

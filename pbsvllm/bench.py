@@ -36,10 +36,13 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from pbsvllm.errors import ConfigError, PbsvllmError
+
+if TYPE_CHECKING:
+    from pbsvllm.config import Settings
 
 DEFAULT_API_KEY_ENV = "VLLM_API_KEY"
 
@@ -145,12 +148,13 @@ def url_target(
 
 def resolve_target(
     name: str, model: Optional[str] = None, api_key_env: str = DEFAULT_API_KEY_ENV,
-    registries: Sequence[str] = (), environ: Optional[Mapping[str, str]] = None, home: Optional[str] = None,
+    registries: Sequence[str] = (), environ: Optional[Mapping[str, str]] = None,
+    settings: Optional["Settings"] = None,
 ) -> Target:
     """A URL (``--model`` required) or an alias looked up in registries / job records."""
     if is_url(name):
         return url_target(name, model, api_key_env, environ)
-    target = alias_target(name, registries, environ, home)
+    target = alias_target(name, registries, environ, settings)
     if model:  # --model overrides the served name the registry or job record gives
         eps = tuple(Endpoint(e.url, model, e.api_key) for e in target.endpoints)
         target = Target(target.name, eps, target.source, target.api_key_env)
@@ -158,13 +162,14 @@ def resolve_target(
 
 
 def alias_target(alias: str, registries: Sequence[str] = (),
-                 environ: Optional[Mapping[str, str]] = None, home: Optional[str] = None) -> Target:
+                 environ: Optional[Mapping[str, str]] = None, settings: Optional["Settings"] = None) -> Target:
     """The endpoint(s) an alias stands for, and their API key.
 
     Looked up, first match wins: the ``registries`` given (``--registry``);
-    the registries configured for the alias (user config / profile); the
-    job records under ``$PBSVLLM_HOME`` (servers of that alias with a URL,
-    ready ones first). Several entries are replicas: requests are spread
+    the registries configured for the alias (``settings``: user config /
+    profile); the job records under ``settings.home`` (servers of that
+    alias with a URL, ready ones first). Without ``settings`` only the
+    registries given are looked at. Several entries are replicas: requests are spread
     over them. The key is read from the environment variable each entry
     names (never from the file itself).
     """
@@ -175,12 +180,8 @@ def alias_target(alias: str, registries: Sequence[str] = (),
     tried: List[str] = []
     regs = list(registries)
     explicit = len(regs)
-    if not regs:
-        from pbsvllm import config
-
-        settings = config.resolve({}, env)
+    if not regs and settings is not None:
         regs = list(settings.registries_for(alias))
-        home = home or settings.home
     for i, reg in enumerate(open_registries(regs)):
         tried.append(reg.path)
         if not os.path.exists(reg.path):
@@ -190,13 +191,14 @@ def alias_target(alias: str, registries: Sequence[str] = (),
         found = reg.lookup(alias)
         if found:
             return _target_from_entries(alias, found, f"registry {reg.path}", env)
-    if not explicit:
+    if not explicit and settings is not None:
         from pbsvllm.jobs import JobStore
+        from pbsvllm.models import ServerState
 
-        store = JobStore(home)
+        store = JobStore(settings.home)
         tried.append(f"job records in {store.dir}")
         records = [r for r in store.list() if r.alias == alias and r.url]
-        ready = [r for r in records if r.server_state == "ready"]
+        ready = [r for r in records if r.server_state == ServerState.READY]
         chosen = ready or records[-1:]
         if chosen:
             endpoints = tuple(
@@ -204,7 +206,7 @@ def alias_target(alias: str, registries: Sequence[str] = (),
                          env.get(r.api_key_env or DEFAULT_API_KEY_ENV) or None)
                 for r in chosen
             )
-            state = "ready" if ready else f"server state {chosen[0].server_state}"
+            state = "ready" if ready else f"server state {chosen[0].server_state.value}"
             return Target(alias, endpoints, f"job record(s) {', '.join(r.job_id for r in chosen)} ({state})",
                           chosen[0].api_key_env or DEFAULT_API_KEY_ENV)
     raise JobNotFoundError(

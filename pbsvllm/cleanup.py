@@ -31,7 +31,6 @@ Targets get SIGTERM, then, after a grace period, SIGKILL if still alive.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import signal
 import socket
@@ -46,7 +45,9 @@ REUSE_SLACK_S = 2.0  # clock granularity between a process's start time and a fi
 
 
 @dataclass(frozen=True)
-class ServerInfo:
+class NodeServers:
+    """What one server-info file records for this node: its pids and groups."""
+
     path: str
     job_id: str
     alias: str
@@ -80,7 +81,7 @@ class Scan:
     node: str
     home: str
     targets: List[Target]
-    server_info: List[ServerInfo]
+    server_info: List[NodeServers]
     warnings: List[str]
 
     def to_json(self) -> Dict[str, Any]:
@@ -100,34 +101,36 @@ def _ints(*values: Any) -> List[int]:
     return [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 1]
 
 
-def read_server_info(home: str, node: str, warnings: List[str]) -> List[ServerInfo]:
-    """Server-info files under ``home/run`` written for ``node``."""
-    out: List[ServerInfo] = []
+def node_servers(home: str, node: str, warnings: List[str]) -> List[NodeServers]:
+    """Server-info files under ``home/run`` written for ``node`` (read with
+    :func:`pbsvllm.serverinfo.read`; this runs on the node itself)."""
+    from pbsvllm import serverinfo
+    from pbsvllm.errors import PbsvllmError
+    from pbsvllm.transport.local import LocalTransport
+
+    local = LocalTransport()
+    out: List[NodeServers] = []
     for path in sorted(glob.glob(os.path.join(home, "run", "*.server.json"))):
         try:
             mtime = os.stat(path).st_mtime
-            with open(path, encoding="utf-8") as fh:
-                doc = json.load(fh)
-        except (OSError, ValueError) as exc:
+            info = serverinfo.read(local, path)
+        except OSError as exc:
             warnings.append(f"skipped server-info file {path}: {exc}")
             continue
-        if not isinstance(doc, dict):
-            warnings.append(f"skipped server-info file {path}: not a JSON object")
+        except PbsvllmError as exc:
+            warnings.append(f"skipped server-info file {path}: {exc.message}")
             continue
-        host = str(doc.get("host") or "")
-        if host and _short(host) != _short(node):
+        if info.host and _short(info.host) != _short(node):
             continue
-        pids = _ints(doc.get("pid"))
-        pgids = _ints(doc.get("pgid"))
-        for rep in doc.get("replicas") or []:
-            if isinstance(rep, dict):
-                if rep.get("host") and _short(str(rep["host"])) != _short(node):
-                    continue
-                pids += _ints(rep.get("pid"))
-                pgids += _ints(rep.get("pgid"))
-        out.append(ServerInfo(path=path, job_id=str(doc.get("job_id") or ""),
-                              alias=str(doc.get("alias") or ""), host=host, mtime=mtime,
-                              pids=tuple(pids), pgids=tuple(pgids)))
+        pids = _ints(info.pid)
+        pgids = _ints(info.pgid)
+        for rep in info.replicas:
+            if rep.host and _short(rep.host) != _short(node):
+                continue
+            pids += _ints(rep.pid)
+            pgids += _ints(rep.pgid)
+        out.append(NodeServers(path=path, job_id=info.job_id, alias=info.alias, host=info.host, mtime=mtime,
+                               pids=tuple(pids), pgids=tuple(pgids)))
     return out
 
 
@@ -156,7 +159,7 @@ def find_targets(home: str, *, uid: Optional[int] = None, node: Optional[str] = 
     uid = os.getuid() if uid is None else uid
     node = node or socket.gethostname()
     warnings: List[str] = []
-    infos = read_server_info(home, node, warnings)
+    infos = node_servers(home, node, warnings)
     me = psutil.Process()
     protected: Set[int] = {me.pid} | {p.pid for p in me.parents()}
 

@@ -13,6 +13,7 @@ stderr and the error's exit code here, in ``main`` and nowhere else.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
@@ -35,6 +36,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "cleanup": ("cleanup", "End this user's leftover pbsvllm servers on this node."),
     "bench": ("bench", "Load-test an endpoint: throughput and latency per concurrency."),
     "profiles": ("profiles", "List built-in and user site profiles."),
+    "completion": ("completion", "Print the shell-completion script (bash, zsh, fish)."),
 }
 
 
@@ -53,6 +55,10 @@ class LazyGroup(click.Group):
         module = importlib.import_module(f"pbsvllm.commands.{COMMANDS[name][0]}")
         cmd = getattr(module, "command")
         cmd.name = name
+        if os.environ.get("_PBSVLLM_COMPLETE"):  # a TAB in the shell: aliases, job ids, profiles
+            from pbsvllm.completion import attach
+
+            attach(cmd, name)
         return cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -75,10 +81,14 @@ def cli() -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: the one place where domain errors become exit codes."""
+    from pbsvllm.safety import clean, install_output_filter
+
+    install_output_filter()  # API keys are redacted from everything printed
     try:
         rv = cli.main(args=argv, prog_name="pbsvllm", standalone_mode=False)
     except PbsvllmError as exc:
-        click.echo(f"pbsvllm: error: {exc}", err=True)
+        # one line, whatever a server, a log or a scheduler put into the message
+        click.echo(f"pbsvllm: error: {clean(str(exc), one_line=True)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("pbsvllm: aborted", err=True)

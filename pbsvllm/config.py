@@ -105,8 +105,8 @@ def _posfloat(v: Any, where: str) -> float:
         fv = float(v)
     except (TypeError, ValueError):
         raise ConfigError(f"{where} must be a positive number, got {v!r}") from None
-    if not fv > 0:
-        raise ConfigError(f"{where} must be a positive number, got {v!r}")
+    if not fv > 0 or fv == float("inf"):
+        raise ConfigError(f"{where} must be a positive (finite) number, got {v!r}")
     return fv
 
 
@@ -279,6 +279,8 @@ SETTINGS_KEYS: Dict[str, Callable[[Any, str], Any]] = {
     "api_key_env": _str,
     "template_dirs": _strlist,
     "registries": _strlist,
+    "ssh_config": _optstr,
+    "ssh_accept_new": _bool,
 }
 
 ALIAS_KEYS: Dict[str, Callable[[Any, str], Any]] = {
@@ -301,6 +303,17 @@ class Settings:
     template_dirs: Tuple[str, ...] = ()
     config_path: Optional[str] = None          # the user config file read (None: none found)
     alias_registries: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+    ssh_config: Optional[str] = None           # ssh_config file instead of ~/.ssh/config (PBSVLLM_SSH_CONFIG)
+    ssh_accept_new: bool = False               # record unknown host keys, like accept-new (PBSVLLM_SSH_ACCEPT_NEW)
+
+    def transport_options(self) -> Dict[str, Any]:
+        """SSH options for :func:`pbsvllm.transport.get_transport` (set once by the API)."""
+        opts: Dict[str, Any] = {}
+        if self.ssh_config:
+            opts["ssh_config"] = self.ssh_config
+        if self.ssh_accept_new:
+            opts["accept_unknown_host"] = True
+        return opts
 
     def registries_for(self, alias: str) -> Tuple[str, ...]:
         """Registries to update for ``alias``: its own list if set, else the default ones."""
@@ -322,16 +335,41 @@ class Settings:
 # loading
 # ---------------------------------------------------------------------------
 
+#: A config file larger than this is not one (a log or a binary given by mistake).
+MAX_CONFIG_BYTES = 4 << 20
+
+
 def _read_toml(path: str) -> Dict[str, Any]:
+    """A TOML config file as a table; every failure is one ConfigError naming
+    the file: missing, not a regular file (a FIFO never blocks), too large,
+    not UTF-8 (a binary), not TOML, or nested too deeply."""
+    from pbsvllm.fileio import read_regular
+    from pbsvllm.safety import nesting_depth
+
+    if os.path.realpath(path) == os.devnull:
+        return {}  # PBSVLLM_CONFIG=/dev/null: "no config file", the usual idiom
+    data = read_regular(path, "config file", error=ConfigError, max_bytes=MAX_CONFIG_BYTES,
+                        hint="set PBSVLLM_CONFIG (or --config) to your TOML config file")
+    if data is None:
+        raise ConfigError(f"config file {path} does not exist (set PBSVLLM_CONFIG to an existing file or unset it)")
     try:
-        with open(path, "rb") as fh:
-            return _toml.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist (set PBSVLLM_CONFIG to an existing file or unset it)") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}): is it a binary file?",
+                          hint="a config file is TOML text") from None
+    try:
+        table = _toml.loads(text)
     except _toml.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (RecursionError, MemoryError):
+        raise ConfigError(f"{path} is nested too deeply to be a config file") from None
+    if nesting_depth(table, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"{path} is nested deeper than {MAX_CONFIG_DEPTH} levels; no pbsvllm setting is")
+    return table
+
+
+#: Deepest nesting a config file needs: [profiles.NAME.env] is 3.
+MAX_CONFIG_DEPTH = 8
 
 
 def user_profile_tables(config_path: Optional[str]) -> Dict[str, Any]:
@@ -554,6 +592,7 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
     )
     if "registries" in flags:  # explicit flag wins for every alias
         alias_regs = ()
+    ssh_config = pick("ssh_config", "PBSVLLM_SSH_CONFIG", None)
     return Settings(
         home=home,
         profile=profile,
@@ -565,6 +604,8 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
         template_dirs=template_dirs,
         config_path=used_path,
         alias_registries=alias_regs,
+        ssh_config=os.path.expanduser(ssh_config) if ssh_config else None,
+        ssh_accept_new=pick("ssh_accept_new", "PBSVLLM_SSH_ACCEPT_NEW", False),
     )
 
 

@@ -99,6 +99,57 @@ def remove_stale_temps(path: str) -> None:
                 os.unlink(os.path.join(folder, name))
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"))
+
+
+def kind_of(mode: int) -> str:
+    """``a FIFO (named pipe)``, ``a character device``, ... for a non-regular ``st_mode``."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def read_regular(path: str, what: str, *, error: Type[PbsvllmError] = PbsvllmError,
+                 max_bytes: Optional[int] = None, hint: str = "") -> Optional[bytes]:
+    """The bytes of ``path`` (symlinks followed), None if it does not exist.
+
+    Only a regular file is read: it is opened without blocking and checked
+    with ``fstat`` before a byte is read, so a FIFO never hangs the caller
+    and a device is never read. ``what`` names the file in errors
+    (``config file``, ``registry``); ``max_bytes`` bounds what is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            real = os.path.realpath(path)
+            via = f" (through the link to {real})" if real != os.path.abspath(path) else ""
+            raise error(f"{what} {path}{via} is {kind_of(st.st_mode)}, not a regular file; pbsvllm only reads"
+                        " regular files", hint=hint or f"point pbsvllm at the real {what}")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise error(f"{what} {path} is {st.st_size} bytes, more than the {max_bytes} such a file can be",
+                        hint=hint or f"point pbsvllm at the real {what}")
+        chunks = []
+        total = 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if max_bytes is not None and total > max_bytes:
+                raise error(f"{what} {path} is more than the {max_bytes} bytes such a file can be")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
 def _holder_text(fd: int) -> str:
     try:
         os.lseek(fd, 0, os.SEEK_SET)

@@ -2,19 +2,28 @@
 save the job record.
 
 ``submit_prepared(settings, prepared)`` is what ``pbsvllm submit`` calls
-after ``pbsvllm.render.prepare_job``. The rendered script is written (and
+after ``pbsvllm.render.prepare_job``; ``submit_job(target, job)`` is the same
+with the two typed inputs spelled out (what tests and benchmarks build). The rendered script is written (and
 kept) before qsub runs, so a refused submission says exactly where the
 script is to fix and resubmit by hand.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pbsvllm.errors import PbsvllmError
 from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.models import JobState, ServerState
+from pbsvllm.transport.base import Transport
+
+if TYPE_CHECKING:
+    from pbsvllm.config import Settings
+    from pbsvllm.render import PreparedJob
+    from pbsvllm.scheduler.base import JobStatus, Scheduler, SubmitOptions
 
 #: Placeholders the prepared paths may hold for the job id (known only after qsub).
 _JOB_ID_PLACEHOLDERS = ("{job_id}", "${PBS_JOBID}", "$PBS_JOBID")
@@ -26,62 +35,77 @@ def fill_job_id(path: str, job_id: str) -> str:
     return path
 
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        if isinstance(obj, dict) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    return default
+@dataclasses.dataclass(frozen=True)
+class SubmitTarget:
+    """Where a job goes: what :func:`submit_job` needs of the settings."""
+
+    home: str
+    host: Optional[str] = None
+    scheduler: str = "auto"
+    profile: str = ""
+    registries: Tuple[str, ...] = ()
+    api_key_env: str = "VLLM_API_KEY"
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", alias: str) -> "SubmitTarget":
+        return cls(home=settings.home, host=settings.host,
+                   scheduler=settings.scheduler or settings.profile.scheduler or "auto",
+                   profile=settings.profile.name, registries=tuple(settings.registries_for(alias)),
+                   api_key_env=settings.api_key_env or "VLLM_API_KEY")
 
 
-def _plan_dict(plan: Any) -> Dict[str, Any]:
-    if plan is None:
-        return {}
-    if isinstance(plan, dict):
-        return plan
-    for meth in ("to_json", "to_dict", "as_dict"):
-        fn = getattr(plan, meth, None)
-        if callable(fn):
-            value = fn()
-            if isinstance(value, str):
-                import json
+@dataclasses.dataclass(frozen=True)
+class SubmitJob:
+    """A rendered job script and where it and its outputs go. ``log_path``
+    and ``server_info_path`` may hold ``{job_id}`` (known after qsub)."""
 
-                return json.loads(value)
-            return dict(value)
-    import dataclasses
+    alias: str
+    script_text: str
+    script_path: str
+    model: str = ""
+    served_model_name: str = ""
+    log_path: str = ""
+    server_info_path: str = ""
+    dirs: Tuple[str, ...] = ()  # folders created (0700) before qsub
+    port: Optional[int] = None
+    plan: Dict[str, Any] = dataclasses.field(default_factory=dict)  # Plan.to_json()
 
-    if dataclasses.is_dataclass(plan):
-        return dataclasses.asdict(plan)
-    return {"repr": repr(plan)}
+    @classmethod
+    def from_prepared(cls, prepared: "PreparedJob") -> "SubmitJob":
+        return cls(alias=prepared.alias, script_text=prepared.script_text, script_path=prepared.script_path,
+                   model=prepared.model, served_model_name=prepared.served_model_name,
+                   log_path=prepared.log_path, server_info_path=prepared.server_info_path,
+                   dirs=tuple(prepared.dirs), port=prepared.port, plan=prepared.plan.to_json())
 
 
-def submit_prepared(
-    settings: Any,
-    prepared: Any,
+def submit_prepared(settings: "Settings", prepared: "PreparedJob", *, transport: Optional[Transport] = None,
+                    scheduler: Optional["Scheduler"] = None, store: Optional[JobStore] = None,
+                    options: Optional["SubmitOptions"] = None) -> JobRecord:
+    """:func:`submit_job` for the render step's PreparedJob and the resolved settings."""
+    return submit_job(SubmitTarget.from_settings(settings, prepared.alias), SubmitJob.from_prepared(prepared),
+                      transport=transport, scheduler=scheduler, store=store, options=options)
+
+
+def submit_job(
+    target: SubmitTarget,
+    job: SubmitJob,
     *,
-    transport: Any = None,
-    scheduler: Any = None,
+    transport: Optional[Transport] = None,
+    scheduler: Optional["Scheduler"] = None,
     store: Optional[JobStore] = None,
-    options: Any = None,
+    options: Optional["SubmitOptions"] = None,
 ) -> JobRecord:
-    """Write ``prepared``'s script on the target, submit it, record the job.
+    """Write ``job``'s script on the target, submit it, record the job.
 
-    ``settings``: the resolved :class:`pbsvllm.config.Settings` (host,
-    scheduler, home, profile). ``prepared``: the render step's PreparedJob
-    (script text, script/log/server-info paths, plan, alias, model).
     ``transport``/``scheduler``/``store`` may be injected (tests, benchmarks).
     """
     from pbsvllm.scheduler import get_scheduler
     from pbsvllm.transport import get_transport
 
-    host = _get(settings, "host")
-    home = _get(settings, "home")
     if transport is None:
-        transport = get_transport(host)
+        transport = get_transport(target.host)
     if scheduler is None:
-        profile = _get(settings, "profile")
-        name = _get(settings, "scheduler") or _get(profile, "scheduler") or "auto"
+        name = target.scheduler or "auto"
         if name == "torque":
             # Many "Torque" sites are Slurm behind Torque wrappers: check once
             # at submit; the record keeps the answer for status and cancel.
@@ -89,62 +113,54 @@ def submit_prepared(
 
             if detect(transport) == "slurm-torque":
                 name = "slurm-torque"
-        kw = {"home": home} if home else {}
-        scheduler = get_scheduler(name, transport, **kw)
-    store = store or JobStore(home)
+        scheduler = get_scheduler(name, transport, home=target.home)
+    store = store or JobStore(target.home)
 
-    script_text = _get(prepared, "script", "script_text")
-    script_path = transport.expanduser(str(_get(prepared, "script_path")))
-    if not script_text or not script_path:
+    script_path = transport.expanduser(job.script_path)
+    if not job.script_text or not script_path:
         raise PbsvllmError("internal: the prepared job has no script text or script path")
     where = f"{transport.host}:{script_path}" if not transport.is_local else script_path
-    transport.write_text(script_path, script_text, mode=0o700)
+    transport.write_text(script_path, job.script_text, mode=0o700)
     # The folders the job writes to must exist before qsub: the script's
     # `#PBS -o <log_dir>/` is opened by the scheduler before the script runs
     # (Slurm fails the launch, PBS cannot deliver the output).
-    dirs = [transport.expanduser(str(d)) for d in (_get(prepared, "dirs", default=()) or ())]
+    dirs = [transport.expanduser(d) for d in job.dirs]
     if dirs:
         rc, _out, err = transport.run(["mkdir", "-p", "-m", "700", "--", *dirs], timeout=60)
         if rc != 0:
             raise PbsvllmError(f"cannot create {', '.join(dirs)} on {transport.host}: {err.strip()}",
                                hint="check that PBSVLLM_HOME and the profile's log_dir are writable")
-    if options is None:
-        options = _get(prepared, "submit_options", "options")
     try:
         job_id = scheduler.submit(script_path, options)
     except PbsvllmError as exc:
         exc.message = f"{exc.message}. The rendered script is kept at {where}"
         exc.args = (exc.message,)
         raise
-    alias = str(_get(prepared, "alias", default="") or "")
-    profile = _get(settings, "profile")
-    registries_for = getattr(settings, "registries_for", None)
-    registries = list(registries_for(alias)) if callable(registries_for) else list(_get(settings, "registries", default=()) or ())
-    log_path = fill_job_id(str(_get(prepared, "log_path", default="") or ""), job_id)
+    log_path = fill_job_id(job.log_path, job_id)
     if log_path:
         log_path = transport.expanduser(log_path)
-    info_path = str(_get(prepared, "server_info_path", default="") or "")
+    info_path = job.server_info_path
     if info_path:
         info_path = transport.expanduser(fill_job_id(info_path, job_id))
-    elif home:
-        info_path = os.path.join(home, "run", f"{job_id}.server.json")
+    else:
+        info_path = os.path.join(target.home, "run", f"{job_id}.server.json")
     record = JobRecord(
         job_id=job_id,
-        alias=alias,
-        model=str(_get(prepared, "model", default="") or ""),
-        served_model_name=str(_get(prepared, "served_model_name", default="") or alias),
-        profile=str(_get(profile, "name", default="") or ""),
+        alias=job.alias,
+        model=job.model,
+        served_model_name=job.served_model_name or job.alias,
+        profile=target.profile,
         scheduler=scheduler.name,
-        host=host,
+        host=target.host,
         submitted_at=time.time(),
         script_path=script_path,
         log_path=log_path,
         server_info_path=info_path,
-        port=_get(prepared, "port"),
-        registries=registries,
-        api_key_env=str(_get(settings, "api_key_env", default="VLLM_API_KEY") or "VLLM_API_KEY"),
-        plan=_plan_dict(_get(prepared, "plan")),
-        server_state="none",
+        port=job.port,
+        registries=list(target.registries),
+        api_key_env=target.api_key_env,
+        plan=dict(job.plan),
+        server_state=ServerState.NONE,
     )
     store.save(record)
     return record
@@ -159,12 +175,12 @@ def _status_key(d: Dict[str, Any]) -> Dict[str, Any]:
 
 def refresh_statuses(
     store: JobStore,
-    records: Any,
+    records: Sequence[JobRecord],
     *,
-    transport_for: Any = None,
-    scheduler_for: Any = None,
+    transport_for: Optional[Callable[[Optional[str]], Transport]] = None,
+    scheduler_for: Optional[Callable[[Optional[str], str], "Scheduler"]] = None,
     skip_terminal: bool = True,
-) -> "tuple[Dict[str, Any], list]":
+) -> Tuple[Dict[str, "JobStatus"], List[str]]:
     """Ask each (host, scheduler) group of ``records`` for its jobs' states in
     ONE scheduler call per group; cache the answers in the records.
 
@@ -172,19 +188,18 @@ def refresh_statuses(
     (``skip_terminal``). Returns ``(statuses by job id, errors)``; a group
     that cannot be reached adds a one-line error and keeps its cached rows.
     """
-    from pbsvllm.models import JobState
     from pbsvllm.scheduler import get_scheduler
     from pbsvllm.transport import get_transport
 
     transport_for = transport_for or get_transport
-    groups: Dict[Any, list] = {}
+    groups: Dict[Tuple[Optional[str], str], List[JobRecord]] = {}
     for rec in records:
         cached = rec.last_status or {}
-        if skip_terminal and cached.get("state") in (s.value for s in JobState if s.is_terminal):
+        if skip_terminal and cached.get("state") in [s.value for s in JobState if s.is_terminal]:
             continue
         groups.setdefault((rec.host, rec.scheduler or "auto"), []).append(rec)
-    statuses: Dict[str, Any] = {}
-    errors: list = []
+    statuses: Dict[str, "JobStatus"] = {}
+    errors: List[str] = []
     for (host, sched_name), recs in groups.items():
         try:
             if scheduler_for is not None:
@@ -211,7 +226,8 @@ def refresh_statuses(
     return statuses, errors
 
 
-def cancel_job(store: JobStore, alias_or_id: str, *, force: bool = False, transport: Any = None, scheduler: Any = None) -> "tuple[JobRecord, str]":
+def cancel_job(store: JobStore, alias_or_id: str, *, force: bool = False, transport: Optional[Transport] = None,
+               scheduler: Optional["Scheduler"] = None) -> Tuple[JobRecord, str]:
     """Cancel a tracked job (qdel / qdel -W force / local SIGTERM+SIGKILL);
     records ``cancelled_at``. Returns the record and the scheduler's message."""
     from pbsvllm.scheduler import get_scheduler

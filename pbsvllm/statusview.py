@@ -9,9 +9,13 @@ entries there and keys in ``build_row`` without touching the rest.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from pbsvllm.jobs import JobRecord
 from pbsvllm.models import JobState
+
+if TYPE_CHECKING:
+    from pbsvllm.scheduler.base import JobStatus
 
 
 def fmt_duration(seconds: Optional[float]) -> str:
@@ -22,49 +26,32 @@ def fmt_duration(seconds: Optional[float]) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def _status_dict(status: Any) -> Dict[str, Any]:
-    if status is None:
-        return {}
-    if isinstance(status, Mapping):
-        return dict(status)
-    to_dict = getattr(status, "to_dict", None)
-    return dict(to_dict()) if callable(to_dict) else {}
-
-
-def _rec(record: Any, key: str, default: Any = None) -> Any:
-    get = getattr(record, "get", None)
-    if callable(get) and not isinstance(record, Mapping):
-        return get(key, default)
-    if isinstance(record, Mapping):
-        return record.get(key, default)
-    return getattr(record, key, default)
-
-
-def build_row(record: Any, status: Any = None, *, now: Optional[float] = None, stale: bool = False) -> Dict[str, Any]:
-    """One status row. ``status``: a JobStatus (or its dict) from the
-    scheduler; None -> the record's cached ``last_status`` (``stale`` True)."""
+def build_row(record: JobRecord, status: Optional["JobStatus"] = None, *, now: Optional[float] = None,
+              stale: bool = False) -> Dict[str, Any]:
+    """One status row. ``status``: the scheduler's answer; None -> the
+    record's cached ``last_status`` (``stale`` True)."""
     now = time.time() if now is None else now
-    st = _status_dict(status)
+    st: Dict[str, Any] = status.to_dict() if status is not None else {}
     if not st:
-        st = dict(_rec(record, "last_status") or {})
+        st = dict(record.last_status)
         stale = True
     state = str(st.get("state") or JobState.UNKNOWN.value)
-    cancelled_at = _rec(record, "cancelled_at") or 0
+    cancelled_at = record.cancelled_at
     if cancelled_at and state in (JobState.COMPLETED.value, JobState.FAILED.value, JobState.UNKNOWN.value):
         state = JobState.CANCELLED.value
     used = st.get("walltime_used_s")
     limit = st.get("walltime_limit_s")
     if stale and used is not None and state == JobState.RUNNING.value:
-        at = _rec(record, "last_status_at") or 0
+        at = record.last_status_at
         if at:
             used = int(used + max(0, now - at))
     active = state in (JobState.PENDING.value, JobState.HELD.value, JobState.RUNNING.value, JobState.COMPLETING.value)
     left = None if used is None or limit is None or not active else max(0, int(limit) - int(used))
     return {
-        "alias": _rec(record, "alias") or "",
-        "job_id": _rec(record, "job_id"),
-        "host": _rec(record, "host") or "localhost",
-        "scheduler": _rec(record, "scheduler") or "",
+        "alias": record.alias,
+        "job_id": record.job_id,
+        "host": record.host or "localhost",
+        "scheduler": record.scheduler,
         "state": state,
         "raw_state": st.get("raw_state") or "",
         "queue": st.get("queue") or "",
@@ -75,19 +62,19 @@ def build_row(record: Any, status: Any = None, *, now: Optional[float] = None, s
         "exit_status": st.get("exit_status"),
         "exit_reason": st.get("exit_reason") or "",
         "comment": st.get("comment") or "",
-        "submitted_at": _rec(record, "submitted_at"),
-        "model": _rec(record, "model") or "",
-        "server_state": _rec(record, "server_state") or "none",
-        "url": _rec(record, "url") or "",
-        "metrics": _rec(record, "metrics"),
+        "submitted_at": record.submitted_at,
+        "model": record.model,
+        "server_state": record.server_state.value,
+        "url": record.url,
+        "metrics": None,
         "registries": [],
         "stale": bool(stale),
     }
 
 
 def build_rows(
-    records: Iterable[Any],
-    statuses: Mapping[str, Any],
+    records: Iterable[JobRecord],
+    statuses: Mapping[str, "JobStatus"],
     *,
     now: Optional[float] = None,
 ) -> List[Dict[str, Any]]:
@@ -96,8 +83,7 @@ def build_rows(
     now = time.time() if now is None else now
     rows = []
     for rec in records:
-        jid = _rec(rec, "job_id")
-        rows.append(build_row(rec, statuses.get(jid), now=now, stale=jid not in statuses))
+        rows.append(build_row(rec, statuses.get(rec.job_id), now=now, stale=rec.job_id not in statuses))
     return rows
 
 

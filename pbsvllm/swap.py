@@ -18,11 +18,17 @@ before each request):
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pbsvllm.errors import RegistryError, ServerError
+from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.models import JobState, ServerState
+from pbsvllm.transport.base import Transport
+
+if TYPE_CHECKING:
+    from pbsvllm.config import Settings
+    from pbsvllm.health import Readiness
 
 DRAIN_GRACE_S = 2.0
 
@@ -40,86 +46,78 @@ class SwapResult:
         return dataclasses.asdict(self)
 
 
-def _target_url(record: Any, transport: Any = None) -> str:
-    """The new server's URL: the job record's, else its server-info file."""
-    url = getattr(record, "url", "") or ""
-    if url:
-        return url
-    path = getattr(record, "server_info_path", "") or ""
-    if path:
-        try:
-            if transport is not None and not getattr(transport, "is_local", True):
-                text = transport.read_text(path)
-            else:
-                with open(path, encoding="utf-8") as fh:
-                    text = fh.read()
-            info = json.loads(text)
-        except (OSError, ValueError) as exc:
-            raise ServerError(
-                f"job {record.job_id} has no server yet: cannot read its server-info file {path} ({exc})",
-                hint=f"wait for it: `pbsvllm watch {record.job_id}`",
-            ) from None
-        from pbsvllm.watcher import endpoint_url
+def target_url(settings: "Settings", record: JobRecord, transport: Transport) -> str:
+    """The new server's URL: the job record's, else its server-info file,
+    read through ``transport`` (the job's host: over SSH for a remote job)."""
+    if record.url:
+        return record.url
+    from pbsvllm import serverinfo
 
-        return endpoint_url(info, alias=getattr(record, "alias", ""))
-    raise ServerError(f"job {record.job_id} has no known server URL",
-                      hint=f"wait for it: `pbsvllm watch {record.job_id}`")
+    try:
+        info = serverinfo.read(transport, record.server_info_path)
+    except serverinfo.ServerInfoMissing:
+        raise ServerError(f"job {record.job_id} has no server yet (no server-info file)",
+                          hint=f"wait for it: `pbsvllm watch {record.job_id}`") from None
+    except ServerError as exc:
+        raise ServerError(f"job {record.job_id}: {exc.message}",
+                          hint=f"wait for it: `pbsvllm watch {record.job_id}`") from None
+    return serverinfo.endpoint_url(info, hostname_suffix=settings.profile.hostname_suffix or "",
+                                   url_template=settings.profile.url_template or serverinfo.DEFAULT_URL_TEMPLATE,
+                                   alias=record.alias)
 
 
-def _candidate_registries(settings: Any, alias: str, store: Any, explicit: Optional[Sequence[str]]) -> List[str]:
+def _candidate_registries(settings: "Settings", alias: str, store: JobStore,
+                          explicit: Optional[Sequence[str]]) -> List[str]:
     if explicit:
         return list(explicit)
-    specs: List[str] = []
-    regs_for = getattr(settings, "registries_for", None)
-    if callable(regs_for):
-        specs.extend(regs_for(alias))
+    specs: List[str] = list(settings.registries_for(alias))
     for rec in store.list():
-        specs.extend(str(r) for r in (rec.registries or []))
-        specs.extend(str(r) for r in ((rec.get("watch") or {}).get("registered") or []))
-    seen, out = set(), []
-    for s in specs:
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
+        specs.extend(rec.registries)
+        specs.extend(rec.watch.registered)
+    return list(dict.fromkeys(specs))
 
 
 def swap_endpoint(
-    settings: Any,
+    settings: "Settings",
     alias: str,
     to_job: str,
     *,
-    store: Any = None,
+    store: Optional[JobStore] = None,
     registries: Optional[Sequence[str]] = None,
     add: bool = False,
     cancel_old: bool = False,
     drain_timeout_s: float = 120.0,
-    probe: Optional[Callable[[str, str], Any]] = None,
+    probe: Optional[Callable[[str, str], "Readiness"]] = None,
     cancel: Optional[Callable[[str], str]] = None,
-    drain: Optional[Callable[[str, float], Any]] = None,
+    drain: Optional[Callable[[str, float], Tuple[bool, str]]] = None,
+    transport_for: Optional[Callable[[Optional[str]], Transport]] = None,
     sleep: Callable[[float], None] = time.sleep,
     say: Callable[[str], None] = lambda s: None,
 ) -> SwapResult:
     """Point ``alias`` at job ``to_job``'s server in every registry holding it.
 
-    ``probe``/``cancel``/``drain`` are seams (defaults: the real health probe,
-    the job's scheduler, ``/metrics`` draining).
+    ``probe``/``cancel``/``drain``/``transport_for`` are seams (defaults: the
+    real health probe, the job's scheduler, ``/metrics`` draining, the job
+    host's transport).
     """
-    from pbsvllm.jobs import JobStore
     from pbsvllm.registry import Endpoint, open_registries, spec_of
 
-    store = store if store is not None else JobStore(getattr(settings, "home", None))
+    if transport_for is None:
+        from pbsvllm.transport import get_transport
+
+        transport_for = get_transport
+    store = store if store is not None else JobStore(settings.home)
     target = store.find(to_job)
-    url = _target_url(target)
-    model = target.served_model_name or target.alias or target.model
+    url = target_url(settings, target, transport_for(target.host))
+    model = target.served_name
     if probe is None:
         from pbsvllm.watcher import make_probe
 
         probe = make_probe(settings, timeout=3.0, completion_timeout=30.0)
     r = probe(url, model)
-    if not getattr(r, "ready", False):
+    if not r.ready:
         raise ServerError(
-            f"job {target.job_id} at {url} is not ready, so {alias!r} was not moved: {getattr(r, 'detail', '')}",
+            f"job {target.job_id} at {url} is not ready, so {alias!r} was not moved: {r.detail}",
             hint=f"wait for it with `pbsvllm watch {target.job_id}`, then swap again",
         )
     say(f"{target.job_id} at {url} is ready ({model} listed, one-token completion ok)")
@@ -130,13 +128,13 @@ def swap_endpoint(
     holding = [reg for reg in regs if reg.lookup(alias)]
     if not holding:
         holding = open_registries(list(registries)) if registries else \
-            open_registries(list(getattr(settings, "registries_for", lambda a: ())(alias)))
+            open_registries(list(settings.registries_for(alias)))
     if not holding:
         raise RegistryError(
             f"no registry holds {alias!r} and none is configured for it",
             hint="pass --registry PATH, or set registries in the profile or [aliases." + alias + "] of the config",
         )
-    key_env = target.api_key_env or getattr(settings, "api_key_env", "VLLM_API_KEY") or "VLLM_API_KEY"
+    key_env = target.api_key_env or settings.api_key_env or "VLLM_API_KEY"
     ep = Endpoint(alias=alias, model=model, url=url, key=key_env, job_id=target.job_id)
     reg_results = []
     old_urls: List[str] = []
@@ -149,39 +147,31 @@ def swap_endpoint(
             if u.rstrip("/") != url.rstrip("/") and u not in old_urls:
                 old_urls.append(u)
     # remember, in the target's record, where it is registered (status, and removal when it ends)
-    watch = dict(target.get("watch") or {})
-    registered = list(watch.get("registered") or [])
-    for item in reg_results:
-        if item["registry"] not in registered:
-            registered.append(item["registry"])
-    watch["registered"] = registered
-    aliases = list(target.get("registered_aliases") or [])
-    if alias not in aliases:
-        aliases.append(alias)
+    watch = dataclasses.replace(target.watch, registered=list(dict.fromkeys(
+        [*target.watch.registered, *(str(item["registry"]) for item in reg_results)])))
+    aliases = list(dict.fromkeys([*target.registered_aliases, alias]))
     store.update(target.job_id, watch=watch, registered_aliases=aliases,
-                 server_state="ready", url=url)
+                 server_state=ServerState.READY, url=url)
 
     old_jobs: List[Dict[str, Any]] = []
     if add:
         return SwapResult(alias, target.job_id, url, reg_results, old_jobs, added=True)
-    by_url: Dict[str, Any] = {}
-    final = ("COMPLETED", "FAILED", "CANCELLED")
+    by_url: Dict[str, JobRecord] = {}
+    final = tuple(s.value for s in JobState if s.is_terminal)
     for rec in store.list():  # oldest first; a job still running wins over an ended one at the same URL
-        for u in [rec.url] + list((rec.get("watch") or {}).get("urls") or []):
-            if not u:
-                continue
+        for u in rec.urls:
             prev = by_url.get(u.rstrip("/"))
             if prev is None or (rec.last_status or {}).get("state") not in final or \
                     (prev.last_status or {}).get("state") in final:
                 by_url[u.rstrip("/")] = rec
     for u in old_urls:
-        rec = by_url.get(u.rstrip("/"))
-        item: Dict[str, Any] = {"job_id": rec.job_id if rec else None, "url": u, "drained": None,
+        old = by_url.get(u.rstrip("/"))
+        item: Dict[str, Any] = {"job_id": old.job_id if old else None, "url": u, "drained": None,
                                 "drain": "", "cancelled": False, "message": ""}
         if cancel_old:
-            if rec is None:
+            if old is None:
                 item["message"] = "no tracked job serves this URL; not cancelled"
-            elif rec.job_id == target.job_id:
+            elif old.job_id == target.job_id:
                 item["message"] = "same job as the target; not cancelled"
             else:
                 sleep(DRAIN_GRACE_S)
@@ -192,15 +182,15 @@ def swap_endpoint(
                 else:
                     ok, how = drain(u, drain_timeout_s)
                 item["drained"], item["drain"] = ok, how
-                say(f"old server {u} ({rec.job_id}): {how}")
+                say(f"old server {u} ({old.job_id}): {how}")
                 if cancel is None:
                     from pbsvllm.launch import cancel_job
 
-                    _rec, msg = cancel_job(store, rec.job_id)
+                    _rec, msg = cancel_job(store, old.job_id)
                 else:
-                    msg = cancel(rec.job_id)
+                    msg = cancel(old.job_id)
                 item["cancelled"], item["message"] = True, msg
-                say(f"cancelled {rec.job_id}: {msg}")
+                say(f"cancelled {old.job_id}: {msg}")
         old_jobs.append(item)
     return SwapResult(alias, target.job_id, url, reg_results, old_jobs)
 

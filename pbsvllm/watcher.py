@@ -36,30 +36,24 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 import time
-from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from pbsvllm import serverinfo
 from pbsvllm.errors import PbsvllmError, RegistryError, ServerError
-from pbsvllm.models import JobState, ServerState
+from pbsvllm.jobs import JobRecord, JobStore, WatchState
+from pbsvllm.logtail import LogTail
+from pbsvllm.models import JobState, Phase, ServerState
+from pbsvllm.serverinfo import ServerInfo
+from pbsvllm.transport.base import Transport
 
-PHASE_LABELS = {
-    "submitted": "submitted",
-    "queued": "queued",
-    "held": "held",
-    "running": "running",
-    "starting": "starting",
-    "loading_weights": "loading weights",
-    "compiling": "compiling / capturing graphs",
-    "kv_cache_allocated": "KV cache allocated",
-    "ready": "ready",
-    "failed": "failed",
-    "stopped": "stopped",
-    "shutting_down": "shutting down",
-}
-_PHASE_ORDER = ["submitted", "queued", "held", "running", "starting", "loading_weights", "compiling",
-                "kv_cache_allocated"]
+if TYPE_CHECKING:  # typing only: these import heavier modules
+    from pbsvllm.config import Settings
+    from pbsvllm.health import Readiness
+    from pbsvllm.registry.base import Registry
+    from pbsvllm.scheduler.base import JobStatus, Scheduler
+    from pbsvllm.vllmlog import ErrorTracker
 
 QUEUED_POLL_MIN_S = 1.0
 QUEUED_POLL_MAX_S = 30.0
@@ -73,163 +67,14 @@ CONTEXT_LINES = 12
 FAIL_SETTLE_S = 1.5
 # consecutive probe results of these kinds, once the log says the server is up, mean failure
 STUCK_PROBE_LIMIT = {"unauthorized": 2, "model_missing": 3, "completion_failed": 3, "models_error": 5}
-WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
-
-
-# ------------------------------------------------------------------ the URL
-
-def endpoint_url(info: Mapping[str, Any], *, hostname_suffix: str = "",
-                 url_template: str = "http://{host}:{port}/v1", alias: str = "") -> str:
-    """The URL clients use, from the server-info file and the profile.
-
-    ``{host}`` is the node's short name plus ``hostname_suffix`` (e.g.
-    ``.hsn.cm.polaris.alcf.anl.gov``), ``{hostname}`` the name as the job
-    wrote it. A bind-all address (``0.0.0.0``) is never a destination.
-    """
-    url = str(info.get("url") or "").strip()
-    if url and not _wildcard_url(url) and not hostname_suffix_changes(info, hostname_suffix):
-        return url.rstrip("/")  # the job built it with the same profile
-    host = str(info.get("host") or "").strip()
-    port = info.get("port")
-    if host in WILDCARD_HOSTS:
-        host = str(info.get("hostname") or "").strip()
-    if host in WILDCARD_HOSTS or not port:
-        raise ServerError(
-            f"the server-info file of job {info.get('job_id', '?')} gives no reachable host "
-            f"(host={info.get('host')!r}, url={info.get('url')!r})",
-            hint="the job must write the node's hostname, not a bind address such as 0.0.0.0",
-        )
-    full = host
-    if hostname_suffix:
-        if not _is_ip(host):
-            short = host.split(".", 1)[0]
-            full = host if host.endswith(hostname_suffix) else short + hostname_suffix
-    try:
-        return url_template.format(host=full, port=int(port), hostname=host, alias=alias).rstrip("/")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ServerError(f"url_template {url_template!r} cannot be filled: {exc}",
-                          hint="use only {host}, {port}, {hostname}, {alias}") from None
-
-
-def _wildcard_url(url: str) -> bool:
-    return any(f"//{w}:" in url or url.rstrip("/").endswith(f"//{w}") for w in WILDCARD_HOSTS if w) or "//:" in url
-
-
-def hostname_suffix_changes(info: Mapping[str, Any], suffix: str) -> bool:
-    """True when the profile asks for a suffix the job's own URL lacks."""
-    host = str(info.get("host") or "")
-    return bool(suffix) and bool(host) and not _is_ip(host) and not host.endswith(suffix)
-
-
-def replica_infos(info: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    """One server-info dict per server of the job (replicas mode: several)."""
-    reps = info.get("replicas")
-    if isinstance(reps, list) and len(reps) > 1:
-        out = []
-        for r in reps:
-            if isinstance(r, Mapping):
-                d = dict(info)
-                d.update(r)
-                out.append(d)
-        if out:
-            return out
-    return [dict(info)]
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
-
-
-# ------------------------------------------------------------------ the log
-
-class LogTail:
-    """Reads only what was appended to a (possibly remote) log since last time.
-
-    Complete lines only; a partial last line waits for its newline. A file
-    that shrank was truncated or replaced: read again from the start.
-    """
-
-    def __init__(self, path: str, transport: Any = None, offset: int = 0, line_no: int = 0) -> None:
-        self.path = path
-        self.transport = transport
-        self.offset = offset
-        self.line_no = line_no  # lines consumed so far
-        self.truncated = False
-
-    def _local(self) -> bool:
-        return self.transport is None or bool(getattr(self.transport, "is_local", False))
-
-    def _size(self) -> Optional[int]:
-        if self._local():
-            try:
-                return os.stat(self.path).st_size
-            except FileNotFoundError:
-                return None
-        rc, out, _err = self.transport.run(["stat", "-c", "%s", self.path], timeout=30)
-        if rc != 0:
-            return None
-        try:
-            return int(out.strip())
-        except ValueError:
-            return None
-
-    def exists(self) -> bool:
-        try:
-            return self._size() is not None
-        except OSError:
-            return False
-
-    def _read_from(self, offset: int, size: int) -> bytes:
-        if self._local():
-            with open(self.path, "rb") as fh:
-                fh.seek(offset)
-                return fh.read(size - offset)
-        rc, out, _err = self.transport.run(["tail", "-c", f"+{offset + 1}", self.path], timeout=60)
-        return out.encode("utf-8") if rc == 0 else b""
-
-    def read_lines(self, final: bool = False) -> List[str]:
-        if not self.path:
-            return []
-        try:
-            size = self._size()
-        except OSError:
-            return []
-        if size is None:
-            return []
-        self.truncated = False
-        if size < self.offset:
-            self.offset, self.line_no, self.truncated = 0, 0, True
-        if size == self.offset:
-            return []
-        try:
-            data = self._read_from(self.offset, size)
-        except OSError:
-            return []
-        cut = data.rfind(b"\n") + 1
-        if final and cut < len(data):
-            cut = len(data)
-        data = data[:cut]
-        self.offset += len(data)
-        text = data.decode("utf-8", "replace")
-        lines = text.split("\n")  # not splitlines(): a form feed or U+2028 inside a line is no line end
-        if lines and lines[-1] == "":
-            lines.pop()
-        lines = [l[:-1] if l.endswith("\r") else l for l in lines]
-        self.line_no += len(lines)
-        return lines
 
 
 # ------------------------------------------------------------------ per-job progress
 
 @dataclasses.dataclass
 class JobProgress:
-    """What the watcher knows about one job; saved in the job record."""
+    """What the watcher knows about one job while it follows it. The part
+    worth keeping is saved in the record (:meth:`saved_fields`)."""
 
     job_id: str
     alias: str
@@ -240,9 +85,9 @@ class JobProgress:
     key_env: str = "VLLM_API_KEY"
     add_replica: bool = False
     # progress
-    job_state: str = "UNKNOWN"
-    phase: str = "submitted"
-    server_state: str = ServerState.NONE.value
+    job_state: JobState = JobState.UNKNOWN
+    phase: Phase = Phase.SUBMITTED
+    server_state: ServerState = ServerState.NONE
     url: str = ""
     urls: List[str] = dataclasses.field(default_factory=list)  # every replica's URL (url is the first)
     exec_host: str = ""
@@ -253,57 +98,59 @@ class JobProgress:
     failure_detail: str = ""
     evidence: List[str] = dataclasses.field(default_factory=list)
     ready_after_s: Optional[float] = None
+    watch_extra: Dict[str, object] = dataclasses.field(default_factory=dict)  # a newer version's keys, kept
     # not saved
     done: bool = False
     started_at: float = 0.0
     phase_at: float = 0.0
     next_check: float = 0.0
-    phases_seen: List[str] = dataclasses.field(default_factory=list)
-    last_probe: Any = None
+    phases_seen: List[Phase] = dataclasses.field(default_factory=list)
+    last_probe: Optional["Readiness"] = None
     failing_since: Optional[float] = None
     unknown_polls: int = 0
     _stuck: Tuple[str, int] = ("", 0)
 
-    SAVED = ("phase", "server_state", "url", "urls", "log_offset", "log_line_no", "registered", "failure",
-             "failure_detail", "evidence", "ready_after_s", "exec_host")
-
     @classmethod
-    def from_record(cls, rec: Any, *, registries: Optional[Sequence[str]] = None,
+    def from_record(cls, rec: JobRecord, *, registries: Optional[Sequence[str]] = None,
                     add_replica: bool = False) -> "JobProgress":
-        def get(name: str, default: Any = None) -> Any:
-            if isinstance(rec, Mapping):
-                if name in rec:
-                    return rec[name]
-                return (rec.get("extra") or {}).get(name, default)
-            getter = getattr(rec, "get", None)
-            if callable(getter):
-                return getter(name, default)
-            return getattr(rec, name, default)
-
-        watch = get("watch") or {}
+        w = rec.watch
         p = cls(
-            job_id=str(get("job_id")),
-            alias=str(get("alias") or ""),
-            served_model=str(get("served_model_name") or get("alias") or get("model") or ""),
-            log_path=str(get("log_path") or ""),
-            info_path=str(get("server_info_path") or ""),
-            registries=[str(r) for r in (registries if registries is not None else (get("registries") or []))],
-            key_env=str(get("api_key_env") or "VLLM_API_KEY"),
-            add_replica=add_replica or bool(watch.get("add_replica", False)),
+            job_id=rec.job_id,
+            alias=rec.alias,
+            served_model=rec.served_name,
+            log_path=rec.log_path,
+            info_path=rec.server_info_path,
+            registries=[str(r) for r in (registries if registries is not None else rec.registries)],
+            key_env=rec.api_key_env or "VLLM_API_KEY",
+            add_replica=add_replica or w.add_replica,
+            phase=w.phase,
+            server_state=rec.server_state,
+            url=rec.url,
+            urls=list(w.urls),
+            exec_host=w.exec_host,
+            log_offset=w.log_offset,
+            log_line_no=w.log_line_no,
+            registered=list(w.registered),
+            failure=w.failure,
+            failure_detail=w.failure_detail,
+            evidence=list(w.evidence),
+            ready_after_s=w.ready_after_s,
+            watch_extra=dict(w.extra),
         )
-        p.server_state = str(get("server_state") or ServerState.NONE.value)
-        p.url = str(get("url") or "")
-        for k in cls.SAVED:
-            if k in watch:
-                setattr(p, k, watch[k])
-        if p.server_state in (ServerState.READY.value, ServerState.FAILED.value, ServerState.STOPPED.value):
-            p.done = p.server_state != ServerState.READY.value
+        p.done = p.server_state.is_final
         return p
 
-    def saved_fields(self) -> Dict[str, Any]:
-        watch = {k: getattr(self, k) for k in self.SAVED}
-        watch["add_replica"] = self.add_replica
-        return {"server_state": self.server_state, "url": self.url, "watch": watch}
+    def watch_state(self) -> WatchState:
+        return WatchState(phase=self.phase, urls=list(self.urls), exec_host=self.exec_host,
+                          log_offset=self.log_offset, log_line_no=self.log_line_no,
+                          registered=list(self.registered), failure=self.failure,
+                          failure_detail=self.failure_detail, evidence=list(self.evidence),
+                          ready_after_s=self.ready_after_s, add_replica=self.add_replica,
+                          extra=dict(self.watch_extra))
+
+    def saved_fields(self) -> Dict[str, object]:
+        """The record fields this progress sets (for :meth:`JobStore.update`)."""
+        return {"server_state": self.server_state, "url": self.url, "watch": self.watch_state()}
 
     @property
     def name(self) -> str:
@@ -317,13 +164,15 @@ class WatchResult:
 
     @property
     def ok(self) -> bool:
-        return not self.timed_out and all(j.server_state == ServerState.READY.value for j in self.jobs)
+        return not self.timed_out and all(j.server_state == ServerState.READY for j in self.jobs)
 
-    def to_dicts(self) -> List[Dict[str, Any]]:
+    def to_dicts(self) -> List[Dict[str, object]]:
         out = []
         for j in self.jobs:
-            d = {"alias": j.alias, "job_id": j.job_id, "state": j.job_state, "server_state": j.server_state,
-                 "url": j.url, "phase": j.phase, "registered": list(j.registered),
+            d: Dict[str, object] = {
+                "alias": j.alias, "job_id": j.job_id, "state": j.job_state.value,
+                "server_state": j.server_state.value,
+                "url": j.url, "phase": j.phase.value, "registered": list(j.registered),
                  "ready_after_s": j.ready_after_s}
             if j.failure:
                 d.update(failure=j.failure, failure_detail=j.failure_detail, evidence=list(j.evidence))
@@ -387,7 +236,8 @@ class TextReporter(Reporter):
 
 # ------------------------------------------------------------------ the loop
 
-Probe = Callable[[str, str], Any]  # (url, served model) -> health.Readiness
+Probe = Callable[[str, str], "Readiness"]  # (url, served model) -> readiness
+UrlFor = Callable[[ServerInfo, "JobProgress"], List[str]]  # server-info -> the job's URLs
 
 
 class Watcher:
@@ -395,15 +245,15 @@ class Watcher:
 
     def __init__(
         self,
-        scheduler: Any,
-        transport: Any,
+        scheduler: "Scheduler",
+        transport: Transport,
         *,
         probe: Probe,
-        open_registry: Optional[Callable[[str], Any]] = None,
+        open_registry: Optional[Callable[[str], "Registry"]] = None,
         save: Optional[Callable[[JobProgress], None]] = None,
         reporter: Optional[Reporter] = None,
         clock: Callable[[], float] = time.monotonic,
-        url_for: Optional[Callable[[Mapping[str, Any], JobProgress], str]] = None,
+        url_for: Optional[UrlFor] = None,
         follow_ready: bool = False,
     ) -> None:
         self.scheduler = scheduler
@@ -413,7 +263,7 @@ class Watcher:
         self.save = save or (lambda job: None)
         self.reporter = reporter or Reporter()
         self.clock = clock
-        self.url_for = url_for or (lambda info, job: endpoint_url(info, alias=job.alias))
+        self.url_for: UrlFor = url_for or (lambda info, job: serverinfo.endpoint_urls(info, alias=job.alias))
         self.follow_ready = follow_ready  # keep following ready jobs to unregister them when they end
         self.jobs: List[JobProgress] = []
         self.next_status = 0.0
@@ -421,7 +271,7 @@ class Watcher:
         self.status_calls = 0
         self.status_errors = 0
         self._tails: Dict[str, LogTail] = {}
-        self._trackers: Dict[str, Any] = {}
+        self._trackers: Dict[str, "ErrorTracker"] = {}
         self._context: Dict[str, Deque[Tuple[int, str]]] = {}
 
     # -- set-up
@@ -432,7 +282,7 @@ class Watcher:
         self.jobs.append(job)
 
     def pending(self) -> List[JobProgress]:
-        return [j for j in self.jobs if not j.done and (self.follow_ready or j.server_state != ServerState.READY.value)]
+        return [j for j in self.jobs if not j.done and (self.follow_ready or j.server_state != ServerState.READY)]
 
     # -- one step
     def tick(self) -> float:
@@ -445,10 +295,10 @@ class Watcher:
             self._poll_scheduler(active, now)
         now = self.clock()
         for job in self.pending():
-            if job.job_state == JobState.RUNNING.value and now >= job.next_check:
+            if job.job_state == JobState.RUNNING and now >= job.next_check:
                 self._check_running(job)
         now = self.clock()
-        due = [self.next_status] + [j.next_check for j in self.pending() if j.job_state == JobState.RUNNING.value]
+        due = [self.next_status] + [j.next_check for j in self.pending() if j.job_state == JobState.RUNNING]
         return max(0.0, min(due) - now) if self.pending() else 0.0
 
     def _poll_scheduler(self, active: List[JobProgress], now: float) -> None:
@@ -472,14 +322,14 @@ class Watcher:
                 job.unknown_polls += 1
                 continue
             job.unknown_polls = 0
-            job.job_state = state.value
+            job.job_state = state
             if state in (JobState.PENDING, JobState.HELD):
                 any_queued = True
-                self._set_phase(job, "queued" if state == JobState.PENDING else "held")
+                self._set_phase(job, Phase.QUEUED if state == JobState.PENDING else Phase.HELD)
             elif state == JobState.RUNNING:
-                if job.phase in ("submitted", "queued", "held"):
-                    job.exec_host = getattr(st, "exec_host", "") or ""
-                    self._set_phase(job, "running", f"running on {job.exec_host}" if job.exec_host else "running")
+                if job.phase in (Phase.SUBMITTED, Phase.QUEUED, Phase.HELD):
+                    job.exec_host = (st.exec_host if st is not None else "") or ""
+                    self._set_phase(job, Phase.RUNNING, f"running on {job.exec_host}" if job.exec_host else "running")
                     job.next_check = now
             elif state == JobState.COMPLETING or state.is_terminal or state == JobState.UNKNOWN:
                 self._job_ended(job, st)
@@ -490,24 +340,24 @@ class Watcher:
             self.queued_poll = QUEUED_POLL_MIN_S
             self.next_status = now + RUNNING_STATUS_POLL_S
 
-    def _set_phase(self, job: JobProgress, phase: str, label: Optional[str] = None) -> None:
+    def _set_phase(self, job: JobProgress, phase: Phase, label: Optional[str] = None) -> None:
         if job.phase == phase and phase in job.phases_seen:
             return
         job.phase = phase
         job.phase_at = self.clock()
         job.phases_seen.append(phase)
-        self.reporter.phase(job, label or PHASE_LABELS.get(phase, phase), self.clock() - job.started_at)
+        self.reporter.phase(job, label or phase.label, self.clock() - job.started_at)
         self.save(job)
 
     # -- a running job
     def _tail(self, job: JobProgress) -> LogTail:
         t = self._tails.get(job.job_id)
         if t is None:
-            t = LogTail(job.log_path, self.transport, job.log_offset, job.log_line_no)
+            t = LogTail(self.transport, job.log_path, job.log_offset, job.log_line_no)
             self._tails[job.job_id] = t
         return t
 
-    def _tracker(self, job: JobProgress) -> Any:
+    def _tracker(self, job: JobProgress) -> "ErrorTracker":
         tr = self._trackers.get(job.job_id)
         if tr is None:
             from pbsvllm.vllmlog import ErrorTracker
@@ -531,32 +381,21 @@ class Watcher:
             msg = split_line(raw).message
             context.append((i, strip_line(raw)))
             tracker.feed(msg, i)
-            phase = detect_phase(msg)
-            if phase in _PHASE_ORDER and job.phase in _PHASE_ORDER:
-                if _PHASE_ORDER.index(phase) > _PHASE_ORDER.index(job.phase):  # phases only move forward
-                    self._set_phase(job, phase)
-            if phase == "ready" and job.server_state != ServerState.READY.value:
-                job.phase = "log_ready"
+            found = detect_phase(msg)
+            if found is None:
+                continue
+            phase = Phase.parse(found, Phase.STARTING)
+            if phase.rank >= 0 and job.phase.rank >= 0 and phase.rank > job.phase.rank:
+                self._set_phase(job, phase)  # phases only move forward
+            if phase == Phase.READY and job.server_state != ServerState.READY:
+                job.phase = Phase.LOG_READY
         if lines:
             self.save(job)
 
-    def _server_info(self, job: JobProgress) -> Optional[Dict[str, Any]]:
-        if not job.info_path:
-            return None
-        try:
-            if self.transport is None or getattr(self.transport, "is_local", False):
-                with open(job.info_path, encoding="utf-8") as fh:
-                    text = fh.read()
-            else:
-                if not self.transport.exists(job.info_path):
-                    return None
-                text = self.transport.read_text(job.info_path)
-            info = json.loads(text)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, PbsvllmError):
-            return None  # being written (it is replaced atomically, but be lenient), retry next tick
-        return info if isinstance(info, dict) else None
+    def _server_info(self, job: JobProgress) -> Optional[ServerInfo]:
+        """The job's server-info file, read through its transport; None
+        while it is missing (or being written: retried on the next tick)."""
+        return serverinfo.try_read(self.transport, job.info_path) if job.info_path else None
 
     def _check_running(self, job: JobProgress) -> None:
         self._read_log(job)
@@ -573,29 +412,29 @@ class Watcher:
         if not job.url:
             info = self._server_info(job)
             if info is not None:
-                job.urls = [self.url_for(r, job) for r in replica_infos(info)]
+                job.urls = self.url_for(info, job)
                 job.url = job.urls[0]
-                if info.get("host"):
-                    job.exec_host = str(info.get("host"))
-                job.server_state = ServerState.STARTING.value
+                if info.host:
+                    job.exec_host = info.host
+                job.server_state = ServerState.STARTING
                 self.reporter.event(job, f"server process started; will answer at {', '.join(job.urls)}")
                 self.save(job)
-        if job.server_state == ServerState.READY.value:
+        if job.server_state == ServerState.READY:
             job.next_check = self.clock() + READY_CHECK_S  # followed only for a crash or its end
             return
-        near = job.phase in ("kv_cache_allocated", "log_ready")
+        near = job.phase in (Phase.KV_CACHE_ALLOCATED, Phase.LOG_READY)
         job.next_check = self.clock() + (NEAR_READY_CHECK_S if near else STARTING_CHECK_S)
         if not job.url:
             return
         results = [self.probe(u, job.served_model) for u in (job.urls or [job.url])]
-        bad = [r for r in results if not getattr(r, "ready", False)]
+        bad = [r for r in results if not r.ready]
         if not bad:
             self._became_ready(job)
             return
         result = job.last_probe = bad[0]
-        stage = getattr(result, "stage", "unreachable")
+        stage = result.stage
         limit = STUCK_PROBE_LIMIT.get(stage)
-        if limit is None or job.phase != "log_ready":
+        if limit is None or job.phase != Phase.LOG_READY:
             # before the log says the server is up, refusals and errors are normal
             job._stuck = ("", 0)
             return
@@ -606,15 +445,15 @@ class Watcher:
             if tracker.failed:
                 self._fail(job, tracker.root_cause or "error", self._describe_error(tracker))
             else:
-                self._fail(job, f"probe_{stage}", getattr(result, "detail", stage))
+                self._fail(job, f"probe_{stage}", result.detail or stage)
 
     def _became_ready(self, job: JobProgress) -> None:
         from pbsvllm.registry import Endpoint, spec_of
 
-        job.server_state = ServerState.READY.value
+        job.server_state = ServerState.READY
         job.ready_after_s = round(self.clock() - job.started_at, 1)
-        job.phase = "ready"
-        job.phases_seen.append("ready")
+        job.phase = Phase.READY
+        job.phases_seen.append(Phase.READY)
         eps = [Endpoint(alias=job.alias, model=job.served_model, url=u, key=job.key_env, job_id=job.job_id)
                for u in (job.urls or [job.url])]
         problems = []
@@ -638,12 +477,12 @@ class Watcher:
             job.failure_detail = "; ".join(problems)
             self.save(job)
 
-    def _describe_error(self, tracker: Any) -> str:
+    def _describe_error(self, tracker: "ErrorTracker") -> str:
         ev = tracker.events
         kind = tracker.root_cause
         first = next((e for e in ev if e.kind == kind), ev[0] if ev else None)
         text = f"{kind}: {first.text} (log line {first.line_no})" if first else str(kind)
-        if getattr(tracker, "suggested_max_model_len", None):
+        if tracker.suggested_max_model_len:
             text += f"; vLLM estimates the largest max model length that fits is {tracker.suggested_max_model_len}"
         return text
 
@@ -658,28 +497,28 @@ class Watcher:
         return [f"{job.log_path}:{n}: {t}" for n, t in sorted(lines.items())]
 
     def _fail(self, job: JobProgress, cause: str, detail: str) -> None:
-        if job.server_state == ServerState.READY.value:
+        if job.server_state == ServerState.READY:
             self._unregister(job)  # it was serving (a crash later on): clients must not be sent there
-        job.server_state = ServerState.FAILED.value
+        job.server_state = ServerState.FAILED
         job.failure = cause
         job.failure_detail = detail
         job.evidence = self._evidence(job)
-        job.phase = "failed"
+        job.phase = Phase.FAILED
         job.done = True
         self.save(job)
         self.reporter.event(job, f"FAILED: {detail}")
         for line in job.evidence:
             self.reporter.event(job, "  " + line)
 
-    def _job_ended(self, job: JobProgress, st: Any) -> None:
+    def _job_ended(self, job: JobProgress, st: Optional["JobStatus"]) -> None:
         state = st.state if st is not None else JobState.UNKNOWN
-        reason = (getattr(st, "exit_reason", "") or getattr(st, "comment", "") or "") if st is not None else ""
+        reason = (st.exit_reason or st.comment or "") if st is not None else ""
         if state == JobState.UNKNOWN:
             reason = reason or "the scheduler no longer knows the job"
-        if job.server_state == ServerState.READY.value:
+        if job.server_state == ServerState.READY:
             self._unregister(job)
-            job.server_state = ServerState.STOPPED.value
-            job.phase = "stopped"
+            job.server_state = ServerState.STOPPED
+            job.phase = Phase.STOPPED
             job.done = True
             self.save(job)
             self.reporter.event(job, f"job ended ({state.value}{': ' + reason if reason else ''}); "
@@ -707,7 +546,7 @@ class Watcher:
                 self.reporter.event(job, f"could not remove {job.alias} from {path}: {exc}")
 
 
-def _default_open_registry(spec: str) -> Any:
+def _default_open_registry(spec: str) -> "Registry":
     from pbsvllm.registry import open_registries
 
     return open_registries([spec])[0]
@@ -732,37 +571,36 @@ def run_watchers(watchers: Sequence[Watcher], *, timeout_s: Optional[float] = No
 
 # ------------------------------------------------------------------ wiring for the CLI and the e2e tests
 
-def _profile_url_for(settings: Any) -> Callable[[Mapping[str, Any], JobProgress], str]:
-    profile = getattr(settings, "profile", None)
-    suffix = getattr(profile, "hostname_suffix", "") or ""
-    template = getattr(profile, "url_template", "") or "http://{host}:{port}/v1"
-    return lambda info, job: endpoint_url(info, hostname_suffix=suffix, url_template=template, alias=job.alias)
+def _profile_url_for(settings: "Settings") -> UrlFor:
+    suffix = settings.profile.hostname_suffix or ""
+    template = settings.profile.url_template or serverinfo.DEFAULT_URL_TEMPLATE
+    return lambda info, job: serverinfo.endpoint_urls(info, hostname_suffix=suffix, url_template=template,
+                                                      alias=job.alias)
 
 
-def make_probe(settings: Any, *, timeout: float = 2.0, completion_timeout: float = 30.0) -> Probe:
+def make_probe(settings: "Settings", *, timeout: float = 2.0, completion_timeout: float = 30.0) -> Probe:
     from pbsvllm import health
 
-    key = health.resolve_api_key(getattr(settings, "api_key_file", None),
-                                 getattr(settings, "api_key_env", "VLLM_API_KEY") or "VLLM_API_KEY")
+    key = health.resolve_api_key(settings.api_key_file, settings.api_key_env or "VLLM_API_KEY")
 
-    def probe(url: str, model: str) -> Any:
+    def probe(url: str, model: str) -> "Readiness":
         return health.check_ready(url, model, key, timeout=timeout, completion_timeout=completion_timeout)
 
     return probe
 
 
 def watch_records(
-    settings: Any,
-    records: Iterable[Any],
+    settings: "Settings",
+    records: Iterable[JobRecord],
     *,
-    store: Any = None,
+    store: Optional[JobStore] = None,
     registries: Optional[Sequence[str]] = None,
     add_replica: bool = False,
     timeout_s: Optional[float] = None,
     reporter: Optional[Reporter] = None,
     probe: Optional[Probe] = None,
-    transport: Any = None,
-    scheduler: Any = None,
+    transport: Optional[Transport] = None,
+    scheduler: Optional["Scheduler"] = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     follow_ready: bool = False,
@@ -774,31 +612,29 @@ def watch_records(
     ``follow_ready``, ready jobs are followed too, until they end (their
     entries are then removed).
     """
-    from pbsvllm.jobs import JobStore
-
-    store = store if store is not None else JobStore(getattr(settings, "home", None))
+    jobstore = store if store is not None else JobStore(settings.home)
     probe = probe or make_probe(settings)
     url_for = _profile_url_for(settings)
 
     def save(job: JobProgress) -> None:
         try:
-            store.update(job.job_id, **job.saved_fields())
+            jobstore.update(job.job_id, **job.saved_fields())
         except PbsvllmError:
             pass  # the record was deleted meanwhile: nothing to resume
 
-    groups: Dict[Tuple[Any, Any], Watcher] = {}
+    groups: Dict[Tuple[Optional[str], str], Watcher] = {}
     jobs: List[JobProgress] = []
     for rec in records:
         job = JobProgress.from_record(rec, registries=registries, add_replica=add_replica)
-        if not job.info_path and getattr(settings, "home", None):  # the contract's default place
+        if not job.info_path:  # the contract's default place
             job.info_path = os.path.join(settings.home, "run", f"{job.job_id}.server.json")
         jobs.append(job)
-        if job.done or (job.server_state == ServerState.READY.value and not follow_ready):
+        if job.done or (job.server_state == ServerState.READY and not follow_ready):
             continue
-        if job.server_state == ServerState.READY.value:
-            job.job_state = JobState.RUNNING.value  # resumed: only its end is left to see
-        host = getattr(rec, "host", None) if not isinstance(rec, Mapping) else rec.get("host")
-        sched_name = getattr(rec, "scheduler", None) if not isinstance(rec, Mapping) else rec.get("scheduler")
+        if job.server_state == ServerState.READY:
+            job.job_state = JobState.RUNNING  # resumed: only its end is left to see
+        host = rec.host
+        sched_name = rec.scheduler
         key = (host, sched_name)
         if key not in groups:
             tr = transport
@@ -810,8 +646,7 @@ def watch_records(
             if sch is None:
                 from pbsvllm.scheduler import get_scheduler
 
-                sch = get_scheduler(sched_name or getattr(settings, "scheduler", "auto"), tr,
-                                    home=getattr(settings, "home", None))
+                sch = get_scheduler(sched_name or settings.scheduler or "auto", tr, home=settings.home)
             groups[key] = Watcher(sch, tr, probe=probe, save=save, reporter=reporter, clock=clock, url_for=url_for,
                                   follow_ready=follow_ready)
         groups[key].add(job)
@@ -821,19 +656,23 @@ def watch_records(
     return WatchResult(jobs=jobs, timed_out=not finished)
 
 
-def wait_until_ready(settings: Any, record: Any, **kwargs: Any) -> JobProgress:
+def wait_until_ready(settings: "Settings", record: JobRecord, *, timeout_s: Optional[float] = None,
+                     store: Optional[JobStore] = None, registries: Optional[Sequence[str]] = None,
+                     add_replica: bool = False, reporter: Optional[Reporter] = None,
+                     probe: Optional[Probe] = None) -> JobProgress:
     """Follow one job until its server is ready (and registered) or has failed.
 
     Raises :class:`ServerError` with the cause and the log lines that show it
     when the server fails, or when ``timeout_s`` runs out.
     """
-    res = watch_records(settings, [record], **kwargs)
+    res = watch_records(settings, [record], timeout_s=timeout_s, store=store, registries=registries,
+                        add_replica=add_replica, reporter=reporter, probe=probe)
     job = res.jobs[0]
-    if job.server_state == ServerState.READY.value:
+    if job.server_state == ServerState.READY:
         return job
     if res.timed_out:
         raise ServerError(
-            f"{job.name} is not ready after {kwargs.get('timeout_s')} s (phase: {PHASE_LABELS.get(job.phase, job.phase)})",
+            f"{job.name} is not ready after {timeout_s} s (phase: {job.phase.label})",
             hint="`pbsvllm watch` resumes following it; `pbsvllm logs " + (job.alias or job.job_id) + "` shows its log",
         )
     evidence = "\n".join("  " + e for e in job.evidence)

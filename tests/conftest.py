@@ -12,6 +12,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 pytest_plugins = [
+    "tests.plugins.fakesched",
     "tests.plugins.slurm",
     "tests.plugins.sshd",
     "tests.plugins.vllm",

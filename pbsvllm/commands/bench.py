@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import click
 
-from pbsvllm.commands._common import echo_json, json_option
+from pbsvllm.commands._common import client, echo_json, home_option, json_option
 
 
 class _Progress:
@@ -54,8 +54,7 @@ class _Progress:
               help="Environment variable holding the API key for a URL target (aliases use their registry's).")
 @click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False),
               help="Registry file to look an alias up in (repeatable); default: the job records and configured registries.")
-@click.option("--home", type=click.Path(file_okay=False), default=None,
-              help="PBSVLLM_HOME to read job records from (for an alias).")
+@home_option
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per target and level) instead of a table.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Also write FILE.html: throughput and latency against concurrency, every target on one chart; "
@@ -73,7 +72,8 @@ def command(target: str, n: int, concurrency: str, other: Optional[str], model: 
     same requests, level by level, and the ratio OTHER/TARGET is printed.
     """
     from pbsvllm import bench
-    from pbsvllm.errors import ConfigError, ServerError
+    from pbsvllm.api import all_failed_error
+    from pbsvllm.errors import ConfigError
 
     if as_csv and as_json:
         raise ConfigError("--json and --csv are exclusive: pick one output format")
@@ -94,9 +94,10 @@ def command(target: str, n: int, concurrency: str, other: Optional[str], model: 
     else:
         requests = bench.synthetic_requests(n, input_len, output_len, seed)
 
-    targets = [bench.resolve_target(target, model, api_key_env, registries=list(registries), home=home)]
+    api = client(home)
+    targets = [api.bench_target(target, model, api_key_env, registries)]
     if other:
-        targets.append(bench.resolve_target(other, vs_model or model, api_key_env, registries=list(registries), home=home))
+        targets.append(api.bench_target(other, vs_model or model, api_key_env, registries))
 
     settings = {
         "n": n, "concurrency": levels, "input_len": None if prompts_file else input_len,
@@ -104,8 +105,8 @@ def command(target: str, n: int, concurrency: str, other: Optional[str], model: 
         "warmup": warmup, "ignore_eos": ignore_eos,
     }
     progress = _Progress() if sys.stderr.isatty() else None
-    report = bench.run_bench(targets, requests, levels, timeout_s=timeout_s, ignore_eos=ignore_eos,
-                             warmup=warmup, settings=settings, progress=progress)
+    report = api.bench(targets, requests, levels, timeout_s=timeout_s, ignore_eos=ignore_eos,
+                       warmup=warmup, settings=settings, progress=progress)
 
     if as_json:
         echo_json(report.to_json())
@@ -120,11 +121,6 @@ def command(target: str, n: int, concurrency: str, other: Optional[str], model: 
         write_page(plot_path, bench_html(report.to_json()))
         click.echo(f"plot written to {plot_path}", err=True)
 
-    if report.total_ok() == 0:
-        kinds: List[str] = sorted({k for run in report.runs for lv in run.levels for k in lv.errors})
-        hint = "check the URL, --model and the API key variable; the report above shows an example of each error"
-        if "http_401" in kinds:
-            unset = sorted({t.api_key_env for t in targets if not any(e.api_key for e in t.endpoints)})
-            hint = ("the server wants an API key: " + (f"${' and $'.join(unset)} is not set"
-                    if unset else "the key sent was refused") + " (--api-key-env NAME picks the variable)")
-        raise ServerError(f"all {report.total_requests()} requests failed ({', '.join(kinds)})", hint=hint)
+    error = all_failed_error(report, targets)
+    if error is not None:
+        raise error

@@ -6,7 +6,7 @@ from typing import Tuple
 
 import click
 
-from pbsvllm.commands._common import echo_json, json_option
+from pbsvllm.commands._common import client, echo_json, json_option
 
 
 @click.command(help=__doc__)
@@ -28,10 +28,10 @@ def command(as_json: bool, dry_run: bool, job_ids: Tuple[str, ...], aliases: Tup
     this node. Other users' processes and processes that merely have "vllm"
     in their name are never touched.
     """
-    from pbsvllm import cleanup, config
+    from pbsvllm import cleanup
     from pbsvllm.errors import PbsvllmError
 
-    settings = config.resolve({})
+    settings = client().settings
     scan = cleanup.find_targets(settings.home, job_ids=job_ids, aliases=aliases)
     if not dry_run:
         cleanup.end_targets(scan.targets, grace_s=grace)

@@ -6,7 +6,7 @@ from typing import Any, List, Optional
 
 import click
 
-from pbsvllm.commands._common import echo_json, json_option
+from pbsvllm.commands._common import client, echo_json, home_option, json_option
 
 
 @click.command()
@@ -18,7 +18,7 @@ from pbsvllm.commands._common import echo_json, json_option
               help="Only the last N lines (default: all; with -f, the last 20).")
 @click.option("--interval", type=float, default=0.5, show_default=True, metavar="SECONDS", help="Poll interval with -f.")
 @json_option
-@click.option("--home", default=None, metavar="DIR", help="PBSVLLM_HOME to read job records from.")
+@home_option
 def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], interval: float, as_json: bool,
             home: Optional[str]) -> None:
     """Print the realtime vLLM log of ALIAS's newest job (or of job JOB),
@@ -28,24 +28,10 @@ def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], inte
     import json
     import time
 
-    from pbsvllm.errors import LogParseError
-    from pbsvllm.jobs import JobStore
-    from pbsvllm.transport import get_transport
     from pbsvllm.vllmlog import parse_stats_line, split_line, strip_line
-    from pbsvllm.watcher import LogTail
 
-    from pbsvllm.commands.status import _home
-
-    rec = JobStore(_home(home)).find(target)
-    if not rec.log_path:
-        raise LogParseError(f"job {rec.job_id} has no log path in its record")
-    transport = get_transport(rec.host)
-    tail = LogTail(rec.log_path, transport)
-    if not tail.exists() and not follow:
-        raise LogParseError(
-            f"the log {rec.log_path} of job {rec.job_id} does not exist (yet)",
-            hint="the job writes it once it starts; `pbsvllm status` shows whether it runs, `-f` waits for it",
-        )
+    api = client(home)
+    rec, tail = api.log_tail(target, must_exist=not follow)
 
     def select(lines: List[str], first_no: int) -> List[Any]:
         out: List[Any] = []
@@ -75,10 +61,6 @@ def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], inte
         click.echo(json.dumps(it) if as_json else it)
     if not follow:
         return
-    from pbsvllm.launch import refresh_statuses
-    from pbsvllm.models import JobState
-
-    store = JobStore(_home(home))
     next_status = time.monotonic() + 5.0
     try:
         while True:
@@ -88,14 +70,13 @@ def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], inte
                 click.echo(json.dumps(it) if as_json else it)
             if time.monotonic() >= next_status:  # stop once the job is over (one scheduler call / 5 s)
                 next_status = time.monotonic() + 5.0
-                statuses, _errors = refresh_statuses(store, [rec], skip_terminal=False)
-                st = statuses.get(rec.job_id)
-                if st is not None and (st.state.is_terminal or st.state == JobState.UNKNOWN):
+                ended = api.job_ended(rec)
+                if ended is not None:
                     first = tail.line_no + 1
                     for it in select(tail.read_lines(final=True), first):
                         click.echo(json.dumps(it) if as_json else it)
                     if not as_json:
-                        click.echo(f"pbsvllm: job {rec.job_id} has ended ({st.state.value})", err=True)
+                        click.echo(f"pbsvllm: job {rec.job_id} has ended ({ended.value})", err=True)
                     return
     except KeyboardInterrupt:
         return

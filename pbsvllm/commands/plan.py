@@ -118,9 +118,8 @@ def format_plan(plan: Any, facts: Any, hardware_text: str) -> str:
 def command(model: str, as_json: bool, probe: bool, probe_file: Any, **kwargs: Any) -> None:
     """Plan tuned vLLM flags for MODEL on one node of a profile: a table of
     flag, value and why, plus the predicted KV-cache capacity."""
-    from pbsvllm.config import resolve
+    from pbsvllm.api import Client
     from pbsvllm.plan import Hardware
-    from pbsvllm.render import plan_for
 
     flags, options = split_kwargs(kwargs)
     probed = None
@@ -131,9 +130,10 @@ def command(model: str, as_json: bool, probe: bool, probe_file: Any, **kwargs: A
         for key in ("gpus_per_node", "gpu_memory_gib", "interconnect", "gpu_name"):
             flags.setdefault(key, probed[key])  # an explicit --gpus / --gpu-memory / --interconnect still wins
         flags.setdefault("device", "cuda")
-    settings = resolve(flags)
+    api = Client.from_flags(flags)
+    settings = api.settings
     options["served_model_name"] = kwargs.get("served_model_name") or kwargs.get("alias")
-    facts, plan = plan_for(settings, model, options)
+    facts, plan = api.plan(model, options)
     if as_json:
         out = plan.to_json()
         out["profile"] = settings.profile.name

@@ -6,59 +6,41 @@ from typing import Optional
 
 import click
 
-from pbsvllm.commands._common import echo_json, json_option
+from pbsvllm.commands._common import client, echo_json, exit_with, home_option, json_option
 
 
 @click.command()
 @click.argument("target", required=False, metavar="[ALIAS|JOB]")
 @json_option
-@click.option("--offline", is_flag=True, help="Do not ask any scheduler; show the cached states.")
-@click.option("--home", default=None, metavar="DIR", help="PBSVLLM_HOME to read job records from.")
-def command(target: Optional[str], as_json: bool, offline: bool, home: Optional[str]) -> None:
+@click.option("--offline", is_flag=True, help="Do not ask any scheduler or server; show the cached states.")
+@click.option("--keep-ended", is_flag=True,
+              help="Do not remove registry entries that point at servers of jobs that have ended.")
+@home_option
+def command(target: Optional[str], as_json: bool, offline: bool, keep_ended: bool, home: Optional[str]) -> None:
     """Show tracked jobs: alias, job id, scheduler state, queue, node,
-    walltime used and left, exit status. All jobs on one host are asked
-    for in ONE scheduler call; jobs already finished are not asked again.
-    A `*` marks a cached state (--offline, or the host did not answer)."""
-    import sys
+    walltime used and left, exit status; then each server: its state
+    (probed now), URL, engine metrics from the end of its log, and the
+    registry entries that point at it. All jobs on one host are asked for
+    in ONE scheduler call; jobs already finished are not asked again. A `*`
+    marks a cached state (--offline, or the host did not answer).
 
+    \b
+    Registry clean-up: entries that point at the server of a job that has
+    ended are REMOVED from their registries (each removal is reported on
+    stderr; an entry of a live server is never touched). --keep-ended and
+    --offline leave every registry as it is."""
     from pbsvllm import statusview
-    from pbsvllm.jobs import JobStore
-    from pbsvllm.launch import refresh_statuses
 
-    store = JobStore(_home(home))
-    records = [store.find(target)] if target else store.list()
-    statuses, errors = ({}, []) if offline else refresh_statuses(store, records)
-    rows = statusview.build_rows(records, statuses)
-    notes = []
-    if not offline and records:
-        # server state (concurrent probes), URL, engine metrics from the log, registries
-        from pbsvllm.config import resolve
-        from pbsvllm.liveview import live_rows
-
-        notes = live_rows(resolve({"home": home}), records, rows, store=store)
+    report = client(home).status(target, offline=offline, remove_ended=not keep_ended)
     if as_json:
-        echo_json(rows)
+        echo_json(report.rows)
     else:
-        click.echo(statusview.format_table(rows))
-        if not offline and rows:
+        click.echo(statusview.format_table(report.rows))
+        if report.live and report.rows:
             click.echo("")
-            click.echo(statusview.format_table(rows, statusview.SERVER_COLUMNS))
-    for n in notes:
+            click.echo(statusview.format_table(report.rows, statusview.SERVER_COLUMNS))
+    for n in report.notes:
         click.echo(f"pbsvllm: {n}", err=True)
-    for e in errors:
+    for e in report.errors:
         click.echo(f"pbsvllm: warning: could not refresh {e}", err=True)
-    if errors:
-        sys.exit(3)
-
-
-def _home(home: Optional[str]) -> str:
-    if home:
-        return home
-    try:
-        from pbsvllm.config import resolve
-
-        return resolve({}).home
-    except ImportError:
-        from pbsvllm.jobs import pbsvllm_home
-
-        return pbsvllm_home()
+    exit_with(3 if report.errors else 0)

@@ -6,9 +6,8 @@ from typing import Any
 
 import click
 
-from pbsvllm.commands._common import echo_json, json_option
+from pbsvllm.commands._common import echo_json, exit_with, follow_and_report, json_option, registry_options
 from pbsvllm.commands.plan import site_options, split_kwargs, workload_options
-from pbsvllm.commands.watch import registry_options, registry_specs
 
 
 def submit_options(f: Any) -> Any:
@@ -49,17 +48,17 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
 
     Prints the job id, alias and realtime log path (with --dry-run: the
     script, nothing is submitted)."""
-    from pbsvllm.config import resolve
-    from pbsvllm.render import prepare_job
+    from pbsvllm.api import Client
 
     flags, options = split_kwargs(kwargs)
-    specs = registry_specs(kwargs.get("registries") or (), kwargs.get("registry_format"))
+    specs = Client.registry_specs(kwargs.get("registries") or (), kwargs.get("registry_format"))
     if specs:
         flags["registries"] = tuple(specs)  # recorded in the job: watch/status use them later
     if kwargs.get("template"):
         options["template"] = kwargs["template"]
-    settings = resolve(flags)
-    prepared = prepare_job(settings, model, kwargs["alias"], options)
+    api = Client.from_flags(flags)
+    settings = api.settings
+    prepared = api.prepare(model, kwargs["alias"], options)
     if dry_run:
         if as_json:
             echo_json({"alias": prepared.alias, "script_path": prepared.script_path, "log_path": prepared.log_path,
@@ -68,13 +67,7 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
         else:
             click.echo(prepared.script_text, nl=False)
         return
-    from pbsvllm.launch import submit_prepared
-
-    record = submit_prepared(settings, prepared)
-    if kwargs.get("add_replica"):
-        from pbsvllm.jobs import JobStore
-
-        record = JobStore(settings.home).update(record.job_id, watch={"add_replica": True})
+    record = api.submit(prepared, add_replica=bool(kwargs.get("add_replica")))
     if as_json and not kwargs.get("wait"):
         echo_json(record.to_dict())
         return
@@ -84,11 +77,5 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     say(f"log     {record.log_path}")
     say(f"script  {record.script_path}")
     if kwargs.get("wait"):
-        import sys
-
-        from pbsvllm.commands.watch import follow_jobs
-
-        code = follow_jobs(settings, [record], add_replica=bool(kwargs.get("add_replica")),
-                           timeout_s=kwargs.get("timeout_s"), as_json=as_json)
-        if code:
-            sys.exit(code)
+        exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),
+                                    timeout_s=kwargs.get("timeout_s"), as_json=as_json))

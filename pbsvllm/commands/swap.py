@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import click
 
-from pbsvllm.commands._common import echo_json, json_option
+from pbsvllm.commands._common import client, echo_json, home_option, json_option, registry_format_option
 
 
 @click.command()
@@ -18,26 +18,19 @@ from pbsvllm.commands._common import echo_json, json_option
               help="Longest wait for the old server to drain before cancelling it anyway.")
 @click.option("--registry", "registries", multiple=True, metavar="PATH",
               help="Only these registries (default: every known registry that holds the alias).")
-@click.option("--format", "registry_format", default=None,
-              type=click.Choice(["toml", "py", "litellm", "yaml", "json"]), help="Format of --registry files.")
+@registry_format_option
 @json_option
-@click.option("--home", default=None, metavar="DIR", help="PBSVLLM_HOME to read job records from.")
+@home_option
 def command(alias: str, to_job: str, add: bool, cancel_old: bool, drain_timeout_s: float,
             registries: Sequence[str], registry_format: Optional[str], as_json: bool, home: Optional[str]) -> None:
     """Point ALIAS at the server of job JOB in every registry that holds it,
     after checking that server answers (model listed, one-token completion).
     With --cancel-old the old server is drained, then its job cancelled.
     Clients that re-read the registry before each request see no failure."""
-    from pbsvllm.commands.watch import registry_specs
-    from pbsvllm.config import resolve
-    from pbsvllm.jobs import JobStore
-    from pbsvllm.swap import swap_endpoint
-
-    settings = resolve({"home": home})
+    api = client(home)
     say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    res = swap_endpoint(settings, alias, to_job, store=JobStore(settings.home),
-                        registries=registry_specs(registries, registry_format), add=add,
-                        cancel_old=cancel_old, drain_timeout_s=drain_timeout_s, say=say)
+    res = api.swap(alias, to_job, registries=api.registry_specs(registries, registry_format), add=add,
+                   cancel_old=cancel_old, drain_timeout_s=drain_timeout_s, say=say)
     if as_json:
         echo_json(res.to_dict())
     elif not cancel_old and not add:

@@ -31,6 +31,7 @@ from pbsvllm.scheduler.base import (
     JobStatus,
     Scheduler,
     SubmitOptions,
+    exit_phrase,
     interpret_exit_status,
     not_found,
     parse_duration,
@@ -40,10 +41,6 @@ from pbsvllm.transport.base import Transport
 from pbsvllm.transport.local import atomic_write_text, makedirs_private
 
 _LOCAL_ID_RE = re.compile(r"^local-(\d+)$")
-
-
-def default_home() -> str:
-    return os.path.expanduser(os.environ.get("PBSVLLM_HOME") or "~/.pbsvllm")
 
 
 class LocalScheduler(Scheduler):
@@ -56,7 +53,9 @@ class LocalScheduler(Scheduler):
                 f"the local backend runs jobs on this machine, but the target is {transport.host}",
                 hint="use --scheduler pbspro or torque with --host, or drop --host",
             )
-        self.home = os.path.abspath(home or default_home())
+        if not home:  # the one default of PBSVLLM_HOME is pbsvllm.config's (Settings.home)
+            raise ConfigError("internal: the local backend needs the pbsvllm home (Settings.home)")
+        self.home = os.path.abspath(home)
         self.root = os.path.join(self.home, "local")
         self.grace_s = grace_s
 
@@ -194,7 +193,7 @@ class LocalScheduler(Scheduler):
             code = ex.get("exit_status")
             state, reason = interpret_exit_status(code if isinstance(code, int) else None)
             if ex.get("cancelled"):
-                state, reason = JobState.CANCELLED, f"cancelled; the job script then {reason}"
+                state, reason = JobState.CANCELLED, f"cancelled; {exit_phrase(code if isinstance(code, int) else None)}"
             if ex.get("error"):
                 reason = f"the local supervisor failed: {ex['error']}"
             used = None

@@ -9,16 +9,24 @@ makes. ``close()`` (or :func:`close_all`) ends it.
 from __future__ import annotations
 
 import atexit
-import os
 from typing import Any, Dict, Optional, Tuple
 
 from pbsvllm.transport.base import Transport
 from pbsvllm.transport.local import LocalTransport
 
-__all__ = ["Transport", "LocalTransport", "get_transport", "close_all", "is_local_host"]
+__all__ = ["Transport", "LocalTransport", "get_transport", "close_all", "is_local_host", "configure"]
 
 _LOCAL_NAMES = ("", "local", "localhost")
 _cache: Dict[Tuple[str, Tuple[Tuple[str, Any], ...]], Transport] = {}
+_defaults: Dict[str, Any] = {}
+
+
+def configure(**defaults: Any) -> None:
+    """SSH options every later :func:`get_transport` call gets unless it
+    names its own (``Settings.transport_options()``: the API sets them once,
+    so the environment is read only in :mod:`pbsvllm.config`)."""
+    _defaults.clear()
+    _defaults.update(defaults)
 
 
 def is_local_host(host: Optional[str]) -> bool:
@@ -31,17 +39,14 @@ def get_transport(host: Optional[str] = None, *, fresh: bool = False, **opts: An
     SSH options (``port``, ``user``, ``identity_file``, ``ssh_config``,
     ``known_hosts``, ``accept_unknown_host``, ``keepalive``, ...) are passed
     to :class:`pbsvllm.transport.ssh.SSHTransport`. ``fresh=True`` bypasses
-    the per-process cache. ``$PBSVLLM_SSH_CONFIG`` names another
-    ssh_config file than ``~/.ssh/config``; ``$PBSVLLM_SSH_ACCEPT_NEW=1``
-    records an unknown host key instead of refusing it (like
-    ``StrictHostKeyChecking=accept-new``).
+    the per-process cache. Options not given come from :func:`configure`
+    (``ssh_config``: another file than ``~/.ssh/config``;
+    ``accept_unknown_host``: record an unknown host key instead of refusing
+    it, like ``StrictHostKeyChecking=accept-new``).
     """
     if is_local_host(host):
         return LocalTransport()
-    if "ssh_config" not in opts and os.environ.get("PBSVLLM_SSH_CONFIG"):
-        opts["ssh_config"] = os.environ["PBSVLLM_SSH_CONFIG"]
-    if "accept_unknown_host" not in opts and os.environ.get("PBSVLLM_SSH_ACCEPT_NEW", "") in ("1", "yes", "true"):
-        opts["accept_unknown_host"] = True
+    opts = {**_defaults, **opts}
     key = (str(host), tuple(sorted(opts.items())))
     if not fresh:
         cached = _cache.get(key)

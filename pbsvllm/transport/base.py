@@ -1,5 +1,9 @@
 """The transport seam: run a command and move files on the target host.
 
+Files are read whole (``read_text``) or in byte ranges (``size`` +
+``read_range``: what :mod:`pbsvllm.logtail` uses to follow a growing log
+without reading it again).
+
 Scheduler code talks to a :class:`Transport` and never asks which one it
 has. ``run`` takes an argv list (never a shell string); a missing program
 reads as exit status 127, the way a shell reports it, on every transport.
@@ -50,6 +54,16 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def exists(self, path: str) -> bool:
         """True if ``path`` exists on the target."""
+
+    @abc.abstractmethod
+    def size(self, path: str) -> Optional[int]:
+        """The file's size in bytes; None if it does not exist.
+        TransportError if it cannot be looked at."""
+
+    @abc.abstractmethod
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of the file from byte ``offset`` (fewer at
+        its end; none past it). TransportError if it cannot be read."""
 
     def expanduser(self, path: str) -> str:
         """Expand a leading ``~`` against the target's home directory."""

@@ -61,6 +61,7 @@ class LocalTransport(Transport):
                 input=input,
                 capture_output=True,
                 text=True,
+                errors="replace",  # a Latin-1 job name must not stop a status
                 timeout=timeout,
                 env=full_env,
                 stdin=None if input is not None else subprocess.DEVNULL,
@@ -91,6 +92,24 @@ class LocalTransport(Transport):
 
     def exists(self, path: str) -> bool:
         return os.path.exists(os.path.expanduser(path))
+
+    def size(self, path: str) -> Optional[int]:
+        try:
+            return os.stat(os.path.expanduser(path)).st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TransportError(f"cannot look at {path} on localhost: {exc.strerror}") from None
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must not be negative")
+        try:
+            with open(os.path.expanduser(path), "rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
+        except OSError as exc:
+            raise TransportError(f"cannot read {path} on localhost: {exc.strerror}") from None
 
     def expanduser(self, path: str) -> str:
         return os.path.expanduser(path)

@@ -10,16 +10,16 @@ import os
 import subprocess
 import sys
 import time
-import types
 
 import psutil
 import pytest
 
 from pbsvllm.errors import SchedulerError
 from pbsvllm.jobs import JobStore
-from pbsvllm.launch import submit_prepared
+from pbsvllm.launch import SubmitJob, SubmitTarget, submit_job
 from pbsvllm.models import JobState
 from pbsvllm.scheduler import get_scheduler
+from pbsvllm.scheduler.base import SubmitOptions
 from pbsvllm.transport import LocalTransport
 
 pytestmark = pytest.mark.slurm
@@ -113,16 +113,14 @@ def cli(*args, home):
 def test_submit_status_cancel_through_the_cli_really_kills(slurm, tmp_path):
     home = str(tmp_path / "home")
     pids = tmp_path / "pids"
-    prepared = types.SimpleNamespace(
+    prepared = SubmitJob(
         alias="sleepy", model="tiny", served_model_name="sleepy", plan={"tensor_parallel_size": 1}, port=8123,
         script_text=f"#!/bin/bash\n#PBS -N sleepy\n#PBS -l walltime=00:10:00\nsleep 300 &\necho $$ $! > {pids}\nwait\n",
         script_path=os.path.join(home, "scripts", "sleepy-1.pbs"),
         log_path=os.path.join(home, "logs", "sleepy.{job_id}.log"),
         server_info_path=os.path.join(home, "run", "{job_id}.server.json"),
     )
-    settings = types.SimpleNamespace(home=home, host=None, scheduler="auto", profile=types.SimpleNamespace(name="test"),
-                                     api_key_env="VLLM_API_KEY", registries=())
-    rec = submit_prepared(settings, prepared)
+    rec = submit_job(SubmitTarget(home=home, profile="test"), prepared)
     assert rec.scheduler == "slurm-torque" and rec.log_path.endswith(f"sleepy.{rec.job_id}.log")
     assert os.path.exists(rec.script_path)
     end = time.monotonic() + 240  # the shared 2-CPU node may be busy with other runs' jobs
@@ -153,12 +151,11 @@ def test_submit_status_cancel_through_the_cli_really_kills(slurm, tmp_path):
 
 def test_qsub_failure_keeps_the_script_and_says_where(slurm, tmp_path):
     home = str(tmp_path / "home")
-    prepared = types.SimpleNamespace(alias="bad", model="m", served_model_name="bad", plan={}, port=1,
+    prepared = SubmitJob(alias="bad", model="m", served_model_name="bad", port=1,
                                      script_text="#!/bin/bash\n#PBS -l walltime=abc\necho\n",
                                      script_path=os.path.join(home, "scripts", "bad.pbs"), log_path="", server_info_path="")
-    settings = types.SimpleNamespace(home=home, host=None, scheduler="slurm-torque", profile=None, registries=())
     with pytest.raises(SchedulerError) as ei:
-        submit_prepared(settings, prepared, options={"walltime": "abc"})
+        submit_job(SubmitTarget(home=home, scheduler="slurm-torque"), prepared, options=SubmitOptions(walltime="abc"))
     assert f"kept at {home}/scripts/bad.pbs" in str(ei.value)
     assert os.path.exists(os.path.join(home, "scripts", "bad.pbs"))
     assert JobStore(home).list() == []
@@ -175,11 +172,10 @@ def test_torque_profile_on_slurm_wrappers_and_output_folder(slurm, tmp_path):
     home = str(tmp_path / "home")
     logs = tmp_path / "logs"
     logs.mkdir()
-    prepared = types.SimpleNamespace(alias="folder", model="m", served_model_name="folder", plan={}, port=1,
+    prepared = SubmitJob(alias="folder", model="m", served_model_name="folder", port=1,
                                      script_text=f"#!/bin/bash\n#PBS -N folderjob\n#PBS -l walltime=00:02:00\n#PBS -j oe\n#PBS -o {logs}/\necho out-here\n",
                                      script_path=os.path.join(home, "scripts", "f.pbs"), log_path="", server_info_path="")
-    settings = types.SimpleNamespace(home=home, host=None, scheduler="torque", profile=None, registries=())
-    rec = submit_prepared(settings, prepared)
+    rec = submit_job(SubmitTarget(home=home, scheduler="torque"), prepared)
     assert rec.scheduler == "slurm-torque"  # detected once at submit, kept in the record
     st, _ = wait_for(slurm, rec.job_id, {JobState.COMPLETED, JobState.FAILED}, timeout=240)
     assert st.exit_status == 0

@@ -12,12 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-import types
 
 import pytest
 
 from pbsvllm.errors import TransportError
-from pbsvllm.launch import submit_prepared
+from pbsvllm.launch import SubmitJob, SubmitTarget, submit_job
 from pbsvllm.models import JobState
 from pbsvllm.scheduler import get_scheduler
 from pbsvllm.transport import get_transport
@@ -143,14 +142,13 @@ def test_submit_status_cancel_over_ssh_on_slurm(slurm_cluster, sshd_server, tmp_
     assert sched.name == "slurm-torque"
     home = str(tmp_path / "home")
     remote_dir = tmp_path / "remote"
-    prepared = types.SimpleNamespace(
-        alias="viassh", model="m", served_model_name="viassh", plan={}, port=9000,
+    prepared = SubmitJob(
+        alias="viassh", model="m", served_model_name="viassh", port=9000,
         script_text=f"#!/bin/bash\n#PBS -N viassh\n#PBS -l walltime=00:05:00\n#PBS -j oe\n#PBS -o {remote_dir}/o.log\necho on $(hostname)\nsleep 120\n",
         script_path=str(remote_dir / "scripts" / "viassh.pbs"), log_path=str(remote_dir / "viassh.{job_id}.log"),
         server_info_path="~/.pbsvllm-test-run/{job_id}.server.json",
     )
-    settings = types.SimpleNamespace(home=home, host=sshd_server.alias, scheduler="auto", profile=None, registries=())
-    rec = submit_prepared(settings, prepared, transport=t, scheduler=sched)
+    rec = submit_job(SubmitTarget(home=home, host=sshd_server.alias), prepared, transport=t, scheduler=sched)
     assert rec.host == "pbstest" and rec.scheduler == "slurm-torque"
     assert rec.server_info_path == os.path.expanduser("~") + f"/.pbsvllm-test-run/{rec.job_id}.server.json"
     assert (remote_dir / "scripts" / "viassh.pbs").exists()

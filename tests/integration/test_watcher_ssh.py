@@ -1,5 +1,6 @@
-"""The watcher's remote edges over the real loopback sshd: incremental log
-tail (only new bytes fetched; truncation), server-info file, status metrics."""
+"""The follow path's remote edges over the real loopback sshd: incremental
+log tail (only new bytes fetched; truncation), server-info file, status
+metrics, and swap-endpoint reading a remote job's server-info file over SSH."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import os
 
 import pytest
 
+from pbsvllm import serverinfo
+from pbsvllm.config import resolve
+from pbsvllm.health import Readiness
+from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.liveview import metrics_from_lines
+from pbsvllm.logtail import LOG_END_BYTES, LogTail, read_end
+from pbsvllm.registry import open_registry
+from pbsvllm.swap import swap_endpoint
 from pbsvllm.transport import get_transport
-from pbsvllm.liveview import metrics_from_lines, read_log_end
-from pbsvllm.watcher import JobProgress, LogTail, Watcher
 
 pytestmark = pytest.mark.sshd
 
@@ -28,7 +35,7 @@ def ssh(sshd_server):
 
 def test_remote_tail_reads_only_new_lines(ssh, tmp_path):
     log = str(tmp_path / "remote.log")
-    tail = LogTail(log, ssh)
+    tail = LogTail(ssh, log)
     assert not ssh.is_local
     assert tail.read_lines() == [] and not tail.exists()
     with open(log, "w") as fh:
@@ -37,20 +44,57 @@ def test_remote_tail_reads_only_new_lines(ssh, tmp_path):
     with open(log, "a") as fh:
         fh.write("ee\n" + STATS)
     assert tail.read_lines() == ["three", STATS.rstrip("\n")] and tail.line_no == 4
+    assert ssh.size(log) == os.path.getsize(log) and ssh.read_range(log, 4, 3) == b"two"
+    assert ssh.read_range(log, 10 ** 6, 10) == b""
     assert tail.read_lines() == []
     with open(log, "w") as fh:  # replaced by a shorter file
         fh.write("fresh\n")
     assert tail.read_lines() == ["fresh"] and tail.truncated
     with open(log, "a") as fh:
         fh.write(STATS)
-    m = metrics_from_lines(read_log_end(log, ssh))
+    m = metrics_from_lines(read_end(ssh, log, LOG_END_BYTES))
     assert (m["running"], m["waiting"], m["kv_device"], m["kv_cache_usage_pct"]) == (3, 4, "CPU", 5.0)
 
 
 def test_remote_server_info(ssh, tmp_path):
     info = tmp_path / "9.server.json"
-    w = Watcher(None, ssh, probe=lambda u, m: None)
-    job = JobProgress(job_id="9", alias="a", served_model="m", info_path=str(info))
-    assert w._server_info(job) is None
+    assert serverinfo.try_read(ssh, str(info)) is None
+    with pytest.raises(serverinfo.ServerInfoMissing):
+        serverinfo.read(ssh, str(info))
     info.write_text(json.dumps({"job_id": "9", "host": "n1", "port": 8001, "url": "http://n1:8001/v1"}))
-    assert w._server_info(job)["port"] == 8001
+    got = serverinfo.read(ssh, str(info))
+    assert got.port == 8001 and serverinfo.endpoint_url(got) == "http://n1:8001/v1"
+
+
+def test_swap_reads_a_remote_jobs_server_info_over_ssh(sshd_server, ssh, tmp_path, monkeypatch):
+    """A remote job with no cached URL: swap-endpoint reads its server-info
+    file on the job's host through SSH. The local disk is never opened for
+    it (the old code did exactly that, and failed for a real remote host)."""
+    home = str(tmp_path / "home")
+    info = tmp_path / "remote-run" / "77.server.json"
+    info.parent.mkdir()
+    info.write_text(json.dumps({"job_id": "77", "host": "n7", "port": 8077, "url": "http://n7:8077/v1",
+                                "replicas": [{"index": 0, "host": "n7", "port": 8077, "url": "http://n7:8077/v1"}]}))
+    store = JobStore(home)
+    store.save(JobRecord(job_id="77", alias="pool-b", served_model_name="tiny", host=sshd_server.alias,
+                         scheduler="pbspro", server_info_path=str(info)))
+    reg = str(tmp_path / "endpoints.toml")
+    settings = resolve({"home": home, "profile": "local", "registries": (reg,)}, env={})
+    import builtins
+
+    real_open = builtins.open
+
+    def guarded_open(file, *a, **kw):
+        assert str(file) != str(info), "the remote job's server-info file was opened on the local disk"
+        return real_open(file, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    probed = []
+    res = swap_endpoint(settings, "pool", "77", store=store, registries=[reg],
+                        probe=lambda url, model: probed.append((url, model)) or Readiness(url, model, ready=True, stage="ready"),
+                        transport_for=lambda host: ssh if host == sshd_server.alias else get_transport(host))
+    monkeypatch.undo()
+    assert probed == [("http://n7:8077/v1", "tiny")] and res.url == "http://n7:8077/v1"
+    assert [e.url for e in open_registry(reg).lookup("pool")] == ["http://n7:8077/v1"]
+    rec = store.get("77")
+    assert rec.server_state == "ready" and rec.registered_aliases == ["pool"] and rec.watch.registered

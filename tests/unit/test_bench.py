@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from pbsvllm import bench
+from pbsvllm.config import resolve
 from pbsvllm.errors import ConfigError, JobNotFoundError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -300,42 +301,43 @@ def test_alias_resolution_registry_config_and_job_records(tmp_path):
     env = {"PBSVLLM_HOME": str(tmp_path / "home"), "PBSVLLM_CONFIG": str(tmp_path / "config.toml"),
            "POOL_KEY": "sk-pool", "VLLM_API_KEY": "sk-default"}
     (tmp_path / "config.toml").write_text('registries = ["%s"]\n' % (tmp_path / "conf-endpoints.toml"))
+    settings = resolve({}, env)  # resolved once by the caller (the CLI, api.Client): bench reads no config
     with pytest.raises(JobNotFoundError, match="no endpoint is known for alias 'nope'") as exc:
-        bench.resolve_target("nope", None, environ=env)
+        bench.resolve_target("nope", None, environ=env, settings=settings)
     assert "conf-endpoints.toml" in str(exc.value) and "job records in" in str(exc.value)
 
     explicit = open_registry(str(tmp_path / "endpoints.toml"))
     explicit.register(Endpoint("pool", "tiny", "http://n1:8000/v1", "POOL_KEY"))
     explicit.register(Endpoint("pool", "tiny", "http://n2:8000/v1", "POOL_KEY"), replace=False)
-    t = bench.resolve_target("pool", None, registries=[explicit.path], environ=env)
+    t = bench.resolve_target("pool", None, registries=[explicit.path], environ=env, settings=settings)
     assert [e.url for e in t.endpoints] == ["http://n1:8000/v1", "http://n2:8000/v1"]
     assert {e.api_key for e in t.endpoints} == {"sk-pool"} and t.api_key_env == "POOL_KEY"
     assert t.source == "registry " + explicit.path
     assert "sk-pool" not in json.dumps(t.to_json())
     with pytest.raises(JobNotFoundError):  # an explicit registry is the only place looked at
-        bench.resolve_target("other", None, registries=[explicit.path], environ=env)
+        bench.resolve_target("other", None, registries=[explicit.path], environ=env, settings=settings)
     with pytest.raises(ConfigError, match="does not exist"):
-        bench.resolve_target("pool", None, registries=[str(tmp_path / "typo.toml")], environ=env)
-    t = bench.resolve_target("pool", "override", registries=[explicit.path], environ=env)
+        bench.resolve_target("pool", None, registries=[str(tmp_path / "typo.toml")], environ=env, settings=settings)
+    t = bench.resolve_target("pool", "override", registries=[explicit.path], environ=env, settings=settings)
     assert {e.model for e in t.endpoints} == {"override"} and t.endpoints[0].api_key == "sk-pool"
 
     # the registries of the user config
     conf = open_registry(str(tmp_path / "conf-endpoints.toml"))
     conf.register(Endpoint("cfg", "tiny", "http://n3:8000/v1"))
-    t = bench.resolve_target("cfg", None, environ=env)
+    t = bench.resolve_target("cfg", None, environ=env, settings=settings)
     assert [e.url for e in t.endpoints] == ["http://n3:8000/v1"] and t.endpoints[0].api_key == "sk-default"
 
     # job records: the ready ones (replicas) win over older non-ready ones
     store = JobStore(env["PBSVLLM_HOME"])
     store.save(JobRecord("11", alias="job", served_model_name="tiny", url="http://n4:8000/v1",
                          server_state="stopped", submitted_at=1))
-    t = bench.resolve_target("job", None, environ=env)
+    t = bench.resolve_target("job", None, environ=env, settings=settings)
     assert [e.url for e in t.endpoints] == ["http://n4:8000/v1"] and "stopped" in t.source
     store.save(JobRecord("12", alias="job", served_model_name="tiny", url="http://n5:8000", server_state="ready",
                          submitted_at=2, api_key_env="POOL_KEY"))
     store.save(JobRecord("13", alias="job", model="/m/tiny", url="http://n6:8000/v1", server_state="ready",
                          submitted_at=3))
-    t = bench.resolve_target("job", None, environ=env)
+    t = bench.resolve_target("job", None, environ=env, settings=settings)
     assert [(e.url, e.model) for e in t.endpoints] == [("http://n5:8000/v1", "tiny"), ("http://n6:8000/v1", "/m/tiny")]
     assert [e.api_key for e in t.endpoints] == ["sk-pool", "sk-default"]
     assert t.source.startswith("job record(s) 12, 13")
@@ -445,13 +447,13 @@ def test_cli_prompts_file_and_api_key_from_env(fake_server, tmp_path):
 
 
 def test_cli_bad_options_are_one_line_errors(tmp_path):
-    proc = run_cli("http://127.0.0.1:9/v1", "--model", "m", "--json", "--csv", check_rc=2)
+    proc = run_cli("http://127.0.0.1:9/v1", "--model", "m", "--json", "--csv", check_rc=10)
     assert "exclusive" in proc.stderr
-    proc = run_cli("http://127.0.0.1:9/v1", check_rc=2)
+    proc = run_cli("http://127.0.0.1:9/v1", check_rc=10)
     assert "--model" in proc.stderr and "Traceback" not in proc.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{oops\n")
-    proc = run_cli("http://127.0.0.1:9/v1", "--model", "m", "--prompts", str(bad), check_rc=2)
+    proc = run_cli("http://127.0.0.1:9/v1", "--model", "m", "--prompts", str(bad), check_rc=10)
     assert "bad.jsonl:1: not valid JSON" in proc.stderr
 
 

@@ -51,7 +51,7 @@ def test_update_keeps_unknown_fields(tmp_path):
     store.save(JobRecord(job_id="1", alias="x"))
     store.update("1", server_state="ready", url="http://n:8000/v1", metrics={"running": 2})
     rec = store.get("1")
-    assert rec.server_state == "ready" and rec.get("metrics") == {"running": 2}
+    assert rec.server_state == "ready" and rec.extra["metrics"] == {"running": 2}
     assert json.loads((tmp_path / "jobs" / "1.json").read_text())["metrics"] == {"running": 2}
     with pytest.raises(JobNotFoundError):
         store.update("2", url="x")
@@ -86,5 +86,5 @@ def test_concurrent_processes_never_lose_a_record_or_field(tmp_path):
     rec = store.get("shared")
     for k in range(workers):
         for i in range(n):
-            assert rec.get(f"w{k}_{i}") == i, f"lost field w{k}_{i}"
+            assert rec.extra.get(f"w{k}_{i}") == i, f"lost field w{k}_{i}"
     assert len(store.list()) == 1 + n * workers

@@ -317,5 +317,11 @@ def test_slurm_completing_is_not_final_yet():
         def exists(self, path):
             return False
 
+        def size(self, path):
+            return None
+
+        def read_range(self, path, offset, length):
+            return b""
+
     st_ = SlurmTorqueScheduler(Answers()).status(["7"])["7"]
     assert st_.state is JobState.COMPLETING and st_.exit_status is None

@@ -51,6 +51,12 @@ class ScriptedTransport(Transport):
     def exists(self, path):
         return False
 
+    def size(self, path):
+        return None
+
+    def read_range(self, path, offset, length):
+        raise TransportError("no files")
+
 
 def sched(answers) -> Tuple[PBSProScheduler, ScriptedTransport]:
     t = ScriptedTransport(answers)
@@ -72,7 +78,8 @@ def test_unknown_ids_become_unknown_not_completed():
     assert len(t.argvs) == 1
     assert got["1008"].state is JobState.RUNNING
     assert got["2001.g3"].state is JobState.UNKNOWN
-    assert "no longer knows" in got["2002.g3"].comment
+    assert "does not know this job id" in got["2002.g3"].comment
+    assert got["2001.g3"].gone and got["2002.g3"].gone and not got["1008"].gone
 
 
 def test_invalid_json_falls_back_to_text():

@@ -64,7 +64,7 @@ def test_swap_under_load_zero_failed_requests(env):
     assert res.old_jobs[0]["job_id"] == a.job_id and res.old_jobs[0]["drained"] is True
     assert [e.url for e in open_registry(reg).lookup("svc")] == [b.url]
     # the target's record says where it is registered
-    assert reg in JobStore(str(home)).get(b.job_id).get("watch")["registered"]
+    assert reg in JobStore(str(home)).get(b.job_id).watch.registered
 
 
 def test_swap_refuses_a_target_that_is_not_ready(env, tmp_path):

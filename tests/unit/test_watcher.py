@@ -11,18 +11,20 @@ import shutil
 import pytest
 
 from pbsvllm import health
+from pbsvllm.config import resolve
 from pbsvllm.errors import ServerError
 from pbsvllm.jobs import JobRecord, JobStore
 from pbsvllm.models import JobState, ServerState
 from pbsvllm.registry import Endpoint, open_registry
 from pbsvllm.scheduler.base import JobStatus
+from pbsvllm.logtail import LogTail
+from pbsvllm.serverinfo import ServerInfo, endpoint_url
+from pbsvllm.transport.local import LocalTransport
 from pbsvllm.watcher import (
     JobProgress,
-    LogTail,
     Reporter,
     TextReporter,
     Watcher,
-    endpoint_url,
     run_watchers,
     watch_records,
 )
@@ -120,7 +122,7 @@ def write_info(rec, port, host="127.0.0.1"):
 
 def make_watcher(tl, sched, home, reporter=None, follow_ready=False):
     store = JobStore(str(home))
-    return Watcher(sched, None, probe=probe, clock=tl.clock, reporter=reporter or Reporter(),
+    return Watcher(sched, LocalTransport(), probe=probe, clock=tl.clock, reporter=reporter or Reporter(),
                    save=lambda j: store.update(j.job_id, **j.saved_fields()), follow_ready=follow_ready)
 
 
@@ -170,8 +172,8 @@ def test_queued_to_ready_registers_with_phases(home, tmp_path):
     # progress is in the job record (for status and for a resumed watcher)
     saved = JobStore(str(home)).get(rec.job_id)
     assert saved.server_state == "ready" and saved.url == job.url
-    assert saved.get("watch")["log_offset"] == os.path.getsize(rec.log_path)
-    assert saved.get("watch")["registered"] == [reg_path]
+    assert saved.watch.log_offset == os.path.getsize(rec.log_path)
+    assert saved.watch.registered == [reg_path]
 
 
 def test_failure_from_log_is_reported_with_lines_and_never_registered(home, tmp_path):
@@ -296,20 +298,20 @@ def test_timeout_and_resume_from_saved_offset(home, tmp_path):
     w.add(JobProgress.from_record(rec))
     assert run_watchers([w], timeout_s=3, clock=tl.clock, sleep=tl.sleep) is False
     saved = JobStore(str(home)).get(rec.job_id)
-    offset = saved.get("watch")["log_offset"]
-    assert offset == os.path.getsize(rec.log_path) and saved.get("watch")["log_line_no"] == 20
+    offset = saved.watch.log_offset
+    assert offset == os.path.getsize(rec.log_path) and saved.watch.log_line_no == 20
     # a new watcher (a new CLI process) resumes from the record
     append(rec.log_path, lines[20:])
     job2 = JobProgress.from_record(JobStore(str(home)).get(rec.job_id))
     assert job2.log_offset == offset
-    tail = LogTail(job2.log_path, None, job2.log_offset, job2.log_line_no)
+    tail = LogTail(LocalTransport(), job2.log_path, job2.log_offset, job2.log_line_no)
     new = tail.read_lines()
     assert len(new) == len(lines) - 20 and tail.line_no == len(lines)
 
 
 def test_logtail_missing_partial_truncated(tmp_path):
     p = str(tmp_path / "x.log")
-    t = LogTail(p)
+    t = LogTail(LocalTransport(), p)
     assert t.read_lines() == []  # not there yet
     append(p, ["one\n", "tw"])
     assert t.read_lines() == ["one"]
@@ -338,17 +340,17 @@ def test_tty_reporter_grows_one_line():
 
 
 def test_endpoint_url_rules():
-    info = {"job_id": "1", "host": "x3006c0s13b1n0", "port": 8005}
+    info = ServerInfo(job_id="1", host="x3006c0s13b1n0", port=8005)
     assert endpoint_url(info) == "http://x3006c0s13b1n0:8005/v1"
     assert endpoint_url(info, hostname_suffix=".hsn.cm.polaris.alcf.anl.gov") == \
         "http://x3006c0s13b1n0.hsn.cm.polaris.alcf.anl.gov:8005/v1"
-    full = dict(info, host="x3006c0s13b1n0.hsn.cm.polaris.alcf.anl.gov")
+    full = ServerInfo(job_id="1", host="x3006c0s13b1n0.hsn.cm.polaris.alcf.anl.gov", port=8005)
     assert endpoint_url(full, hostname_suffix=".hsn.cm.polaris.alcf.anl.gov").count("hsn") == 1
     assert endpoint_url(info, url_template="https://{hostname}.proxy/{alias}:{port}", alias="q") == \
         "https://x3006c0s13b1n0.proxy/q:8005"
-    assert endpoint_url({"host": "10.1.2.3", "port": 1}, hostname_suffix=".x") == "http://10.1.2.3:1/v1"
+    assert endpoint_url(ServerInfo(job_id="", host="10.1.2.3", port=1), hostname_suffix=".x") == "http://10.1.2.3:1/v1"
     with pytest.raises(ServerError, match="0.0.0.0"):
-        endpoint_url({"job_id": "1", "host": "0.0.0.0", "port": 1, "url": "http://0.0.0.0:1/v1"})
+        endpoint_url(ServerInfo(job_id="1", host="0.0.0.0", port=1, url="http://0.0.0.0:1/v1"))
 
 
 def test_watch_records_wiring_with_store(home, tmp_path):
@@ -358,17 +360,10 @@ def test_watch_records_wiring_with_store(home, tmp_path):
     tl = Timeline()
     sched = TimelineScheduler(tl, {rec.job_id: [(0, st(rec.job_id, JobState.RUNNING))]})
 
-    class Settings:
-        home = None
-        profile = None
-        api_key_file = None
-        api_key_env = "VLLM_API_KEY"
-        scheduler = "local"
-
-    Settings.home = str(home)
+    settings = resolve({"home": str(home), "profile": "local"}, env={})
     with FakeVllm(["tiny"]) as fake:
         write_info(rec, fake.port)
-        res = watch_records(Settings, [rec], scheduler=sched, transport=None, probe=probe,
+        res = watch_records(settings, [rec], scheduler=sched, transport=LocalTransport(), probe=probe,
                             clock=tl.clock, sleep=tl.sleep, timeout_s=30)
     assert res.ok and res.to_dicts()[0]["server_state"] == "ready"
     assert json.load(open(reg_path))["tiny-a"]["job_id"] == rec.job_id
@@ -430,7 +425,7 @@ def test_status_live_rows_reconcile_keeps_a_reused_url(home, tmp_path):
     """Job A ended; job B now serves at the same host:port. Status removes A's
     stale entries but never the entry of B's live server."""
     from pbsvllm import statusview
-    from pbsvllm.liveview import live_rows
+    from pbsvllm.liveview import live_rows, remove_ended_entries
 
     reg_toml, reg_json = str(tmp_path / "endpoints.toml"), str(tmp_path / "reg.json")
     store = JobStore(str(home))
@@ -457,7 +452,9 @@ def test_status_live_rows_reconcile_keeps_a_reused_url(home, tmp_path):
             def registries_for(alias):
                 return ()
 
-        notes = live_rows(S, records, rows, store=store, transport_for=lambda h: None)
+        view = live_rows(S, records, rows, store=store, transport_for=lambda h: None)
+        assert open_registry(reg_json).lookup("old")  # building the rows changes no registry
+        notes = view.notes + remove_ended_entries(view, rows)
     by = {r["alias"]: r for r in rows}
     assert by["new"]["server_state"] == "ready" and by["old"]["server_state"] == "stopped"
     # the TOML entry of the old alias has no job id and points at the live server: kept, and listed

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from pbsvllm.cli import cli
 from pbsvllm.config import resolve
 from pbsvllm.jobs import JobStore
-from pbsvllm.launch import submit_prepared
+from pbsvllm.launch import SubmitJob, SubmitTarget, submit_job
 from pbsvllm.registry import open_registry
 from pbsvllm.scheduler.local import LocalScheduler
 from pbsvllm.transport.local import LocalTransport
@@ -85,14 +85,14 @@ def submit(env_, alias, *, port=None, fail=False, registries=()):
         server = SERVER.format(root=shlex.quote(ROOT), py=shlex.quote(sys.executable), port=port)
         body = SCRIPT.format(alias=alias, out=tmp / f"{alias}.out", logdir=home / "logs", home=home,
                              sample=shlex.quote(EAGER), server=server, ready=READY)
-    prepared = {
-        "script": body, "script_path": str(home / "scripts" / f"{alias}.pbs"), "alias": alias,
-        "model": "/models/tiny", "served_model_name": "tiny",
-        "log_path": str(home / "logs" / f"{alias}.{{job_id}}.log"),
-        "server_info_path": str(home / "run" / "{job_id}.server.json"),
-    }
-    s2 = settings.__class__(**{**settings.__dict__, "registries": tuple(registries)})
-    rec = submit_prepared(s2, prepared, transport=tr, scheduler=sched, store=JobStore(str(home)))
+    job = SubmitJob(
+        script_text=body, script_path=str(home / "scripts" / f"{alias}.pbs"), alias=alias,
+        model="/models/tiny", served_model_name="tiny",
+        log_path=str(home / "logs" / f"{alias}.{{job_id}}.log"),
+        server_info_path=str(home / "run" / "{job_id}.server.json"),
+    )
+    target = SubmitTarget(home=settings.home, registries=tuple(registries))
+    rec = submit_job(target, job, transport=tr, scheduler=sched, store=JobStore(str(home)))
     started.append(rec.job_id)
     return rec
 
