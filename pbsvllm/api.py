@@ -328,6 +328,35 @@ class Client:
         return report
 
 
+    # ------------------------------------------------------------------ keep-alive (docs/keepalive.md)
+
+    def keepalive_start(self, alias: str, *, until: Optional[str] = None, budget: Optional[str] = None,
+                        job: Optional[str] = None, margin_s: Optional[float] = None) -> Dict[str, Any]:
+        """Keep ``alias`` served across walltime and failures, from ``job``
+        (default: the alias's newest); starts its supervisor."""
+        from pbsvllm.keepalive import service
+
+        return service.start(alias, home=self.settings.home, until=until, budget=budget, job=job, margin_s=margin_s)
+
+    def keepalive_stop(self, alias: str, *, cancel: bool = False) -> str:
+        """End the chain of ``alias`` (``cancel``: drain and cancel its jobs too)."""
+        from pbsvllm.keepalive import service
+
+        return service.stop(alias, home=self.settings.home, cancel=cancel)
+
+    def keepalive_status(self, alias: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Each chain's summary (reviving a supervisor that died)."""
+        from pbsvllm.keepalive import service
+
+        return service.status(alias, home=self.settings.home)
+
+    def keepalive_ensure(self) -> Dict[str, Optional[int]]:
+        """Revive the supervisor of every running chain; new pids by alias."""
+        from pbsvllm.keepalive import service
+
+        return service.ensure(home=self.settings.home)
+
+
 def all_failed_error(report: "BenchReport", targets: Sequence["Target"]) -> Optional[ServerError]:
     """The error to raise when no request of a bench run succeeded (None otherwise)."""
     if report.total_ok() != 0:

@@ -37,6 +37,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "bench": ("bench", "Load-test an endpoint: throughput and latency per concurrency."),
     "profiles": ("profiles", "List built-in and user site profiles."),
     "completion": ("completion", "Print the shell-completion script (bash, zsh, fish)."),
+    "keepalive": ("keepalive", "Keep an alias served across walltime and failed jobs (start, stop, status)."),
 }
 
 

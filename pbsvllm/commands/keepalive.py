@@ -6,18 +6,12 @@ from typing import Optional
 
 import click
 
-from pbsvllm.commands._common import echo_json, json_option
+from pbsvllm.commands._common import client, echo_json, home_option, json_option
 
 
 @click.group()
 def command() -> None:
     """Keep an alias served across walltime and failed jobs (docs/keepalive.md)."""
-
-
-def _home(home: Optional[str]) -> str:
-    from pbsvllm.commands.status import _home as resolve
-
-    return resolve(home)
 
 
 @command.command("start")
@@ -26,14 +20,14 @@ def _home(home: Optional[str]) -> str:
               help="End of the chain: 2026-12-09T18:00, 12h, 3d, 1h30m.")
 @click.option("--budget", default=None, metavar="NODE_HOURS", help="Never start a job past this many node-hours.")
 @click.option("--job", "job", default=None, metavar="JOB", help="The job to copy (default: the alias's newest).")
-@click.option("--home", default=None, metavar="DIR", help="PBSVLLM_HOME.")
+@click.option("--margin", "margin_s", type=float, default=None, metavar="SECONDS",
+              help="Safety margin added to the lead time (default 120 s; docs/keepalive.md).")
+@home_option
 @json_option
 def start_cmd(alias: str, until: Optional[str], budget: Optional[str], job: Optional[str],
-              home: Optional[str], as_json: bool) -> None:
+              margin_s: Optional[float], home: Optional[str], as_json: bool) -> None:
     """Start keeping ALIAS alive (its newest job becomes the chain's first)."""
-    from pbsvllm import api
-
-    summary = api.keepalive_start(alias, until=until, budget=budget, job=job, home=_home(home))
+    summary = client(home).keepalive_start(alias, until=until, budget=budget, job=job, margin_s=margin_s)
     if as_json:
         echo_json(summary)
     else:
@@ -43,24 +37,20 @@ def start_cmd(alias: str, until: Optional[str], budget: Optional[str], job: Opti
 @command.command("stop")
 @click.argument("alias")
 @click.option("--cancel", "cancel_jobs", is_flag=True, help="Also drain and cancel the chain's jobs.")
-@click.option("--home", default=None, metavar="DIR", help="PBSVLLM_HOME.")
+@home_option
 def stop_cmd(alias: str, cancel_jobs: bool, home: Optional[str]) -> None:
     """Stop the chain of ALIAS (its serving job is left running unless --cancel)."""
-    from pbsvllm import api
-
-    msg = api.keepalive_stop(alias, cancel=cancel_jobs, home=_home(home))
+    msg = client(home).keepalive_stop(alias, cancel=cancel_jobs)
     click.echo(f"{alias}: {msg}")
 
 
 @command.command("status")
 @click.argument("alias", required=False)
-@click.option("--home", default=None, metavar="DIR", help="PBSVLLM_HOME.")
+@home_option
 @json_option
 def status_cmd(alias: Optional[str], home: Optional[str], as_json: bool) -> None:
     """Each chain: state, lead time and how it is computed, jobs, why the last one ended."""
-    from pbsvllm import api
-
-    chains = api.keepalive_status(alias, home=_home(home))
+    chains = client(home).keepalive_status(alias)
     if as_json:
         echo_json(chains)
         return
@@ -83,11 +73,9 @@ def status_cmd(alias: Optional[str], home: Optional[str], as_json: bool) -> None
 
 
 @command.command("ensure")
-@click.option("--home", default=None, metavar="DIR", help="PBSVLLM_HOME.")
+@home_option
 def ensure_cmd(home: Optional[str]) -> None:
     """Revive the supervisor of every running chain (for cron)."""
-    from pbsvllm import api
-
-    for alias, pid in api.keepalive_ensure(home=_home(home)).items():
+    for alias, pid in client(home).keepalive_ensure().items():
         if pid:
             click.echo(f"{alias}: supervisor restarted (pid {pid})")

@@ -8,14 +8,15 @@ job records and reused; the router is the alias's own (see
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from pbsvllm.errors import PbsvllmError
 from pbsvllm.jobs import JobRecord, JobStore
 from pbsvllm.scheduler.base import JobStatus, Scheduler
 from pbsvllm.transport.base import Transport
+
+if TYPE_CHECKING:
+    from pbsvllm.config import Settings
 
 #: How long a drained server may keep finishing its in-flight requests.
 DRAIN_TIMEOUT_S = 120.0
@@ -28,6 +29,7 @@ class LivePorts:
         self.store = JobStore(home)
         self._transports: Dict[Optional[str], Transport] = {}
         self._schedulers: Dict[Tuple[Optional[str], str], Scheduler] = {}
+        self._settings_cache: Dict[str, "Settings"] = {}
 
     # -- plumbing
     def _transport(self, host: Optional[str]) -> Transport:
@@ -59,41 +61,52 @@ class LivePorts:
             out.update(self._scheduler(recs[0]).status([r.job_id for r in recs]))
         return out
 
+    def _settings(self, rec: JobRecord) -> "Settings":
+        """The settings of the record's profile (URL rule, API key), resolved once per profile."""
+        if rec.profile not in self._settings_cache:
+            from pbsvllm.config import resolve
+
+            flags = {"home": self.home, "profile": rec.profile} if rec.profile else {"home": self.home}
+            self._settings_cache[rec.profile] = resolve(flags)
+        return self._settings_cache[rec.profile]
+
     def server_url(self, job_id: str) -> Optional[str]:
-        from pbsvllm.serverinfo import read_server_info
+        from pbsvllm.swap import target_url
 
         rec = self._record(job_id)
-        info = read_server_info(rec, self._transport(rec.host))
-        return info.url if info is not None else None
+        try:
+            return target_url(self._settings(rec), rec, self._transport(rec.host))
+        except PbsvllmError:
+            return None  # no server-info file yet
 
     def is_ready(self, job_id: str, url: str) -> bool:
-        from pbsvllm.health import check_ready
+        from pbsvllm.health import check_ready, resolve_api_key
 
         rec = self._record(job_id)
-        return check_ready(url, rec.served_model_name or rec.alias, self._api_key(rec)).ready
-
-    def _api_key(self, rec: JobRecord) -> Optional[str]:
-        from pbsvllm.health import resolve_api_key
-
-        return resolve_api_key(None, rec.api_key_env or "VLLM_API_KEY")
+        settings = self._settings(rec)
+        key = resolve_api_key(settings.api_key_file, rec.api_key_env or settings.api_key_env or "VLLM_API_KEY")
+        return check_ready(url, rec.served_name, key).ready
 
     def submit_successor(self, template_job: str) -> str:
         """The template job's rendered script, submitted again through the
-        same scheduler; the new record copies the template's (paths that
-        carried the old job id carry the new one)."""
+        same scheduler and transport (:func:`pbsvllm.launch.submit_job`); the
+        new record copies the template's, its paths carrying the new job id."""
+        from pbsvllm.launch import SubmitJob, SubmitTarget, submit_job
+
         rec = self._record(template_job)
-        job_id = self._scheduler(rec).submit(rec.script_path)
+        transport = self._transport(rec.host)
         old = rec.job_id
-        new = dataclasses.replace(
-            rec, job_id=job_id, submitted_at=time.time(),
-            log_path=rec.log_path.replace(old, job_id),
-            server_info_path=rec.server_info_path.replace(old, job_id),
-            last_status={}, last_status_at=0.0, url="", cancelled_at=0.0,
-            extra={k: v for k, v in rec.extra.items() if k not in ("watch", "registered_aliases")},
+        job = SubmitJob(
+            alias=rec.alias, script_text=transport.read_text(rec.script_path), script_path=rec.script_path,
+            model=rec.model, served_model_name=rec.served_model_name,
+            log_path=rec.log_path.replace(old, "{job_id}"),
+            server_info_path=rec.server_info_path.replace(old, "{job_id}"),
+            port=rec.port, plan=dict(rec.plan),
         )
-        new.server_state = type(rec.server_state)("none") if not isinstance(rec.server_state, str) else "none"
-        self.store.save(new)
-        return job_id
+        target = SubmitTarget(home=self.home, host=rec.host, scheduler=rec.scheduler or "auto", profile=rec.profile,
+                              registries=tuple(rec.registries), api_key_env=rec.api_key_env)
+        new = submit_job(target, job, transport=transport, scheduler=self._scheduler(rec), store=self.store)
+        return new.job_id
 
     def join(self, alias: str, url: str, job_id: str) -> None:
         from pbsvllm import router
@@ -130,13 +143,15 @@ class LivePorts:
         else the scheduler's exit status."""
         from pbsvllm.vllmlog import classify_error
 
+        from pbsvllm.logtail import read_end
+
         rec = self._record(job_id)
         if rec.log_path:
             try:
-                text = self._transport(rec.host).read_text(rec.log_path)
-            except (OSError, PbsvllmError):
-                text = ""
-            for line in text.splitlines()[-400:]:
+                lines = read_end(self._transport(rec.host), rec.log_path, 256 * 1024)
+            except PbsvllmError:
+                lines = []
+            for line in lines:
                 kind = classify_error(line)
                 if kind:
                     return kind

@@ -13,22 +13,24 @@ from pbsvllm.keepalive.supervisor import chain_summary
 
 
 def make_spec(alias: str, *, until: Optional[str], budget: Optional[str], walltime_s: Optional[float],
-              nodes: int = 1, now: Optional[float] = None) -> KeepAliveSpec:
+              nodes: int = 1, now: Optional[float] = None, margin_s: Optional[float] = None) -> KeepAliveSpec:
     now = time.time() if now is None else now
     try:
+        extra = {"margin_s": float(margin_s)} if margin_s is not None else {}
         return KeepAliveSpec(
             alias=alias,
             until=parse_until(until, now) if until else None,
             budget_node_hours=parse_budget(budget) if budget else None,
             walltime_s=walltime_s,
             nodes=nodes,
+            **extra,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
 
 def start(alias: str, *, home: str, until: Optional[str] = None, budget: Optional[str] = None,
-          job: Optional[str] = None, spawn: bool = True) -> Dict[str, Any]:
+          job: Optional[str] = None, margin_s: Optional[float] = None, spawn: bool = True) -> Dict[str, Any]:
     """Start (or restart) the chain of ``alias`` from ``job`` (default: the alias's newest job)."""
     from pbsvllm.jobs import JobStore
 
@@ -37,7 +39,8 @@ def start(alias: str, *, home: str, until: Optional[str] = None, budget: Optiona
     if rec.alias != alias:
         raise ConfigError(f"job {rec.job_id} serves alias {rec.alias!r}, not {alias!r}")
     walltime = (rec.last_status or {}).get("walltime_limit_s")
-    spec = make_spec(alias, until=until, budget=budget, walltime_s=float(walltime) if walltime else None)
+    spec = make_spec(alias, until=until, budget=budget, walltime_s=float(walltime) if walltime else None,
+                     margin_s=margin_s)
     store = ChainStore(home)
     with store.lock(alias):
         old = store.load(alias)

@@ -98,9 +98,12 @@ class RouterStatus:
 
 
 def _home(home: Optional[str]) -> str:
-    from pbsvllm.jobs import pbsvllm_home
+    """``home``, else the configured one (flags > PBSVLLM_HOME > config file > ~/.pbsvllm)."""
+    if home:
+        return os.path.abspath(os.path.expanduser(home))
+    from pbsvllm.config import resolve
 
-    return pbsvllm_home(home)
+    return os.path.abspath(resolve({}).home)
 
 
 def available() -> bool:
