@@ -39,6 +39,13 @@ def submit_options(f: Any) -> Any:
                    "then register it in the endpoint registries; exit 7 if it fails.")
 @click.option("--timeout", "timeout_s", type=float, default=None, metavar="SECONDS",
               help="With --wait: give up waiting after this long (the job keeps running).")
+@click.option("--keep-alive", "keep_alive", is_flag=True,
+              help="Keep the alias served across walltime and failed jobs: successors are submitted before "
+                   "the walltime runs out and failed jobs replaced (docs/keepalive.md).")
+@click.option("--until", "until", default=None, metavar="DATE|DURATION",
+              help="With --keep-alive: when the chain ends (2026-12-09T18:00, 12h, 3d).")
+@click.option("--budget", default=None, metavar="NODE_HOURS",
+              help="With --keep-alive: never start a job that could take the chain past this many node-hours.")
 @registry_options
 @site_options
 @workload_options
@@ -50,6 +57,10 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     script, nothing is submitted)."""
     from pbsvllm.api import Client
 
+    keep_alive = bool(kwargs.pop("keep_alive", False))
+    until, budget = kwargs.pop("until", None), kwargs.pop("budget", None)
+    if (until or budget) and not keep_alive:
+        raise click.UsageError("--until and --budget go with --keep-alive")
     flags, options = split_kwargs(kwargs)
     specs = Client.registry_specs(kwargs.get("registries") or (), kwargs.get("registry_format"))
     if specs:
@@ -76,6 +87,9 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
         f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size})")
     say(f"log     {record.log_path}")
     say(f"script  {record.script_path}")
+    if keep_alive:
+        chain = api.keepalive_start(record.alias, until=until, budget=budget, job=record.job_id)
+        say(f"keep-alive: {chain['lead_time']}")
     if kwargs.get("wait"):
         exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),
                                     timeout_s=kwargs.get("timeout_s"), as_json=as_json))

@@ -121,6 +121,9 @@ class Supervisor:
         walltime: Optional[float] = None
         if status is not None:
             walltime = float(status.walltime_limit_s) if status.walltime_limit_s is not None else None
+            if walltime and st.spec.walltime_s is None:
+                # the budget projects each successor at its full walltime
+                st.spec = dataclasses.replace(st.spec, walltime_s=walltime)
             if status.walltime_left_s is not None:
                 walltime_left = float(status.walltime_left_s)
         if j.ended_at is not None:
