@@ -56,10 +56,14 @@ wait $SRV
 class SteadyClient(threading.Thread):
     """Completions through the alias's URL every ``interval`` seconds."""
 
-    def __init__(self, url: str, interval: float = 0.1) -> None:
+    def __init__(self, url: str, interval: float = 0.1, key: str = "") -> None:
         super().__init__(daemon=True)
         self.url, self.interval = url.rstrip("/") + "/completions", interval
+        self.headers = {"Content-Type": "application/json"}
+        if key:
+            self.headers["Authorization"] = f"Bearer {key}"
         self.ok = 0
+        self._mark = 0
         self.failures: List[Tuple[float, str]] = []
         self.stop_event = threading.Event()
 
@@ -67,7 +71,7 @@ class SteadyClient(threading.Thread):
         body = json.dumps({"model": "tiny", "prompt": "hi", "max_tokens": 1}).encode()
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         while not self.stop_event.is_set():
-            req = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(self.url, data=body, headers=self.headers)
             try:
                 with opener.open(req, timeout=10) as resp:
                     resp.read()
@@ -75,6 +79,12 @@ class SteadyClient(threading.Thread):
             except (urllib.error.URLError, OSError) as exc:
                 self.failures.append((time.time(), str(exc)))
             self.stop_event.wait(self.interval)
+
+    def mark(self) -> None:
+        self._mark = self.ok
+
+    def ok_since_mark(self) -> int:
+        return self.ok - self._mark
 
     def stop(self) -> None:
         self.stop_event.set()
