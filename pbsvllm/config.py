@@ -56,6 +56,7 @@ SCHEDULERS = ("auto", "pbspro", "torque", "local")
 DIALECTS = ("pbspro", "torque")
 INTERCONNECTS = ("nvlink", "pcie", "none")
 DEVICES = ("cuda", "cpu")
+SSH_CLIENTS = ("paramiko", "openssh")
 
 _WALLTIME_RE = re.compile(r"^(\d+:)?\d{1,2}:\d{2}:\d{2}$|^\d+$")
 _VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?([.+-]?[A-Za-z0-9.]+)?$")
@@ -168,6 +169,18 @@ def _envmap(v: Any, where: str) -> Dict[str, str]:
     return out
 
 
+def _walltime_map(v: Any, where: str) -> Dict[str, str]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where} must be a table of QUEUE = \"HH:MM:SS\", got {v!r}")
+    out: Dict[str, str] = {}
+    for q, w in v.items():
+        text = _str(w, f"{where}.{q}")
+        if not re.match(r"^\d+:\d{2}:\d{2}$", text):
+            raise ConfigError(f"{where}.{q} must be a walltime like 01:00:00 or 168:00:00, got {w!r}")
+        out[str(q)] = text
+    return out
+
+
 def _url_template(v: Any, where: str) -> str:
     s = _str(v, where)
     for name in re.findall(r"{([^{}]*)}", s):
@@ -218,6 +231,12 @@ class Profile:
     extra_directives: Tuple[str, ...] = ()  # verbatim '#PBS ...' lines, placed BEFORE the generated ones
     registries: Tuple[str, ...] = ()
     queues: Tuple[str, ...] = ()       # documentation: the site's queues
+    ssh_client: str = "paramiko"       # paramiko | openssh (the system ssh over a ControlMaster: MFA sites)
+    max_walltime: Dict[str, str] = field(default_factory=dict)  # queue -> longest walltime it takes (checked before qsub)
+    router: str = "auto"               # stable URL per alias: auto (when vllm-router is installed) | on | off
+    router_host: str = "127.0.0.1"     # address the alias's router binds and clients use (docs/router.md)
+    router_policy: str = "cache_aware"  # vllm-router --policy
+    router_placement: str = "local"    # where the router runs: local = where pbsvllm runs (login node); docs/router.md
     source: str = "built-in defaults"  # where this profile came from (file paths)
 
     @property
@@ -264,12 +283,19 @@ PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
     "extra_directives": _strlist,
     "registries": _strlist,
     "queues": _strlist,
+    "ssh_client": _choice(SSH_CLIENTS),
+    "max_walltime": _walltime_map,
+    "router": _choice(("auto", "on", "off")),
+    "router_host": _str,
+    "router_policy": _choice(("cache_aware", "round_robin", "random", "power_of_two", "consistent_hash")),
+    "router_placement": _choice(("local",)),
 }
 
 # Profile fields that PBSVLLM_<NAME> environment variables and flags may override.
 ENV_PROFILE_FIELDS = (
     "queue", "account", "walltime", "filesystems", "log_dir", "vllm_version", "nodes",
-    "gpus_per_node", "gpu_memory_gib", "interconnect", "device", "launcher", "hostname_suffix",
+    "gpus_per_node", "gpu_memory_gib", "interconnect", "device", "launcher", "hostname_suffix", "ssh_client",
+    "router", "router_host",
 )
 
 SETTINGS_KEYS: Dict[str, Callable[[Any, str], Any]] = {
@@ -574,6 +600,8 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
 
     # Paths the JOB uses (home, log_dir, api_key_file) live on the cluster: with a
     # remote host, '~' is left for the remote side (transport / job script) to expand.
+    if host and profile.ssh_client == "openssh" and "://" not in host:
+        host = "openssh://" + host  # the job record keeps it: later commands reach the host the same way
     expand = (lambda x: x) if host else os.path.expanduser
     home = expand(pick("home", "PBSVLLM_HOME", DEFAULT_HOME))
     scheduler = pick("scheduler", "PBSVLLM_SCHEDULER", None) or profile.scheduler
@@ -594,6 +622,11 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
     )
     if "registries" in flags:  # explicit flag wins for every alias
         alias_regs = ()
+    if not host:
+        # the folder whose files receive the API key must be the user's alone
+        from pbsvllm.fileio import check_private_dir
+
+        check_private_dir(home, "PBSVLLM_HOME", error=ConfigError)
     ssh_config = pick("ssh_config", "PBSVLLM_SSH_CONFIG", None)
     return Settings(
         home=home,

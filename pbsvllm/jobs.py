@@ -61,13 +61,15 @@ class WatchState:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "WatchState":
+    def from_dict(cls, data: Mapping[str, Any]) -> WatchState:
         """The ``watch`` object of a stored record (old ones included)."""
         if not isinstance(data, Mapping):
             raise ValueError(f"'watch' is {type(data).__name__}, not an object")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         extra = {k: v for k, v in data.items() if k not in names and k not in cls._MIRRORED}
         ready_after = data.get("ready_after_s")
+        if isinstance(ready_after, bool) or not isinstance(ready_after, (int, float)):
+            ready_after = None
         return cls(
             phase=Phase.parse(data.get("phase"), Phase.SUBMITTED),
             urls=_strs(data.get("urls")),
@@ -78,7 +80,7 @@ class WatchState:
             failure=str(data.get("failure") or ""),
             failure_detail=str(data.get("failure_detail") or ""),
             evidence=_strs(data.get("evidence")),
-            ready_after_s=float(ready_after) if isinstance(ready_after, (int, float)) and not isinstance(ready_after, bool) else None,
+            ready_after_s=None if ready_after is None else float(ready_after),
             add_replica=bool(data.get("add_replica", False)),
             extra=extra,
         )
@@ -154,19 +156,66 @@ class JobRecord:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "JobRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names and k != "extra"}
         extra.update(data.get("extra") or {})
         if "job_id" not in known:
             raise ValueError("job record has no job_id")
+        _check_types(known)
         known["job_id"] = str(known["job_id"])
         known["server_state"] = ServerState.parse(known.get("server_state"))
         known["watch"] = WatchState.from_dict(known.get("watch") or {})
         known["registered_aliases"] = _strs(known.get("registered_aliases"))
         known["registries"] = _strs(known.get("registries"))
         return cls(extra=extra, **known)
+
+
+_STR_FIELDS = ("alias", "model", "served_model_name", "profile", "scheduler", "script_path", "log_path",
+               "server_info_path", "api_key_env", "url")
+_NUM_FIELDS = ("submitted_at", "last_status_at", "cancelled_at")
+
+
+def _check_types(known: Dict[str, Any]) -> None:
+    """Refuse a record whose fields have the wrong JSON types (a hand edit, another
+    tool), naming the field, instead of failing later in a comparison."""
+    jid = known.get("job_id")
+    if not isinstance(jid, (str, int)) or isinstance(jid, bool) or not str(jid):
+        raise ValueError(f"field 'job_id' must be a non-empty string, not {type(jid).__name__}")
+    for k in _STR_FIELDS:
+        if k in known and known[k] is not None and not isinstance(known[k], str):
+            raise ValueError(f"field {k!r} must be a string, not {type(known[k]).__name__}")
+        if known.get(k, "") is None:
+            known[k] = ""
+    for k in _NUM_FIELDS:
+        v = known.get(k, 0)
+        if v is None:
+            known[k] = 0.0
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            raise ValueError(f"field {k!r} must be a number, not {type(v).__name__} {str(v)[:40]!r}")
+    if known.get("host") is not None and not isinstance(known["host"], str):
+        raise ValueError(f"field 'host' must be a string or null, not {type(known['host']).__name__}")
+    port = known.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
+        raise ValueError(f"field 'port' must be an integer or null, not {type(port).__name__}")
+    for k in ("plan", "last_status"):
+        if k in known and not isinstance(known[k], dict):
+            raise ValueError(f"field {k!r} must be an object, not {type(known[k]).__name__}")
+    if "extra" in known and not isinstance(known["extra"], dict):
+        raise ValueError("field 'extra' must be an object")
+
+
+#: Records that could not be read in this process: path -> one-line reason.
+#: Commands skip them and keep working for every other job; the CLI names
+#: each once, with the fix (see :func:`bad_record_notes`).
+BAD_RECORDS: Dict[str, str] = {}
+
+
+def bad_record_notes() -> List[str]:
+    """One warning per unreadable record met by this process, with the fix."""
+    return [f"skipped the unreadable job record {path} ({why}); move it away to silence this: "
+            f"mv {path} {path}.broken" for path, why in sorted(BAD_RECORDS.items())]
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -211,16 +260,35 @@ class JobStore:
 
     # -- reading
     def _read(self, path: str) -> Optional[JobRecord]:
+        from pbsvllm.fileio import read_regular
+
         try:
-            with open(path, encoding="utf-8") as fh:
-                return JobRecord.from_dict(json.load(fh))
-        except FileNotFoundError:
+            data = read_regular(path, "job record", max_bytes=16 << 20)
+            if data is None:
+                return None
+            doc = json.loads(data.decode("utf-8"))
+            if not isinstance(doc, dict):
+                raise ValueError(f"it holds a JSON {type(doc).__name__}, not an object")
+            rec = JobRecord.from_dict(doc)
+        except PbsvllmError as exc:
+            why = exc.message
+        except (ValueError, TypeError, RecursionError) as exc:
+            why = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc).splitlines()[0][:200]
+        else:
+            BAD_RECORDS.pop(path, None)
+            return rec
+        BAD_RECORDS[path] = why
+        raise PbsvllmError(
+            f"job record {path} is unreadable: {why}",
+            hint=f"move it away (mv {path} {path}.broken); pbsvllm never writes records partially",
+        )
+
+    def _read_quiet(self, path: str) -> Optional[JobRecord]:
+        """``_read``, with an unreadable record skipped (remembered in BAD_RECORDS)."""
+        try:
+            return self._read(path)
+        except PbsvllmError:
             return None
-        except (OSError, ValueError, TypeError) as exc:
-            raise PbsvllmError(
-                f"job record {path} is unreadable: {exc}",
-                hint="move the file away; pbsvllm never writes records partially",
-            ) from None
 
     def get(self, job_id: str) -> JobRecord:
         rec = self._read(self.path(job_id))
@@ -239,7 +307,7 @@ class JobStore:
             return []
         out = []
         for n in names:
-            rec = self._read(os.path.join(self.dir, n))
+            rec = self._read_quiet(os.path.join(self.dir, n))  # one bad record never hides the others
             if rec is not None:
                 out.append(rec)
         out.sort(key=lambda r: (r.submitted_at, r.job_id))
@@ -273,7 +341,8 @@ class JobStore:
         return record
 
     def _write(self, record: JobRecord) -> None:
-        atomic_write_text(self.path(record.job_id), json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n", 0o600)
+        text = json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+        atomic_write_text(self.path(record.job_id), text, 0o600)
 
     def update(self, job_id: str, **fields: Any) -> JobRecord:
         """Set ``fields`` on the stored record under the lock (read-modify-write)."""

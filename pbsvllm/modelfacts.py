@@ -18,7 +18,8 @@ quantization). Overrides (``--params``, ``--dtype``, ...) win over all of these.
 
 KV-cache bytes per token per GPU follow vLLM (docs/planner.md)::
 
-    2 x L_stage x max(1, KVH // TP) x D x dtype_bytes     (MLA: L_stage x (kv_lora_rank + qk_rope_head_dim) x dtype_bytes)
+    2 x L_stage x max(1, KVH // TP) x D x dtype_bytes
+    (MLA: L_stage x (kv_lora_rank + qk_rope_head_dim) x dtype_bytes)
 
 with per-layer types for sliding-window, chunked-local and linear/Mamba layers
 (:class:`pbsvllm.modelarch.LayerType`).
@@ -43,8 +44,22 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pbsvllm.errors import ModelFactsError
 from pbsvllm.modelarch import (
-    FULL, LINEAR, MLA, SERVED_DTYPE_BYTES, ConfigReader, LayerType, MoE, ParamGroups, QuantScheme, count_params,
-    expert_bytes, held_tokens, kv_group_size, layer_types, quant_scheme, weight_bytes,
+    FULL,
+    LINEAR,
+    MLA,
+    SERVED_DTYPE_BYTES,
+    ConfigReader,
+    LayerType,
+    MoE,
+    ParamGroups,
+    QuantScheme,
+    count_params,
+    expert_bytes,
+    held_tokens,
+    kv_group_size,
+    layer_types,
+    quant_scheme,
+    weight_bytes,
 )
 
 if sys.version_info >= (3, 11):  # pragma: no cover
@@ -149,7 +164,7 @@ class ModelFacts:
         for t in self.kv_types:
             layers = t.layers / max(1, pp)
             if t.kind == LINEAR:
-                total += layers * t.state_bytes(tp, b)
+                total += layers * t.state_bytes(tp, b) * MAMBA_PAGES_PER_REQUEST
             else:
                 total += layers * held_tokens(t, length, chunk, block) * t.bytes_per_token(tp, b)
         return int(math.ceil(total))
@@ -158,10 +173,11 @@ class ModelFacts:
                        block: int = 16, kv_dtype_bytes: Optional[int] = None) -> int:
         """The "KV cache size: N tokens" vLLM 0.32 logs for ``kv_bytes`` of KV memory on one GPU
         (TP=PP=1): whole blocks of ``block`` tokens; with several layer types, the hybrid allocator's
-        groups and its maximum concurrency at ``max_model_len`` x that length. Attention layers only
-        (the Mamba page padding of hybrid models is not modelled)."""
+        groups and its maximum concurrency at ``max_model_len`` x that length; Mamba/linear layers are
+        padded to the attention page and hold :data:`MAMBA_PAGES_PER_REQUEST` pages per request."""
         b = self.kv_dtype_bytes(kv_dtype_bytes)
         types = [t for t in self.kv_types if t.kind != LINEAR]
+        linear = [t for t in self.kv_types if t.kind == LINEAR]
         if self.uniform_kv:
             per_block = self.kv_bytes_per_token(1, 1, kv_dtype_bytes) * block
             return int(kv_bytes // per_block) * block
@@ -170,9 +186,11 @@ class ModelFacts:
         num_blocks = int(kv_bytes // (page * gs))
         per_request = sum(math.ceil(t.layers / gs) * held_tokens(t, max_model_len, max_num_batched_tokens, block)
                           // block for t in types)
-        return round(num_blocks / per_request * max_model_len)
+        per_request += sum(math.ceil(t.layers / gs) * MAMBA_PAGES_PER_REQUEST for t in linear)
+        return int(num_blocks / per_request * max_model_len)
 
-    def kv_detail(self, tp: int, pp: int, kv_dtype_bytes: Optional[int], length: int, chunk: int) -> List[Dict[str, Any]]:
+    def kv_detail(self, tp: int, pp: int, kv_dtype_bytes: Optional[int], length: int,
+                  chunk: int) -> List[Dict[str, Any]]:
         """Per layer type: what one GPU keeps (for ``plan --json``'s ``kv_cache_layers``)."""
         b = self.kv_dtype_bytes(kv_dtype_bytes)
         out = []
@@ -202,6 +220,11 @@ class ModelFacts:
 
 
 # ---------------------------------------------------------------------------
+
+#: Pages one request holds in each Mamba / linear-attention layer: vLLM 0.32 with prefix caching
+#: (on by default) keeps hybrid models' states in 'align' mode; its CPU build logged a maximum
+#: concurrency that needs 3 state pages per request (tests/data/vllm-real/kv-families/hybrid-*.log).
+MAMBA_PAGES_PER_REQUEST = 3
 
 MODEL_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
@@ -316,15 +339,15 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
     hidden = r.req("hidden_size")
     n_layers = r.req("num_hidden_layers")
     heads = r.req("num_attention_heads")
-    kvh = r.int("num_key_value_heads", heads, minimum=1) or heads
-    head_dim = r.int("head_dim", 0, minimum=0) or hidden // heads
+    kvh = r.integer("num_key_value_heads", heads, minimum=1) or heads
+    head_dim = r.integer("head_dim", 0, minimum=0) or hidden // heads
     if head_dim < 1:
         raise ModelFactsError(f"{source}: hidden_size {hidden} / num_attention_heads {heads} gives no head size; "
                               f"set '{prefix}head_dim'")
-    inter = r.int("intermediate_size", 4 * hidden, minimum=1) or 4 * hidden
-    vocab = r.int("vocab_size", 32000, minimum=1) or 32000
-    max_len = r.int("max_position_embeddings", 0, minimum=1) or \
-        int(ConfigReader(cfg, source).int("max_position_embeddings", 4096, minimum=1) or 4096)
+    inter = r.integer("intermediate_size", 4 * hidden, minimum=1) or 4 * hidden
+    vocab = r.integer("vocab_size", 32000, minimum=1) or 32000
+    max_len = r.integer("max_position_embeddings", 0, minimum=1) or \
+        int(ConfigReader(cfg, source).integer("max_position_embeddings", 4096, minimum=1) or 4096)
     model_type = str(c.get("model_type") or cfg.get("model_type") or "")
     qc = c.get("quantization_config")
     if qc is not None and not isinstance(qc, Mapping):
@@ -378,8 +401,8 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
         weight_source=wsource,
         multimodal=bool(prefix) or bool(cfg.get("multimodal")) or isinstance(vc, Mapping),
         quantization=scheme.method if scheme else None,
-        kv_lora_rank=r.int("kv_lora_rank", minimum=1),
-        qk_rope_head_dim=r.int("qk_rope_head_dim", 0, minimum=0) if r.has("kv_lora_rank") else None,
+        kv_lora_rank=r.integer("kv_lora_rank", minimum=1),
+        qk_rope_head_dim=r.integer("qk_rope_head_dim", 0, minimum=0) if r.has("kv_lora_rank") else None,
         local_path=model_dir,
         verified=verified,
         model_type=model_type,

@@ -15,10 +15,18 @@ from pbsvllm.errors import ModelFactsError, PlanError
 from pbsvllm.flags import is_known, parse_version
 from pbsvllm.modelfacts import QUANT_BYTES_PER_PARAM, ModelFacts, check_model_name, quantized_weight_bytes
 from pbsvllm.plantypes import (
-    ACTIVATION_FIXED_GIB, DEFAULT_MAX_MODEL_LEN_CAP, DEFAULT_OUTPUT_LEN, DEFAULT_PROMPT_LEN, GIB, MULTIMODAL_EXTRA_GIB,
-    TARGET_SEQS_PER_REPLICA, Hardware, Plan, PlanArg, Workload,
+    ACTIVATION_FIXED_GIB,
+    DEFAULT_MAX_MODEL_LEN_CAP,
+    DEFAULT_OUTPUT_LEN,
+    DEFAULT_PROMPT_LEN,
+    GIB,
+    MULTIMODAL_EXTRA_GIB,
+    TARGET_SEQS_PER_REPLICA,
+    Hardware,
+    Plan,
+    PlanArg,
+    Workload,
 )
-
 
 # ---------------------------------------------------------------------------
 # memory model
@@ -170,7 +178,7 @@ def rule_weights(inp: Inputs) -> Tuple[int, int]:
     """(weight bytes, routed-expert bytes): the checkpoint's, or vLLM's online quantization of a
     16-bit checkpoint (``--quantization fp8``: linear layers in 8 bits, embeddings and head in 16)."""
     f = inp.facts
-    quant = (inp.u.get("--quantization") or [None])[0]
+    quant = next(iter(inp.u.get("--quantization") or []), None)
     if quant and quant in QUANT_BYTES_PER_PARAM and quant != (f.quantization or ""):
         wb = quantized_weight_bytes(f, quant)
         return wb, int(f.expert_bytes * wb / max(1, f.weight_bytes))
@@ -216,7 +224,8 @@ def rule_request_shape(inp: Inputs, mml: int) -> Tuple[int, str]:
     hint_len = (wl.prompt_len or 0) + (wl.output_len or 0)
     avg = min(mml, (wl.prompt_len or DEFAULT_PROMPT_LEN) + (wl.output_len or DEFAULT_OUTPUT_LEN))
     reason = ("from your --prompt-len/--output-len" if hint_len else
-              f"assumed {DEFAULT_PROMPT_LEN} prompt + {DEFAULT_OUTPUT_LEN} output tokens (pass --prompt-len/--output-len)")
+              f"assumed {DEFAULT_PROMPT_LEN} prompt + {DEFAULT_OUTPUT_LEN} output tokens "
+              f"(pass --prompt-len/--output-len)")
     return avg, reason
 
 
@@ -225,12 +234,13 @@ def rule_gpu_memory_utilization(inp: Inputs) -> Tuple[float, str]:
     util, reason = choose_gpu_memory_utilization(inp.hw.gpu_memory_gib)
     u = inp.u
     if "--gpu-memory-utilization" in u:
+        given = u["--gpu-memory-utilization"][0]
         try:
-            util = float(u["--gpu-memory-utilization"][0])
+            util = float(given)
         except ValueError:
-            raise PlanError(f"--gpu-memory-utilization needs a number, got {u['--gpu-memory-utilization'][0]!r}") from None
+            raise PlanError(f"--gpu-memory-utilization needs a number, got {given!r}") from None
         if not (math.isfinite(util) and 0 < util <= 1):
-            raise PlanError(f"--gpu-memory-utilization must be a fraction in (0, 1], got {u['--gpu-memory-utilization'][0]!r}")
+            raise PlanError(f"--gpu-memory-utilization must be a fraction in (0, 1], got {given!r}")
         reason = "set by you"
     return util, reason
 
@@ -331,7 +341,8 @@ def rule_expert_parallel(inp: Inputs, sh: Shape, b: Budget, chosen: Optional[_La
         "without it no TP fits one node"
     mla = "; TP would also copy the MLA latent cache onto every rank" if f.is_mla and ep.tp == 1 else ""
     return ep, (f"expert parallel: {head}; sharded over {ep.tp * ep.dp} GPUs each keeps "
-                f"{exp_gib / (ep.tp * ep.dp):.1f} GiB of experts + {(sh.weight_bytes - sh.expert_bytes) / GIB / ep.tp:.1f} "
+                f"{exp_gib / (ep.tp * ep.dp):.1f} GiB of experts + "
+                f"{(sh.weight_bytes - sh.expert_bytes) / GIB / ep.tp:.1f} "
                 f"GiB of the rest, so TP={ep.tp} x DP={ep.dp} holds {ep.requests:.0f} requests of {sh.avg} tokens per "
                 f"replica ({why_not}){mla}; {traffic}")
 
@@ -421,7 +432,10 @@ def rule_api_server_count(inp: Inputs, ch: _Layout, dp_mode: str) -> Optional[Pl
 def rule_version_flags(inp: Inputs, sh: Shape, ch: _Layout, args: List[PlanArg]) -> None:
     """Rule 8: only flags the target vLLM knows, and the ones an old or new vLLM needs."""
     version, v = inp.version, parse_version(inp.version)
-    add = lambda flag, vals, why: args.append(PlanArg(flag, tuple(str(x) for x in vals), why))  # noqa: E731
+
+    def add(flag: str, vals: List[Any], why: str) -> None:
+        args.append(PlanArg(flag, tuple(str(x) for x in vals), why))
+
     if v < (0, 8, 0):
         add("--enable-chunked-prefill", [], "V0 engine: chunked prefill lets prefill and decode share a step and "
             "allows a batch budget smaller than the max model length")

@@ -8,7 +8,11 @@
 - Every ``{{ value }}`` must pass through a filter that makes it safe for its
   place (``shquote``, ``directive``, ``comment``, ``raw_shell``, ``envname``);
   a bare string is refused at render time, so a template cannot forget to
-  quote. Numbers are allowed as they are.
+  quote. Numbers are allowed as they are. The guard holds for every filter
+  and operator: Jinja's own filters may not produce script text (``e``,
+  ``safe``, ``tojson``, ``urlize``, ``forceescape``, ``replace`` on a quoted
+  value... are refused), and the sandboxed environment allows no string
+  methods, slicing, ``~`` or ``+`` on text, which could unquote a value.
 - Jinja comments are ``{## ... ##}`` (bash's ``${#array[@]}`` would open a
   default ``{# #}`` comment).
 
@@ -19,11 +23,12 @@ The job-file contract (paths, server-info keys) is in docs/architecture.md.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from markupsafe import Markup
 
@@ -109,6 +114,73 @@ def _finalize(v: Any) -> Any:
                         f"| directive (#PBS value) or | comment (comment text)")
 
 
+#: pbsvllm's own filters: the only ones whose output may be (or become) script text.
+QUOTING_FILTERS = ("shquote", "shpath", "directive", "directive_line", "comment", "raw_shell", "envname")
+
+
+def _no_markup_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """A Jinja built-in filter that may not produce script text: ``e``, ``safe``,
+    ``tojson``, ``urlize``, ``forceescape``, ``replace`` or ``trim`` on a quoted
+    value... would all hand the guard "markup" that is not quoted for a shell.
+    Their results are fine as input to a quoting filter (``v | upper | shquote``)."""
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        out = func(*args, **kwargs)
+        if isinstance(out, Markup):
+            raise TemplateError(
+                f"filter '{name}' cannot put text into a job script: its result is not quoted for the shell; "
+                f"end the expression with one of pbsvllm's quoting filters ({', '.join(QUOTING_FILTERS)})"
+            )
+        return out
+
+    return guarded
+
+
+def _sandbox_class() -> Any:
+    """A sandboxed Jinja environment in which a template can change a string only
+    through filters: no string methods, no slicing, no ``~``/``+``/``%`` on
+    strings (each could turn a quoted value back into bare shell text)."""
+    import jinja2.compiler
+    import jinja2.sandbox
+
+    class NoConcat(jinja2.compiler.CodeGenerator):
+        def visit_Concat(self, node: Any, frame: Any) -> None:
+            self.fail("'~' cannot be used in a pbsvllm job template: it joins text the guard cannot check; "
+                      "print each value with its own quoting filter", node.lineno)
+
+        def visit_Getitem(self, node: Any, frame: Any) -> None:
+            import jinja2.nodes
+
+            if isinstance(node.arg, jinja2.nodes.Slice):  # Jinja slices bypass environment.getitem
+                self.fail("slicing ([a:b]) cannot be used in a pbsvllm job template: it can cut the quotes off a "
+                          "quoted value", node.lineno)
+            super().visit_Getitem(node, frame)
+
+    class ScriptEnvironment(jinja2.sandbox.SandboxedEnvironment):
+        code_generator_class = NoConcat
+        intercepted_binops = frozenset(["+", "*", "%"])
+
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            if isinstance(obj, str):
+                return False  # Markup.replace/strip/format... would keep it "markup"
+            return bool(super().is_safe_attribute(obj, attr, value))
+
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            if isinstance(obj, str):
+                raise TemplateError("a pbsvllm job template cannot index or slice text "
+                                    f"({obj[:40]!r}[{argument!r}]); print whole values through a quoting filter")
+            return super().getitem(obj, argument)
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if isinstance(left, str) or isinstance(right, str):
+                raise TemplateError(f"'{operator}' on text cannot be used in a pbsvllm job template; "
+                                    "print each value with its own quoting filter")
+            return super().call_binop(context, operator, left, right)
+
+    return ScriptEnvironment
+
+
 def make_environment(template_dirs: Sequence[str] = ()) -> Any:
     import jinja2
 
@@ -121,11 +193,14 @@ def make_environment(template_dirs: Sequence[str] = ()) -> Any:
         jinja2.PrefixLoader({"builtin": jinja2.FileSystemLoader(builtin)}),
         jinja2.FileSystemLoader(user + [builtin]),
     ])
-    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=True,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                             finalize=_finalize, comment_start_string="{##", comment_end_string="##}")
+    env = _sandbox_class()(loader=loader, undefined=jinja2.StrictUndefined, autoescape=True,
+                           trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                           finalize=_finalize, comment_start_string="{##", comment_end_string="##}")
+    for name, func in list(env.filters.items()):
+        env.filters[name] = _no_markup_filter(name, func)
     env.filters.update(shquote=_shquote, shpath=_shpath, directive=_directive, directive_line=_directive_line,
                        comment=_comment, raw_shell=_raw_shell, envname=_envname)
+    env.globals.pop("lipsum", None)  # returns markup
     return env
 
 
@@ -297,6 +372,10 @@ def render_script(context: Mapping[str, Any], template_dirs: Sequence[str] = (),
         raise TemplateError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"template {template_name}: {exc.message} (a variable the template uses is not provided)") from None
+    except jinja2.exceptions.SecurityError as exc:
+        raise TemplateError(f"template {template_name}: {exc} (job templates may not do this)") from None
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError, LookupError, RecursionError) as exc:
+        raise TemplateError(f"template {template_name} failed: {type(exc).__name__}: {exc}") from None
 
 
 def prepare_job(settings: Settings, model: str, alias: str, options: Mapping[str, Any],

@@ -39,7 +39,8 @@ def _capacity_rows(before: Optional[Capacity], after: Optional[Capacity]) -> Lis
 
     rows = [
         ["replicas (data parallel)", g(before, "replicas"), g(after, "replicas")],
-        ["KV-cache tokens per replica", g(before, "kv_cache_tokens_per_replica"), g(after, "kv_cache_tokens_per_replica")],
+        ["KV-cache tokens per replica", g(before, "kv_cache_tokens_per_replica"),
+         g(after, "kv_cache_tokens_per_replica")],
         ["max model length", g(before, "max_model_len"), g(after, "max_model_len")],
         ["max concurrency at max length (server)", g(before, "max_concurrency_at_max_len", 1),
          g(after, "max_concurrency_at_max_len", 1)],
@@ -156,9 +157,9 @@ def render_markdown(d: Diagnosis) -> str:
     else:
         L.append("- No issues found in this log.")
     if rec.available and rec.before and rec.after:
-        b, a = rec.before, rec.after
         L.append(f"- 🎯 **Recommended layout**: TP={rec.plan['tensor_parallel_size'] if rec.plan else '?'}, "
-                 f"DP={a.replicas} (now TP={f.tensor_parallel_size or 1}, DP={b.replicas}); see the command below")
+                 f"DP={rec.after.replicas} (now TP={f.tensor_parallel_size or 1}, DP={rec.before.replicas}); "
+                 "see the command below")
     assumed = [f"{k}: {v}" for k, v in d.node.sources.items() if v.startswith(("assumed", "unknown"))]
     if assumed:
         L.append("- **Assumptions**: " + "; ".join(assumed))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pbsvllm.errors import PbsvllmError, ServerError
@@ -34,6 +35,7 @@ from pbsvllm.transport.base import Transport
 #: Addresses a server binds to that are never a destination.
 WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
 DEFAULT_URL_TEMPLATE = "http://{host}:{port}/v1"
+SUFFIX = ".server.json"
 
 
 class ServerInfoMissing(ServerError):
@@ -74,7 +76,7 @@ class ServerInfo:
     path: str = ""  # where it was read from ("" when parsed from text)
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], path: str = "") -> "ServerInfo":
+    def from_dict(cls, doc: Mapping[str, Any], path: str = "") -> ServerInfo:
         """Validate a decoded file; ServerError names what is wrong."""
         where = path or "the server-info file"
         if not isinstance(doc, Mapping):
@@ -120,7 +122,7 @@ class ServerInfo:
             d.pop("hostname")
         return d
 
-    def servers(self) -> List["ServerInfo"]:
+    def servers(self) -> List[ServerInfo]:
         """One ServerInfo per server of the job: the replicas when there are
         several (replicas mode), else the job's one server."""
         if len(self.replicas) > 1:
@@ -147,6 +149,11 @@ def _port(v: Any, where: str) -> Optional[int]:
     if p is not None and not 0 < p < 65536:
         raise ServerError(f"{where} is {p}, not a TCP port")
     return p
+
+
+def default_path(home: str, job_id: str) -> str:
+    """Where a job writes its server-info file: ``<home>/run/<job_id>.server.json``."""
+    return os.path.join(home, "run", f"{job_id}{SUFFIX}")
 
 
 def parse(text: str, path: str = "") -> ServerInfo:

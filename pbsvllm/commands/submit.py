@@ -24,8 +24,12 @@ def submit_options(f: Any) -> Any:
                      help="Scheduler on the target (default: the profile's, auto-detected)."),
         click.option("--api-key-file", type=click.Path(dir_okay=False),
                      help="File (mode 0600) holding the API key; the job reads it into VLLM_API_KEY."),
-        click.option("--template", help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
+        click.option("--template",
+                     help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
         click.option("--dry-run", is_flag=True, help="Print the rendered script; submit nothing."),
+        click.option("--quiet", is_flag=True,
+                      help="Print only the job id (like qsub, sbatch --parsable); with --wait, no progress: "
+                           "the exit status tells, failures get one line on stderr."),
     ]):
         f = opt(f)
     return f
@@ -79,6 +83,12 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
             click.echo(prepared.script_text, nl=False)
         return
     record = api.submit(prepared, add_replica=bool(kwargs.get("add_replica")))
+    if kwargs.get("quiet"):
+        click.echo(record.job_id)
+        if kwargs.get("wait"):
+            exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),
+                                        timeout_s=kwargs.get("timeout_s"), quiet=True))
+        return
     if as_json and not kwargs.get("wait"):
         echo_json(record.to_dict())
         return

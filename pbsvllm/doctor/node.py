@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from pbsvllm.config import Profile
 
 # ---------------------------------------------------------------------------
-# vLLM defaults (reference vllm.md §6)
+# vLLM defaults (docs/reference/vllm-flags-metrics.md, defaults)
 # ---------------------------------------------------------------------------
 
 

@@ -155,6 +155,9 @@ class JobStatus:
     #: Id", rc 153). Not proof that the job ended (a restarted server, another
     #: server answering): callers end a job on it only when its server is gone too.
     gone: bool = False
+    #: When the scheduler expects a queued job to start (epoch seconds), where it says
+    #: (PBS Pro's ``estimated.start_time``); None otherwise.
+    estimated_start: Optional[float] = None
 
     @property
     def walltime_left_s(self) -> Optional[int]:
@@ -492,6 +495,7 @@ def status_from_attrs(
         walltime_limit_s=limit,
         comment=comment,
         name=str(attrs.get("Job_Name", "") or ""),
+        estimated_start=parse_ctime(attrs.get("estimated.start_time")) if state is JobState.PENDING else None,
     )
 
 

@@ -40,7 +40,7 @@ The package's modules, each usable on its own:
 - :mod:`~pbsvllm.vllmlog.facts` -- :class:`LogFacts`.
 - :mod:`~pbsvllm.vllmlog.scanner` -- :class:`LogScanner`, :func:`parse_log`.
 - :mod:`~pbsvllm.vllmlog.fastpath` -- :func:`scan_bytes`, :class:`LogFollower`,
-  :func:`parse_file`.
+  :func:`parse_file`, :func:`parse_stream`.
 
 The formats are described, with their public sources, in
 ``docs/reference/vllm-logs.md``.
@@ -56,6 +56,7 @@ from pbsvllm.vllmlog.fastpath import (
     STEADY_WINDOW_MIN,
     LogFollower,
     parse_file,
+    parse_stream,
     scan_bytes,
 )
 from pbsvllm.vllmlog.lines import LogLine, split_line, strip_line
@@ -89,6 +90,7 @@ __all__ = [
     "parse_file",
     "parse_kv_repr",
     "parse_log",
+    "parse_stream",
     "parse_stats_line",
     "scan_bytes",
     "split_line",

@@ -267,18 +267,26 @@ def parse_file(path: str) -> LogFacts:
     return fl.facts
 
 
+def parse_stream(fh: Readable) -> LogFacts:
+    """Parse a whole log read from ``fh`` (anything with ``read(size)``: a
+    file, a gzip stream, a reader over a transport's range reads) with the
+    fast bytes path, in bounded memory (at most :data:`MAX_LINE_BYTES` of any
+    line is kept)."""
+    fl = LogFollower("")
+    fl.read_from(fh, final=True)
+    return fl.facts
+
+
 def _parse_gzip(path: str) -> LogFacts:
     """A rotated, gzip-compressed log: decompressed in chunks, same fast path."""
     import gzip
 
     from pbsvllm.errors import LogParseError
 
-    fl = LogFollower(path)
     try:
         with gzip.open(path, "rb") as fh:
-            fl.read_from(fh, final=True)
+            return parse_stream(fh)
     except (OSError, EOFError) as exc:
         raise LogParseError(
             f"cannot read compressed vLLM log {path}: {exc}", hint="check the file is a complete gzip file"
         ) from exc
-    return fl.facts

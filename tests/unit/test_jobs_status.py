@@ -10,6 +10,7 @@ from pbsvllm.launch import refresh_statuses
 from pbsvllm.models import JobState
 from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.statusview import build_rows, fmt_duration, format_table
+from tests.fakes import FakeScheduler
 
 
 def test_rows_from_live_and_cached_status():
@@ -33,18 +34,13 @@ def test_rows_from_live_and_cached_status():
     assert fmt_duration(3725) == "1:02:05" and fmt_duration(None) == "-"
 
 
-class CountingScheduler:
-    name = "pbspro"
-
-    def __init__(self, fail=False):
-        self.asked = []
-        self.fail = fail
-
-    def status(self, ids):
-        self.asked.append(list(ids))
-        if self.fail:
-            raise SchedulerError("`qstat` on h2 exited 1: cannot connect to server")
-        return {i: JobStatus(i, JobState.RUNNING, raw_state="R") for i in ids}
+def CountingScheduler(fail=False):
+    """Every job RUNNING, or every call failing like an unreachable server; the calls are counted."""
+    return FakeScheduler(
+        name="pbspro",
+        default=lambda i: JobStatus(i, JobState.RUNNING, raw_state="R"),
+        fail=SchedulerError("`qstat` on h2 exited 1: cannot connect to server") if fail else None,
+    )
 
 
 def test_refresh_one_call_per_group_skips_final_and_survives_unreachable(tmp_path):

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from pbsvllm import health
 from pbsvllm.config import resolve
-from pbsvllm.errors import ConfigError
+from pbsvllm.errors import ConfigError, ServerError
 from pbsvllm.render import prepare_job
 from pbsvllm.safety import clean, printable, redact
 
@@ -195,7 +195,7 @@ def leak():
 cli.main(["leak"])
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 7, r.stderr
+    assert r.returncode == ServerError.exit_code, r.stderr
     both = r.stdout + r.stderr
     for secret in ("sk-file-key-77", "sk-log-key-1", "sk-flag-key-2"):
         assert secret not in both

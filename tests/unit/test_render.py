@@ -24,7 +24,7 @@ from pbsvllm.render import prepare_job
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(HERE, "golden")
-FAKE_VLLM = os.path.join(HERE, "data", "fake_vllm.py")
+FAKE_VLLM = os.path.join(HERE, "fakes", "vllm.py")
 NO_CACHE = {"HF_HUB_CACHE": "/nonexistent-hf-cache"}
 MODEL_FOR = {"local": "Qwen/Qwen2.5-7B-Instruct"}
 SERVER_INFO_KEYS = {"job_id", "host", "port", "url", "pid", "pgid", "model", "served_model_name", "alias",

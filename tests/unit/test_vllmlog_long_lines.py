@@ -36,15 +36,20 @@ def _write_with_long_line(path: str, size: int) -> bytes:
     return data
 
 
+def _traced(parse):
+    """``parse()``'s result and its tracemalloc peak."""
+    tracemalloc.start()
+    try:
+        facts = parse()
+        return facts, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_200_mb_single_line_is_read_in_bounded_memory(tmp_path):
     path = str(tmp_path / "server.log")
     data = _write_with_long_line(path, 200 * MB)
-    tracemalloc.start()
-    try:
-        facts = V.parse_file(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    facts, peak = _traced(lambda: V.parse_file(path))
     # chunk (8 MiB) + the kept head (1 MiB) + their concatenation, not 200 MB
     assert peak < 40 * MB, f"peak {peak / MB:.1f} MiB"
     whole = V.parse_file(REAL)
@@ -79,3 +84,18 @@ def test_gzip_long_line_bounded(tmp_path):
     facts = V.parse_file(path)
     assert facts.lines == V.parse_file(REAL).lines + 1
     assert facts.engine_stats_lines == 36
+
+
+def test_200_mb_single_line_through_the_transport_is_read_in_bounded_memory(tmp_path):
+    """doctor's path for a job on another host: range reads through the job's transport (here the local one)
+    into the same bytes parser."""
+    from pbsvllm.logtail import RangeReader
+    from pbsvllm.transport.local import LocalTransport
+
+    path = str(tmp_path / "server.log")
+    _write_with_long_line(path, 200 * MB)
+    facts, peak = _traced(lambda: V.parse_stream(RangeReader(LocalTransport(), path)))
+    assert peak < 40 * MB, f"peak {peak / MB:.1f} MiB"
+    whole = V.parse_file(REAL)
+    assert facts.lines == whole.lines + 1
+    assert facts.to_json_facts() == whole.to_json_facts()
