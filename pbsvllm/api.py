@@ -362,8 +362,6 @@ class Client:
         return catalog_rows(hw, version, workload, family=family)
 
 
-def all_failed_error(report: BenchReport, targets: Sequence[Target]) -> Optional[ServerError]:
-
     # ------------------------------------------------------------------ keep-alive (docs/keepalive.md)
 
     def keepalive_start(self, alias: str, *, until: Optional[str] = None, budget: Optional[str] = None,
@@ -393,7 +391,7 @@ def all_failed_error(report: BenchReport, targets: Sequence[Target]) -> Optional
         return service.ensure(home=self.settings.home)
 
 
-def all_failed_error(report: "BenchReport", targets: Sequence["Target"]) -> Optional[ServerError]:
+def all_failed_error(report: BenchReport, targets: Sequence[Target]) -> Optional[ServerError]:
     """The error to raise when no request of a bench run succeeded (None otherwise)."""
     if report.total_ok() != 0:
         return None

@@ -23,6 +23,7 @@ import time
 
 import pytest
 
+from pbsvllm import router
 from tests.integration.test_keepalive_local import SteadyClient, wait_for
 from tests.plugins.vllm import make_site
 
@@ -61,10 +62,8 @@ def run_chain(site, profile: str, kill_one: bool) -> None:
                  "--keep-alive", "--budget", "5", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "keep-alive:" in r.stdout
-    r = site.cli("url", "tiny", "--json", timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-    url = json.loads(r.stdout)["url"]
-    wait_for(lambda: any(j["ready_at"] for j in chain(site)["jobs"]), 600, "the first server to be ready", step=3)
+    wait_for(lambda: any(j["joined_at"] for j in chain(site)["jobs"]), 600, "the first server to join", step=3)
+    url = router.url("tiny", home=site.home)  # the alias's stable URL (what `pbsvllm url tiny` prints)
     client = SteadyClient(url, key=site.api_key)
     client.start()
     try:
