@@ -44,7 +44,7 @@ PORT=$({py} -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print
 echo "starting on $PORT" >> "$LOG"
 {startup}
 cd {root}
-{py} -m tests.fakevllm "$PORT" tiny >> "$LOG" 2>&1 &
+{py} tests/fakes/vllm.py tiny --port "$PORT" >> "$LOG" 2>&1 &
 SRV=$!
 trap 'kill -TERM $SRV 2>/dev/null; wait $SRV; exit 143' TERM
 for i in $(seq 100); do {py} -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$PORT" 2>/dev/null && break; sleep 0.1; done
