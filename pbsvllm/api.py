@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pbsvllm.errors import JobNotFoundError, LogParseError, PbsvllmError, ServerError
 from pbsvllm.jobs import JobRecord, JobStore
@@ -191,7 +191,29 @@ class Client:
             notes = list(view.notes)
             if remove_ended:
                 notes += remove_ended_entries(view, rows)
+        if not offline:
+            notes += self._keepalive_notes({r.alias for r in records} if target else None)
         return StatusReport(rows=rows, notes=notes, errors=errors, live=live)
+
+    def _keepalive_notes(self, aliases: Optional[Collection[str]]) -> List[str]:
+        """One line per keep-alive chain (its lead time and why its last job
+        ended); a chain whose supervisor died gets a new one (the "next run"
+        that recovers from a killed supervisor, docs/keepalive.md)."""
+        from pbsvllm.keepalive import service
+
+        out = []
+        for c in service.status(None, home=self.settings.home):
+            if aliases is not None and c["alias"] not in aliases:
+                continue
+            line = f"keep-alive {c['alias']}: {c['state']}"
+            if c["stop_reason"]:
+                line += f" ({c['stop_reason']})"
+            line += f"; {c['lead_time']}"
+            last = c["last_end"]
+            if last:
+                line += f"; last ended: {last['job_id']} {last['cause']} ({last['detail']})"
+            out.append(line)
+        return out
 
     # ------------------------------------------------------------------ logs
 

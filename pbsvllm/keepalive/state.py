@@ -191,3 +191,35 @@ class ChainStore:
 
     def all(self) -> List[Tuple[str, Optional[ChainState]]]:
         return [(a, self.load(a)) for a in self.aliases()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Handover:
+    """One hand-over of a chain, measured from the supervisor's own records."""
+
+    from_job: str
+    to_job: str
+    successor_submitted_at: float
+    successor_ready_at: float
+    predecessor_drained_at: float
+    overlap_s: float   # both servers ready (successor ready -> predecessor out of the alias)
+    gap_s: float       # no server of the chain ready between the two (target 0)
+
+
+def handovers(state: ChainState) -> List[Handover]:
+    """The chain's completed hand-overs, in order (pure: from the chain file).
+
+    A predecessor counts as serving until it was drained (taken out of the
+    alias), or until its job ended when it was never drained.
+    """
+    out: List[Handover] = []
+    for pred, succ in zip(state.jobs, state.jobs[1:]):
+        if pred.end_cause != EndCause.HANDED_OVER or succ.ready_at is None or pred.ready_at is None:
+            continue
+        out_at = pred.drained_at if pred.drained_at is not None else (pred.ended_at or succ.ready_at)
+        out.append(Handover(
+            from_job=pred.job_id, to_job=succ.job_id, successor_submitted_at=succ.submitted_at,
+            successor_ready_at=succ.ready_at, predecessor_drained_at=out_at,
+            overlap_s=max(0.0, out_at - succ.ready_at), gap_s=max(0.0, succ.ready_at - out_at),
+        ))
+    return out

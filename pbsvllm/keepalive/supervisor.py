@@ -33,7 +33,7 @@ from pbsvllm.keepalive.policy import (
     decide,
     lead_time,
 )
-from pbsvllm.keepalive.state import ChainJobState, ChainState, ChainStore
+from pbsvllm.keepalive.state import ChainJobState, ChainState, ChainStore, handovers
 from pbsvllm.models import JobState
 from pbsvllm.scheduler.base import JobStatus
 
@@ -263,6 +263,7 @@ def chain_summary(st: ChainState, now: float, statuses: Optional[Mapping[str, Jo
         "last_end": ({"job_id": last_end.job_id, "cause": last_end.end_cause.value if last_end.end_cause else None,
                       "detail": last_end.end_detail} if last_end else None),
         "last_event": dataclasses.asdict(st.events[-1]) if st.events else None,
+        "handovers": [dataclasses.asdict(h) for h in handovers(st)],
         "supervisor_pid": st.supervisor_pid,
         "heartbeat_at": st.heartbeat_at,
     }

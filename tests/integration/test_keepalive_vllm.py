@@ -10,7 +10,7 @@ records ``server-died`` and the alias recovers. ``keepalive stop --cancel``
 ends the chain; the scheduler then reports every job of it ended (no orphan).
 
 Each server takes one of the two cores (``cpu_cores_per_server = 1``): a
-hand-over has two servers up at once. About 4 min per backend on a quiet
+hand-over has two servers up at once. About 5 min per backend on a quiet
 2-core machine.
 """
 
@@ -29,7 +29,7 @@ from tests.plugins.vllm import make_site
 
 pytestmark = [pytest.mark.vllm, pytest.mark.router, pytest.mark.slow]
 
-WALLTIME = "00:04:00"
+WALLTIME = "00:06:00"
 
 
 def add_profiles(site) -> None:

@@ -212,3 +212,15 @@ def test_until_ends_chain_cleanly(world):
     assert cluster.members == []
     assert all(cluster.jobs[j]["end"] is not None for j in cluster.jobs)
     assert all(j.end_cause == EndCause.CHAIN_ENDED for j in st.jobs)
+
+
+def test_handover_figures_have_overlap_and_no_gap(world):
+    from pbsvllm.keepalive.state import handovers
+
+    clock, cluster, store = world
+    sup = start_chain(store, cluster, clock)
+    run(sup, clock, clock.t + 3 * 600)
+    figs = handovers(store.load("tiny"))
+    assert len(figs) >= 2
+    assert all(h.gap_s == 0 and h.overlap_s >= 0 for h in figs)
+    assert all(h.successor_ready_at <= h.predecessor_drained_at for h in figs)
