@@ -330,8 +330,8 @@ def rule_expert_parallel(inp: Inputs, sh: Shape, chosen: Optional[_Layout]) -> T
                   f"so each GPU keeps {exp_gib / n:.1f} GiB of experts + {dense_gib / chosen.tp:.1f} GiB of the rest "
                   f"({chosen.requests:.0f} requests of {sh.avg} tokens per replica){alone}; this flag places whole "
                   f"experts on each GPU and sends each token only to its top-{moe.experts_per_token} "
-                  f"(an all-to-all per MoE layer) instead of splitting every expert over all {n} GPUs and all-gathering every rank's "
-                  f"tokens{mla}{pcie}")
+                  f"(an all-to-all per MoE layer) instead of splitting every expert over all {n} GPUs and "
+                  f"all-gathering every rank's tokens{mla}{pcie}")
 
 
 def rule_pipeline_across_nodes(inp: Inputs, sh: Shape, b: Budget, chosen: Optional[_Layout], fits_well: bool,
