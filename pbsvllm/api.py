@@ -131,10 +131,9 @@ class Client:
     def pending(self, *, follow_ready: bool = False) -> List[JobRecord]:
         """Tracked jobs a watcher still has to follow: not failed or stopped,
         not ready (unless ``follow_ready``), not ended, not cancelled."""
-        final = {s.value for s in JobState if s.is_terminal}
         return [r for r in self.store.list()
                 if not r.server_state.is_final and (follow_ready or r.server_state != ServerState.READY)
-                and r.last_status.get("state") not in final and not r.cancelled_at]
+                and not (r.last_state is not None and r.last_state.is_terminal) and not r.cancelled_at]
 
     def follow(self, records: Sequence[JobRecord], *, registries: Optional[Sequence[str]] = None,
                add_replica: bool = False, timeout_s: Optional[float] = None, follow_ready: bool = False,
@@ -359,7 +358,7 @@ class Client:
 
     # ------------------------------------------------------------------ before qsub (ux)
 
-    def preflight(self, prepared: "PreparedJob") -> None:
+    def preflight(self, prepared: PreparedJob) -> None:
         """Everything checkable before ``qsub`` (registries, script, walltime, key file, folders:
         :mod:`pbsvllm.preflight`); raises before anything is written on the target."""
         from pbsvllm.preflight import check_submit
@@ -370,7 +369,7 @@ class Client:
     # ------------------------------------------------------------------ model catalog
 
     def models(self, name: Optional[str] = None, *, family: Optional[str] = None,
-               max_model_len: Optional[int] = None, vllm_version: Optional[str] = None) -> List["CatalogRow"]:
+               max_model_len: Optional[int] = None, vllm_version: Optional[str] = None) -> List[CatalogRow]:
         """The built-in model catalog planned on the profile's node (one row, or every row of a
         family): numbers, real checkpoint size and source, the estimate, the plan or why none."""
         from pbsvllm.catalog import catalog_row, catalog_rows

@@ -27,6 +27,12 @@ def submit_options(f: Any) -> Any:
         click.option("--template",
                      help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
         click.option("--dry-run", is_flag=True, help="Print the rendered script; submit nothing."),
+        click.option("--directive", "directives", multiple=True, metavar="'-X VALUE'",
+                     help="Extra scheduler directive for this job, e.g. '-l mem=200gb' (repeatable; placed first, "
+                          "so it wins over the profile's; -N/-o/-e/-j are pbsvllm's)."),
+        click.option("--env", "env", multiple=True, metavar="NAME=VALUE",
+                     help="Extra environment variable for the server (repeatable; exported after the profile's "
+                          "environment; quoted; no secrets: they would be written into the script)."),
         click.option("--quiet", is_flag=True,
                       help="Print only the job id (like qsub, sbatch --parsable); with --wait, no progress: "
                            "the exit status tells, failures get one line on stderr."),
@@ -65,7 +71,9 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     until, budget = kwargs.pop("until", None), kwargs.pop("budget", None)
     if (until or budget) and not keep_alive:
         raise click.UsageError("--until and --budget go with --keep-alive")
+    extras = {"directives": kwargs.pop("directives", ()), "env": kwargs.pop("env", ())}
     flags, options = split_kwargs(kwargs)
+    options.update({k: v for k, v in extras.items() if v})
     specs = Client.registry_specs(kwargs.get("registries") or (), kwargs.get("registry_format"))
     if specs:
         flags["registries"] = tuple(specs)  # recorded in the job: watch/status use them later
@@ -83,6 +91,10 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
             click.echo(prepared.script_text, nl=False)
         return
     record = api.submit(prepared, add_replica=bool(kwargs.get("add_replica")))
+    if api.store.last_replaced:  # a reused job id: the earlier job's record is kept, not overwritten
+        click.echo(f"pbsvllm: warning: job id {record.job_id} was used before; the earlier job's record was "
+                   f"moved to {api.store.last_replaced}", err=True)
+    chain = api.keepalive_start(record.alias, until=until, budget=budget, job=record.job_id) if keep_alive else None
     if kwargs.get("quiet"):
         click.echo(record.job_id)
         if kwargs.get("wait"):
@@ -94,12 +106,15 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
         return
     say = (lambda t: click.echo(t, err=True)) if as_json else click.echo
     say(f"submitted {record.job_id}  alias {record.alias}  ({settings.profile.name}, "
-        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size})")
+        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size}"
+        + (f" PP={prepared.plan.pipeline_parallel_size} on {prepared.plan.nodes} nodes" if prepared.plan.nodes > 1
+           else "") + ")")
     say(f"log     {record.log_path}")
+    if prepared.plan.nodes > 1:  # docs/multinode.md
+        say(f"nodes   {record.log_path.rsplit('.log', 1)[0]}.node<i>.log (Ray / headless ranks per node)")
     say(f"script  {record.script_path}")
-    if keep_alive:
-        chain = api.keepalive_start(record.alias, until=until, budget=budget, job=record.job_id)
-        say(f"keep-alive: {chain['lead_time']}")
+    if chain is not None:
+        say(f"keep-alive: {chain['lead_time']} (pbsvllm keepalive status {record.alias})")
     if kwargs.get("wait"):
         exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),
                                     timeout_s=kwargs.get("timeout_s"), as_json=as_json))
