@@ -19,7 +19,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from pbsvllm.errors import JobNotFoundError, PbsvllmError
-from pbsvllm.models import Phase, ServerState
+from pbsvllm.models import JobState, Phase, ServerState
+from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.transport.local import atomic_write_text, makedirs_private
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class JobRecord:
     api_key_env: str = "VLLM_API_KEY"
     api_key_file: str = ""              # the key file given at submit: later watch/status probe with it
     plan: Dict[str, Any] = dataclasses.field(default_factory=dict)  # Plan.to_json(), as submitted
-    last_status: Dict[str, Any] = dataclasses.field(default_factory=dict)  # JobStatus.to_dict(), cached for --offline
+    last_status: Optional[JobStatus] = None  # the scheduler's last answer, cached for --offline
     last_status_at: float = 0.0
     server_state: ServerState = ServerState.NONE
     url: str = ""
@@ -137,6 +138,11 @@ class JobRecord:
         return f"{self.alias} ({self.job_id})" if self.alias else self.job_id
 
     @property
+    def last_state(self) -> Optional[JobState]:
+        """The scheduler's last known state of the job (None: never asked)."""
+        return self.last_status.state if self.last_status is not None else None
+
+    @property
     def urls(self) -> List[str]:
         """Every URL of the job's server(s), the record's own first."""
         return list(dict.fromkeys(u for u in [self.url, *self.watch.urls] if u))
@@ -149,6 +155,7 @@ class JobRecord:
             v = getattr(self, f.name)
             d[f.name] = copy.deepcopy(v) if isinstance(v, (list, dict)) else v
         d["server_state"] = self.server_state.value
+        d["last_status"] = self.last_status.to_dict() if self.last_status is not None else {}
         # left out while empty: a fresh record reads exactly as before these fields existed
         if self.watch != WatchState():
             d["watch"] = self.watch.to_dict()
@@ -169,6 +176,9 @@ class JobRecord:
         _check_types(known)
         known["job_id"] = str(known["job_id"])
         known["server_state"] = ServerState.parse(known.get("server_state"))
+        last = known.get("last_status")
+        known["last_status"] = JobStatus.from_dict({"job_id": known["job_id"], **last}) \
+            if isinstance(last, Mapping) and last else None
         known["watch"] = WatchState.from_dict(known.get("watch") or {})
         known["registered_aliases"] = _strs(known.get("registered_aliases"))
         known["registries"] = _strs(known.get("registries"))

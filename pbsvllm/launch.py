@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from pbsvllm.errors import PbsvllmError
 from pbsvllm.jobs import JobRecord, JobStore
-from pbsvllm.models import JobState, ServerState
+from pbsvllm.models import ServerState
 from pbsvllm.transport.base import Transport
 
 if TYPE_CHECKING:
@@ -235,8 +235,7 @@ def refresh_statuses(
     transport_for = transport_for or get_transport
     groups: Dict[Tuple[Optional[str], str], List[JobRecord]] = {}
     for rec in records:
-        cached = rec.last_status or {}
-        if skip_terminal and cached.get("state") in [s.value for s in JobState if s.is_terminal]:
+        if skip_terminal and rec.last_state is not None and rec.last_state.is_terminal:
             continue
         groups.setdefault((rec.host, rec.scheduler or "auto"), []).append(rec)
     statuses: Dict[str, JobStatus] = {}
@@ -261,9 +260,10 @@ def refresh_statuses(
             if st.state == JobState.UNKNOWN:
                 continue  # shown as unknown, never cached: the record keeps what was last known
             d = st.to_dict()
-            if _status_key(d) != _status_key(rec.last_status or {}) or now - (rec.last_status_at or 0) > 60:
-                rec.last_status, rec.last_status_at = d, now
-                changed[rec.job_id] = {"last_status": d, "last_status_at": now}
+            cached = rec.last_status.to_dict() if rec.last_status is not None else {}
+            if _status_key(d) != _status_key(cached) or now - (rec.last_status_at or 0) > 60:
+                rec.last_status, rec.last_status_at = st, now
+                changed[rec.job_id] = {"last_status": st, "last_status_at": now}
         if changed:
             store.update_many(changed)
     return statuses, errors

@@ -170,12 +170,14 @@ def swap_endpoint(
     if add:
         return SwapResult(alias, target.job_id, url, reg_results, old_jobs, added=True)
     by_url: Dict[str, JobRecord] = {}
-    final = tuple(s.value for s in JobState if s.is_terminal)
+
+    def ended(r: JobRecord) -> bool:
+        return r.last_state is not None and r.last_state.is_terminal
+
     for rec in store.list():  # oldest first; a job still running wins over an ended one at the same URL
         for u in rec.urls:
             prev = by_url.get(u.rstrip("/"))
-            if prev is None or (rec.last_status or {}).get("state") not in final or \
-                    (prev.last_status or {}).get("state") in final:
+            if prev is None or not ended(rec) or ended(prev):
                 by_url[u.rstrip("/")] = rec
     for u in old_urls:
         old = by_url.get(u.rstrip("/"))
