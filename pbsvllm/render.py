@@ -371,7 +371,8 @@ def job_name_for(alias: str, dialect: str) -> str:
 
 
 def build_context(settings: Settings, model: str, alias: str, plan: Any, *, served_model_name: str,
-                  port: int) -> Dict[str, Any]:
+                  port: int, extra_directives: Sequence[str] = (),
+                  submit_env: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     p = settings.profile
     multinode = multinode_context(p, plan)
     # replicas mode: N independent servers on the node, each on its own TP x PP GPU set
@@ -396,7 +397,7 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
         # '#PBS -o <dir>/': a path without a file name; PBS Pro then names the spool file <dir>/<jobid>.OU (qsub(1B)); a '~' path
         # (remote host, not yet expanded) cannot go into a directive: PBS's default then applies
         "output": "" if log_dir.startswith("~") else log_dir.rstrip("/") + "/",
-        "extra_directives": list(p.extra_directives),
+        "extra_directives": list(extra_directives) + list(p.extra_directives),  # per-submit ones first: they win
     }
     launcher = shlex.split(p.launcher)
     if not launcher:
@@ -430,6 +431,7 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
         "args": list(plan.args),
         "plan": plan,
         "plan_summary": summary,
+        "submit_env": dict(submit_env or {}),  # --env NAME=VALUE: exported after the profile's lines
         "multinode": multinode,
     }
 
@@ -469,7 +471,11 @@ def prepare_job(settings: Settings, model: str, alias: str, options: Mapping[str
     opts["served_model_name"] = served
     opts["port"] = port
     _facts, plan = plan_for(settings, model, opts, env=env)
-    context = build_context(settings, model, alias, plan, served_model_name=served, port=port)
+    from pbsvllm.extras import parse as parse_extras
+
+    directives, submit_env = parse_extras(options.get("directives") or (), options.get("env") or ())
+    context = build_context(settings, model, alias, plan, served_model_name=served, port=port,
+                            extra_directives=directives, submit_env=submit_env)
     text = render_script(context, settings.template_dirs, options.get("template") or TEMPLATE_NAME)
     stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%S.%f")  # microseconds: two submits in one second differ
     script_path = os.path.join(settings.home, "scripts", f"{alias}-{stamp}.pbs")

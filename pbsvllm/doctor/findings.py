@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from pbsvllm.doctor.model import (
     CAP_BINDS,
@@ -22,6 +22,7 @@ from pbsvllm.doctor.model import (
     MIN_BUSY_LINES,
     PREFIX_LOW_PCT,
     Finding,
+    LoadSummary,
     NodeShape,
 )
 from pbsvllm.doctor.recommend import _int_or_none, deprecated_in_log
@@ -146,7 +147,7 @@ class Inputs:
     node: NodeShape
     plan: Optional[Plan]
     current: Dict[str, Tuple[str, str]]  # flag -> (value, where from), see current_configuration
-    load: Dict[str, Any]  # see load_summary
+    load: LoadSummary
 
     @property
     def gpu(self) -> bool:
@@ -162,24 +163,23 @@ class Inputs:
 
     @property
     def busy(self) -> int:
-        return int(self.load.get("busy_lines", 0) or 0)
+        return self.load.busy_lines
 
     @property
     def peak_kv(self) -> Optional[float]:
-        v = self.load.get("peak_kv_cache_usage_pct")
-        return None if v is None else float(v)
+        return self.load.peak_kv_cache_usage_pct
 
     @property
     def peak_run(self) -> int:
-        return int(self.load.get("peak_running_per_engine") or 0)
+        return self.load.peak_running_per_engine or 0
 
     @property
     def peak_wait(self) -> int:
-        return int(self.load.get("peak_waiting_per_engine") or 0)
+        return self.load.peak_waiting_per_engine
 
     @property
     def preemptions(self) -> int:
-        return int(self.load.get("preemptions") or 0)
+        return self.load.preemptions
 
     @property
     def max_num_seqs(self) -> Optional[int]:
@@ -187,8 +187,7 @@ class Inputs:
 
     @property
     def context_tokens(self) -> Optional[int]:
-        v = self.load.get("context_tokens_per_request")
-        return None if v is None else int(v)
+        return self.load.context_tokens_per_request
 
 
 Rule = Callable[[Inputs], List[Finding]]
@@ -455,7 +454,7 @@ def prefix_caching_off(x: Inputs) -> List[Finding]:
 def prefix_cache_low(x: Inputs) -> List[Finding]:
     """``prefix_cache_low``: under 5% mean prefix-cache hit rate while busy (not
     reported with ``prefix_caching_off``)."""
-    pref = x.load.get("mean_busy_prefix_cache_hit_pct")
+    pref = x.load.mean_busy_prefix_cache_hit_pct
     if _prefix_caching_off_applies(x) or not (pref is not None and x.busy >= MIN_BUSY_LINES
                                              and pref < PREFIX_LOW_PCT):
         return []

@@ -198,3 +198,24 @@ def test_submit_status_cancel_over_openssh_on_slurm(slurm_cluster, sshd_server, 
             time.sleep(0.5)
     finally:
         t.stop_master()
+
+
+def test_key_file_checked_on_the_cluster_before_qsub(ossh, sshd_server, tmp_path):
+    """preflight's key-file check runs as one command over either SSH client."""
+    from pbsvllm.preflight import key_file_problem
+
+    key = tmp_path / "api_key"
+    key.write_text("sk-remote-0123456789\n")
+    key.chmod(0o644)
+    para = get_transport(sshd_server.alias, fresh=True, ssh_config=sshd_server.ssh_config)
+    try:
+        for t in (ossh, para):
+            calls = t.calls
+            problem = key_file_problem(str(key), t) or ""
+            assert "has mode 644: others can read it" in problem and f"on {t.host}" in problem
+            assert "sk-remote" not in problem and t.calls - calls == 1
+        key.chmod(0o600)
+        assert key_file_problem(str(key), ossh) is None and key_file_problem(str(key), para) is None
+        assert "does not exist" in (key_file_problem(str(key) + ".none", ossh) or "")
+    finally:
+        para.close()

@@ -11,7 +11,7 @@ import pytest
 from pbsvllm.errors import ConfigError, RegistryError, TemplateError
 from pbsvllm.preflight import check_walltime, key_file_problem, registry_problems, script_problem, \
     walltime_seconds
-from tests.fakevllm import free_port
+from tests.fakes.vllm import free_port
 from tests.unit.test_watcher_submit import pbsvllm, site  # noqa: F401  (site is a fixture)
 
 

@@ -12,7 +12,7 @@ from pbsvllm.progress import ProgressReporter, estimated_start_note, fmt_elapsed
 from pbsvllm.scheduler.base import PBSPRO_STATES, status_from_attrs
 from pbsvllm.vllmlog import split_line
 from pbsvllm.watcher import JobProgress
-from tests.fakevllm import free_port
+from tests.fakes.vllm import free_port
 from tests.paths import DATA, EXAMPLES
 from tests.unit.test_watcher_submit import pbsvllm, site  # noqa: F401  (site is a fixture)
 

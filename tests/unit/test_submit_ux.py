@@ -8,7 +8,7 @@ import re
 import time
 
 from pbsvllm.registry import open_registry
-from tests.fakevllm import free_port
+from tests.fakes.vllm import free_port
 from tests.unit.test_watcher_submit import pbsvllm, site  # noqa: F401  (site is a fixture)
 
 
