@@ -592,6 +592,34 @@ def live_gen(gpu_dir: str) -> str:
     return m.group(1) if m else "–"
 
 
+def _multi_gpu_dirs(gpu_dir: str) -> List[str]:
+    """Kept `gpu-run.sh dp-vs-tp` runs on nodes of several GPUs (issue 18), e.g. `h100x4-dp-vs-tp/`."""
+    if not os.path.isdir(gpu_dir):
+        return []
+    return sorted(n for n in os.listdir(gpu_dir) if "dp-vs-tp" in n and n != "h100-dp-vs-tp-1gpu"
+                  and os.path.exists(os.path.join(gpu_dir, n, "dp-vs-tp-summary.json")))
+
+
+def multi_gpu_runs(gpu_dir: str) -> List[str]:
+    """One subsection per kept multi-GPU DP-vs-TP run: the node's links, the plan's layout, the ratios."""
+    lines: List[str] = []
+    for name in _multi_gpu_dirs(gpu_dir):
+        s = _load_json(os.path.join(gpu_dir, name, "dp-vs-tp-summary.json")) or {}
+        hw = s.get("hardware") or {}
+        plan = (s.get("plans") or {}).get("plan") or {}
+        lines += [f"### DP against TP on {hw.get('gpus_per_node', '?')}× {hw.get('gpu_name', '?')} (`{name}/`)", "",
+                  f"vLLM {s.get('vllm_version', '?')}; interconnect {hw.get('interconnect', '?')}, NVLink groups "
+                  f"{hw.get('nvlink_groups')}; the planner chose TP={plan.get('tensor_parallel_size')} "
+                  f"DP={plan.get('data_parallel_size')}. The probe's link table:", "", "```"]
+        lines += _read(os.path.join(gpu_dir, name, "probe.txt")).strip().splitlines() or ["(no probe.txt)"]
+        lines += ["```", ""]
+        for pair, v in (s.get("bench") or {}).items():
+            lines += [f"`{pair}` (A = the left name, B = the plan):", ""]
+            lines += table(RATIO_HEAD, _ratio_rows(v["levels"]))
+            lines.append("")
+    return lines
+
+
 def gpu_section(gpu_dir: str) -> List[str]:
     """Real vLLM on a real GPU, from the work folders scripts/gpu-run.sh left (kept in tests/data/gpu-real)."""
     lines = ["## GPU: real vLLM on a real GPU", ""]
@@ -629,7 +657,8 @@ def gpu_section(gpu_dir: str) -> List[str]:
         "",
     ]
     rows = []
-    for name, s in (("h100-kv", kv), ("h100-vs", vs), ("h100-dp-vs-tp-1gpu", dp)):
+    others = [(n, _load_json(os.path.join(gpu_dir, n, "dp-vs-tp-summary.json"))) for n in _multi_gpu_dirs(gpu_dir)]
+    for name, s in [("h100-kv", kv), ("h100-vs", vs), ("h100-dp-vs-tp-1gpu", dp)] + others:
         for c in (s or {}).get("kv_checks", []):
             model = "Qwen3-1.7B" if "dp-vs-tp" in name else "Qwen2.5-1.5B"
             rows.append([f"{name} ({model})", c["gpu_memory_utilization"], f"{c['predicted_tokens']:,}",
@@ -716,6 +745,7 @@ def gpu_section(gpu_dir: str) -> List[str]:
             "seed's flags is dropping `--enforce-eager`, not its batch sizes.",
             "",
         ]
+    lines += multi_gpu_runs(gpu_dir)
     loop = _load_json(os.path.join(gpu_dir, "h100-kv", "submit-timing.json"))
     doctor = _load_json(os.path.join(gpu_dir, "h100-kv", "doctor.json"))
     if loop and doctor:

@@ -159,3 +159,19 @@ def test_summary_of_the_one_gpu_dp_vs_tp_dry_run():
     tpn = {lv["concurrency"]: lv["ratio_b_over_a"]["output_tokens_per_s"] for lv in s["bench"]["tpn-vs-plan"]["levels"]}
     # one GPU: the plan differs from vLLM's defaults only in its batch limits; within noise of each other
     assert all(0.9 < r < 1.1 for r in tpn.values()), tpn
+
+
+def test_report_renders_a_kept_multi_gpu_run(tmp_path):
+    """A 4-GPU run kept as tests/data/gpu-real/<node>-dp-vs-tp/ gets its own section (issue 18's place)."""
+    import shutil
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import render_report
+    finally:
+        sys.path.pop(0)
+    shutil.copytree(DP1, tmp_path / "h200x4-dp-vs-tp")
+    text = "\n".join(render_report.multi_gpu_runs(str(tmp_path)))
+    assert "### DP against TP on 1× NVIDIA H100 80GB HBM3 (`h200x4-dp-vs-tp/`)" in text
+    assert "the planner chose TP=1 DP=1" in text and "| 256 | 512 |" in text
+    assert render_report.multi_gpu_runs(REAL) == []  # no multi-GPU run kept yet
