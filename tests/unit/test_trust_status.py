@@ -129,3 +129,23 @@ def test_gone_and_server_dead_ends_it(world, fake_sched, how):
         watch_records(settings, [store.get(JID)], store=store, timeout_s=60.0, follow_ready=True)
     assert store.get(JID).server_state == ServerState.STOPPED
     assert _entry(reg_path) == []
+
+
+def test_status_timeout_bounds_a_hanging_scheduler(world, fake_sched):
+    """`pbsvllm status --timeout 2` with a qstat that hangs: back within the
+    limit, the job at its cached state (marked *), nothing changed."""
+    import subprocess
+    import sys
+    import time
+
+    settings, store, server, reg_path = world
+    fake_sched.answer("qstat", {"rc": 0, "out": "{}", "sleep": 30})
+    env = dict(os.environ, PBSVLLM_HOME=settings.home, PBSVLLM_CONFIG=os.devnull)
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "pbsvllm", "status", "--timeout", "2"], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert time.monotonic() - t0 < 20
+    assert "Traceback" not in r.stderr and "could not refresh" in r.stderr
+    assert "RUNNING" in r.stdout and "*" in r.stdout
+    assert store.get(JID).server_state == ServerState.READY
+    assert [e.url for e in _entry(reg_path)] == [server.url]
