@@ -33,9 +33,16 @@ import stat
 from typing import Any, Callable, Dict, List, Optional
 
 from pbsvllm.errors import RegistryError
+from pbsvllm.fileio import (
+    atomic_write,
+    file_lock,
+    kind_of,
+    read_regular,
+    remove_stale_temps,
+    temp_prefix,
+    write_error_text,
+)
 from pbsvllm.safety import nesting_depth
-from pbsvllm.fileio import (atomic_write, file_lock, kind_of, read_regular, remove_stale_temps, temp_prefix,
-                            write_error_text)
 
 DEFAULT_KEY_ENV = "VLLM_API_KEY"
 #: Deepest nesting of a value inside an entry (``headers = {...}`` is 1).

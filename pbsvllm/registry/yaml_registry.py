@@ -29,8 +29,16 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import RegistryError
-from pbsvllm.registry.base import (MAX_DEPTH, Endpoint, Entries, Registry, double_quoted, location,
-                                   not_parsable, split_lines)
+from pbsvllm.registry.base import (
+    MAX_DEPTH,
+    Endpoint,
+    Entries,
+    Registry,
+    double_quoted,
+    location,
+    not_parsable,
+    split_lines,
+)
 
 PROVIDER = "hosted_vllm"
 ENV_PREFIX = "os.environ/"

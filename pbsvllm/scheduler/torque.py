@@ -32,7 +32,6 @@ from pbsvllm.scheduler.base import (
 from pbsvllm.scheduler.qsub import UNKNOWN_ID_RE, QsubScheduler, qsub_argv
 
 
-
 class TorqueScheduler(QsubScheduler):
     name = "torque"
     states = TORQUE_STATES
