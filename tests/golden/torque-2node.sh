@@ -145,6 +145,11 @@ print(n, ", ".join(torch.cuda.get_device_properties(i).name for i in range(n)) o
     setsid "$@" >>"$RUN_LOG" 2>&1 </dev/null &
     PID=$!
     echo "$PID" >"$NODE_RUN/$NAME.sid"
+    for ARG in "$@"; do
+      case "$ARG" in
+        --temp-dir=*/pbsvllm-ray-*) printf '%s\n' "${ARG#--temp-dir=}" >>"$NODE_RUN/tmpdirs" ;;  # removed by stop
+      esac
+    done
     wait "$PID"
     ;;
   stop)  # TERM every process of this node's sessions; KILL what is left after 5 s
@@ -166,6 +171,14 @@ print(n, ", ".join(torch.cuda.get_device_properties(i).name for i in range(n)) o
       fi
     fi
     rm -f "$NODE_RUN"/*.sid
+    if [ -r "$NODE_RUN/tmpdirs" ]; then  # Ray's session files on this node's local disk
+      while IFS= read -r DIR; do
+        case "$DIR" in
+          /*/pbsvllm-ray-*) rm -rf -- "$DIR" ;;
+        esac
+      done <"$NODE_RUN/tmpdirs"
+      rm -f "$NODE_RUN/tmpdirs"
+    fi
     ;;
   *)
     echo "node.sh: unknown role $ROLE" >&2
