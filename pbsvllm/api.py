@@ -337,7 +337,7 @@ class Client:
 
     # ------------------------------------------------------------------ before qsub (ux)
 
-    def preflight(self, prepared: "PreparedJob") -> None:
+    def preflight(self, prepared: PreparedJob) -> None:
         """Everything checkable before ``qsub`` (registries, script, walltime, key file, folders:
         :mod:`pbsvllm.preflight`); raises before anything is written on the target."""
         from pbsvllm.preflight import check_submit
@@ -348,7 +348,7 @@ class Client:
     # ------------------------------------------------------------------ model catalog
 
     def models(self, name: Optional[str] = None, *, family: Optional[str] = None,
-               max_model_len: Optional[int] = None, vllm_version: Optional[str] = None) -> List["CatalogRow"]:
+               max_model_len: Optional[int] = None, vllm_version: Optional[str] = None) -> List[CatalogRow]:
         """The built-in model catalog planned on the profile's node (one row, or every row of a
         family): numbers, real checkpoint size and source, the estimate, the plan or why none."""
         from pbsvllm.catalog import catalog_row, catalog_rows

@@ -231,7 +231,8 @@ class Profile:
     registries: Tuple[str, ...] = ()
     queues: Tuple[str, ...] = ()       # documentation: the site's queues
     ssh_client: str = "paramiko"       # paramiko | openssh (the system ssh over a ControlMaster: MFA sites)
-    max_walltime: Dict[str, str] = field(default_factory=dict)  # queue -> longest walltime it takes (checked before qsub)
+    # queue -> the longest walltime it takes (checked before qsub)
+    max_walltime: Dict[str, str] = field(default_factory=dict)
     router: str = "auto"               # stable URL per alias: auto (when vllm-router is installed) | on | off
     router_host: str = "127.0.0.1"     # address the alias's router binds and clients use (docs/router.md)
     router_policy: str = "cache_aware"  # vllm-router --policy

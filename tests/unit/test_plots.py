@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -172,9 +172,9 @@ def test_doctor_page_without_stats_lines_says_why(tmp_path):
     assert embedded_data(page)["points"] == []
 
 
-def _cli(*args: str, env: Dict[str, str] = {}, cwd: str = ROOT) -> subprocess.CompletedProcess:
+def _cli(*args: str, env: Optional[Dict[str, str]] = None, cwd: str = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pbsvllm", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": ROOT, **env}, timeout=120)
+                          env={**os.environ, "PYTHONPATH": ROOT, **(env or {})}, timeout=120)
 
 
 def test_doctor_format_html_from_the_command_line_matches_the_committed_example():
