@@ -121,6 +121,7 @@ PER_COMMAND: Dict[str, Dict[str, Completer]] = {
     "cleanup": {"aliases": _wrap(alias_candidates)},
     "doctor": {"target": _wrap(log_file_or_job_candidates)},
     "profiles": {"name": _wrap(profile_candidates)},
+    "url": {"alias": _wrap(alias_candidates)},
 }
 
 
