@@ -131,10 +131,9 @@ class Client:
     def pending(self, *, follow_ready: bool = False) -> List[JobRecord]:
         """Tracked jobs a watcher still has to follow: not failed or stopped,
         not ready (unless ``follow_ready``), not ended, not cancelled."""
-        final = {s.value for s in JobState if s.is_terminal}
         return [r for r in self.store.list()
                 if not r.server_state.is_final and (follow_ready or r.server_state != ServerState.READY)
-                and r.last_status.get("state") not in final and not r.cancelled_at]
+                and not (r.last_state is not None and r.last_state.is_terminal) and not r.cancelled_at]
 
     def follow(self, records: Sequence[JobRecord], *, registries: Optional[Sequence[str]] = None,
                add_replica: bool = False, timeout_s: Optional[float] = None, follow_ready: bool = False,

@@ -56,6 +56,9 @@ SCHEDULERS = ("auto", "pbspro", "torque", "local")
 DIALECTS = ("pbspro", "torque")
 INTERCONNECTS = ("nvlink", "pcie", "none")
 DEVICES = ("cuda", "cpu")
+NODE_LAUNCHERS = ("auto", "mpiexec", "pbsdsh", "srun", "ssh", "local")
+_NODE_RANGE_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_IFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{0,15}$")
 SSH_CLIENTS = ("paramiko", "openssh")
 
 _WALLTIME_RE = re.compile(r"^(\d+:)?\d{1,2}:\d{2}:\d{2}$|^\d+$")
@@ -169,6 +172,53 @@ def _envmap(v: Any, where: str) -> Dict[str, str]:
     return out
 
 
+def _interface(v: Any, where: str) -> str:
+    s = _str(v, where)
+    if not _IFACE_RE.match(s):
+        raise ConfigError(f"{where} must be a network interface name like hsn0 or ib0 (letters, digits, _.:@-; "
+                          f"at most 15 characters), got {v!r}")
+    return s
+
+
+def _abspath(v: Any, where: str) -> str:
+    s = _str(v, where)
+    if not s.startswith("/"):
+        raise ConfigError(f"{where} must be an absolute path on the compute nodes (e.g. /tmp), got {v!r}")
+    return s
+
+
+def _port(v: Any, where: str) -> int:
+    p = _int(1024)(v, where)
+    if p > 65000:
+        raise ConfigError(f"{where} must be a port from 1024 to 65000 (the job takes the next free ones above it), "
+                          f"got {v!r}")
+    return p
+
+
+def _node_range(v: Any) -> Tuple[int, int]:
+    m = _NODE_RANGE_RE.match(str(v).strip())
+    if not m:
+        raise ValueError(v)
+    lo = int(m.group(1))
+    hi = int(m.group(2)) if m.group(2) else lo
+    if lo < 1 or hi < lo:
+        raise ValueError(v)
+    return lo, hi
+
+
+def _queue_nodes(v: Any, where: str) -> Dict[str, str]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where} must be a table of queue = \"MIN-MAX\" node counts, e.g. debug = \"1-2\"")
+    out: Dict[str, str] = {}
+    for q, r in v.items():
+        try:
+            lo, hi = _node_range(r)
+        except ValueError:
+            raise ConfigError(f"{where}.{q} must be a node count range like \"1-2\" or \"10-496\", got {r!r}") from None
+        out[_str(str(q), f"{where} (queue name)")] = f"{lo}-{hi}"
+    return out
+
+
 def _walltime_map(v: Any, where: str) -> Dict[str, str]:
     if not isinstance(v, Mapping):
         raise ConfigError(f"{where} must be a table of QUEUE = \"HH:MM:SS\", got {v!r}")
@@ -230,6 +280,16 @@ class Profile:
     extra_directives: Tuple[str, ...] = ()  # verbatim '#PBS ...' lines, placed BEFORE the generated ones
     registries: Tuple[str, ...] = ()
     queues: Tuple[str, ...] = ()       # documentation: the site's queues
+    # --- multi-node jobs (docs/multinode.md) ---
+    max_nodes: int = 0                 # most nodes a job may ask for at this site (0: no limit known)
+    queue_nodes: Dict[str, str] = field(default_factory=dict)  # queue -> "MIN-MAX" nodes a job of it may use
+    node_launcher: str = "auto"        # starts a command on another node of the job: auto|mpiexec|pbsdsh|srun|ssh|local
+    node_launcher_args: Tuple[str, ...] = ()  # extra words after the launcher (e.g. mpiexec --cpu-bind none)
+    node_interface: str = ""           # fast interface Ray / vLLM / NCCL bind to (Polaris: hsn0); "" = the node's name
+    ray_port: int = 6379               # Ray head (GCS) port; the job takes the first free one from here
+    ray_temp_dir: str = "/tmp"         # node-local directory for Ray's session files (short: socket paths <108 chars)
+    ray_wait_s: int = 600              # how long the job waits for every Ray node and GPU
+    dp_rpc_port: int = 13345           # vLLM multi-node data parallel RPC port (first free one from here)
     ssh_client: str = "paramiko"       # paramiko | openssh (the system ssh over a ControlMaster: MFA sites)
     # queue -> the longest walltime it takes (checked before qsub)
     max_walltime: Dict[str, str] = field(default_factory=dict)
@@ -249,6 +309,26 @@ class Profile:
             raise ConfigError(
                 f"profile '{self.name}' ({self.source}): env.VLLM_CPU_KVCACHE_SPACE must be a number of GiB, got {raw!r}"
             ) from None
+
+    def node_range(self) -> Tuple[int, int, str]:
+        """(min, max, why) nodes a job of this profile's queue may use; max 0 = no known limit."""
+        lo, hi, why = 1, self.max_nodes, f"max_nodes = {self.max_nodes}" if self.max_nodes else ""
+        if self.queue and self.queue in self.queue_nodes:
+            qlo, qhi = _node_range(self.queue_nodes[self.queue])
+            lo, why = qlo, f"queue {self.queue} takes {qlo}-{qhi} nodes (queue_nodes)"
+            if not hi or qhi < hi:
+                hi = qhi
+        return lo, hi, why
+
+    def check_nodes(self, nodes: int, what: str) -> None:
+        """Refuse ``nodes`` (from ``what``: --nodes, the plan) outside the site's limits, in one line."""
+        lo, hi, why = self.node_range()
+        if hi and nodes > hi:
+            raise ConfigError(f"{what}: {nodes} nodes, but profile '{self.name}' allows at most {hi} ({why}); "
+                              f"use --nodes {hi} or another queue (-q)")
+        if nodes < lo:
+            raise ConfigError(f"{what}: {nodes} node(s), but profile '{self.name}' needs at least {lo} ({why}); "
+                              f"pick a queue for small jobs (-q)")
 
 
 PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
@@ -282,6 +362,15 @@ PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
     "extra_directives": _strlist,
     "registries": _strlist,
     "queues": _strlist,
+    "max_nodes": _int(0),
+    "queue_nodes": _queue_nodes,
+    "node_launcher": _choice(NODE_LAUNCHERS),
+    "node_launcher_args": _strlist,
+    "node_interface": _interface,
+    "ray_port": _port,
+    "ray_temp_dir": _abspath,
+    "ray_wait_s": _int(10),
+    "dp_rpc_port": _port,
     "ssh_client": _choice(SSH_CLIENTS),
     "max_walltime": _walltime_map,
     "router": _choice(("auto", "on", "off")),
@@ -295,6 +384,7 @@ ENV_PROFILE_FIELDS = (
     "queue", "account", "walltime", "filesystems", "log_dir", "vllm_version", "nodes",
     "gpus_per_node", "gpu_memory_gib", "interconnect", "device", "launcher", "hostname_suffix", "ssh_client",
     "router", "router_host",
+    "node_launcher", "node_interface", "ray_port", "ray_temp_dir", "ray_wait_s", "dp_rpc_port",
 )
 
 SETTINGS_KEYS: Dict[str, Callable[[Any, str], Any]] = {

@@ -17,11 +17,15 @@ import json
 import os
 import re
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from pbsvllm.errors import JobNotFoundError, PbsvllmError
-from pbsvllm.models import Phase, ServerState
+from pbsvllm.models import JobState, Phase, ServerState
+from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.transport.local import atomic_write_text, makedirs_private
+
+if TYPE_CHECKING:
+    from pbsvllm.config import Settings
 
 _SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@\[\]-]*$")
 
@@ -110,8 +114,9 @@ class JobRecord:
     port: Optional[int] = None
     registries: List[str] = dataclasses.field(default_factory=list)
     api_key_env: str = "VLLM_API_KEY"
+    api_key_file: str = ""              # the key file given at submit: later watch/status probe with it
     plan: Dict[str, Any] = dataclasses.field(default_factory=dict)  # Plan.to_json(), as submitted
-    last_status: Dict[str, Any] = dataclasses.field(default_factory=dict)  # JobStatus.to_dict(), cached for --offline
+    last_status: Optional[JobStatus] = None  # the scheduler's last answer, cached for --offline
     last_status_at: float = 0.0
     server_state: ServerState = ServerState.NONE
     url: str = ""
@@ -134,6 +139,11 @@ class JobRecord:
         return f"{self.alias} ({self.job_id})" if self.alias else self.job_id
 
     @property
+    def last_state(self) -> Optional[JobState]:
+        """The scheduler's last known state of the job (None: never asked)."""
+        return self.last_status.state if self.last_status is not None else None
+
+    @property
     def urls(self) -> List[str]:
         """Every URL of the job's server(s), the record's own first."""
         return list(dict.fromkeys(u for u in [self.url, *self.watch.urls] if u))
@@ -146,6 +156,7 @@ class JobRecord:
             v = getattr(self, f.name)
             d[f.name] = copy.deepcopy(v) if isinstance(v, (list, dict)) else v
         d["server_state"] = self.server_state.value
+        d["last_status"] = self.last_status.to_dict() if self.last_status is not None else {}
         # left out while empty: a fresh record reads exactly as before these fields existed
         if self.watch != WatchState():
             d["watch"] = self.watch.to_dict()
@@ -166,6 +177,9 @@ class JobRecord:
         _check_types(known)
         known["job_id"] = str(known["job_id"])
         known["server_state"] = ServerState.parse(known.get("server_state"))
+        last = known.get("last_status")
+        known["last_status"] = JobStatus.from_dict({"job_id": known["job_id"], **last}) \
+            if isinstance(last, Mapping) and last else None
         known["watch"] = WatchState.from_dict(known.get("watch") or {})
         known["registered_aliases"] = _strs(known.get("registered_aliases"))
         known["registries"] = _strs(known.get("registries"))
@@ -173,7 +187,7 @@ class JobRecord:
 
 
 _STR_FIELDS = ("alias", "model", "served_model_name", "profile", "scheduler", "script_path", "log_path",
-               "server_info_path", "api_key_env", "url")
+               "server_info_path", "api_key_env", "api_key_file", "url")
 _NUM_FIELDS = ("submitted_at", "last_status_at", "cancelled_at")
 
 
@@ -234,6 +248,8 @@ class JobStore:
     def __init__(self, home: str) -> None:
         self.home = os.path.abspath(os.path.expanduser(home))
         self.dir = os.path.join(self.home, "jobs")
+        #: Where :meth:`create` last moved an earlier record with the same job id.
+        self.last_replaced: Optional[str] = None
 
     # -- locking and paths
     def _ensure_dir(self) -> None:
@@ -340,6 +356,55 @@ class JobStore:
             self._write(record)
         return record
 
+    def create(self, record: JobRecord) -> Optional[str]:
+        """Save a NEW job's record. A record already stored under the same id
+        (a restarted PBS counter, two clusters handing out bare numbers) is
+        never overwritten silently: it is moved to ``jobs/replaced/`` first and
+        its new path returned (the caller tells the user), else None."""
+        with self.lock():
+            path = self.path(record.job_id)
+            moved: Optional[str] = None
+            if os.path.lexists(path):
+                old = self._read_quiet(path)
+                stamp = int(old.submitted_at) if old is not None and old.submitted_at else int(time.time())
+                folder = os.path.join(self.dir, "replaced")
+                makedirs_private(folder)
+                moved = os.path.join(folder, f"{record.job_id}.{stamp}.json")
+                n = 1
+                while os.path.lexists(moved):
+                    moved = os.path.join(folder, f"{record.job_id}.{stamp}.{n}.json")
+                    n += 1
+                os.replace(path, moved)
+                BAD_RECORDS.pop(path, None)
+            self._write(record)
+            self.last_replaced = moved
+            return moved
+
+    def check_writable(self) -> None:
+        """Raise unless a record can be written now (folder writable, space
+        left): checked BEFORE qsub, so that a job never runs untracked."""
+        from pbsvllm.fileio import atomic_write, write_error_text
+
+        try:
+            self._ensure_dir()
+            with self.lock():
+                probe = os.path.join(self.dir, f".write-check-{os.getpid()}")
+                atomic_write(probe, "{}\n" + " " * 4096, 0o600)
+                os.unlink(probe)
+        except OSError as exc:
+            raise PbsvllmError(
+                f"cannot write job records in {self.dir}: {write_error_text(self.dir, exc)}; nothing was submitted",
+                hint="free space or fix the folder's permissions (PBSVLLM_HOME), then submit again",
+            ) from None
+
+    def modify(self, job_id: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
+        """Read the stored record, apply ``change`` and write it, all under the
+        lock: no concurrent writer's fields are lost."""
+        with self.lock():
+            rec = change(self.get(job_id))
+            self._write(rec)
+            return rec
+
     def _write(self, record: JobRecord) -> None:
         text = json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
         atomic_write_text(self.path(record.job_id), text, 0o600)
@@ -373,6 +438,16 @@ class JobStore:
                 os.unlink(self.path(job_id))
             except FileNotFoundError:
                 pass
+
+
+def with_record_key_file(settings: "Settings", records: Iterable[JobRecord]) -> "Settings":
+    """``settings`` whose ``api_key_file`` is, when none is configured now, the
+    one the jobs were submitted with: a later ``watch``/``status`` probes with
+    the key the server really has."""
+    if settings.api_key_file:
+        return settings
+    files = [r.api_key_file for r in records if r.api_key_file]
+    return dataclasses.replace(settings, api_key_file=files[-1]) if files else settings
 
 
 def now() -> float:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from pbsvllm.errors import PbsvllmError
 from pbsvllm.jobs import JobRecord, JobStore
-from pbsvllm.models import JobState, ServerState
+from pbsvllm.models import ServerState
 from pbsvllm.transport.base import Transport
 
 if TYPE_CHECKING:
@@ -44,13 +44,14 @@ class SubmitTarget:
     profile: str = ""
     registries: Tuple[str, ...] = ()
     api_key_env: str = "VLLM_API_KEY"
+    api_key_file: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings, alias: str) -> SubmitTarget:
         return cls(home=settings.home, host=settings.host,
                    scheduler=settings.scheduler or settings.profile.scheduler or "auto",
                    profile=settings.profile.name, registries=tuple(settings.registries_for(alias)),
-                   api_key_env=settings.api_key_env or "VLLM_API_KEY")
+                   api_key_env=settings.api_key_env or "VLLM_API_KEY", api_key_file=settings.api_key_file or "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +130,9 @@ def submit_job(
         if rc != 0:
             raise PbsvllmError(f"cannot create {', '.join(dirs)} on {transport.host}: {err.strip()}",
                                hint="check that PBSVLLM_HOME and the profile's log_dir are writable")
+    # the record must be writable BEFORE qsub: a job that runs untracked holds a node
+    # and never gets registered, cleaned up or cancelled by pbsvllm
+    store.check_writable()
     try:
         job_id = scheduler.submit(script_path, options)
     except PbsvllmError as exc:
@@ -160,11 +164,45 @@ def submit_job(
         port=job.port,
         registries=list(target.registries),
         api_key_env=target.api_key_env,
+        api_key_file=target.api_key_file,
         plan=dict(job.plan),
         server_state=ServerState.NONE,
     )
-    store.save(record)
+    try:
+        store.create(record)
+    except (OSError, PbsvllmError) as exc:
+        kept = _keep_record_elsewhere(record)
+        why = exc.message if isinstance(exc, PbsvllmError) else (exc.strerror or str(exc))
+        raise PbsvllmError(
+            f"job {job_id} WAS SUBMITTED and runs, but its record could not be written in {store.dir} ({why}); "
+            f"pbsvllm does not track it. Cancel it with: {_cancel_command(scheduler.name, job_id)}"
+            + (f"; its record was kept at {kept} (copy it into {store.dir} to track the job)" if kept else ""),
+            hint="free space or fix PBSVLLM_HOME's permissions",
+        ) from None
     return record
+
+
+def _cancel_command(scheduler_name: str, job_id: str) -> str:
+    if scheduler_name == "local":
+        return f"pbsvllm cancel {job_id} (once its record is back), or kill the job's process group"
+    if scheduler_name == "slurm-torque":
+        return f"scancel {job_id.split('.', 1)[0]}"
+    return f"qdel {job_id}"
+
+
+def _keep_record_elsewhere(record: JobRecord) -> Optional[str]:
+    """Write the record where it can still go (the temp folder); None if nowhere."""
+    import json
+    import tempfile
+
+    from pbsvllm.fileio import atomic_write
+
+    path = os.path.join(tempfile.gettempdir(), f"pbsvllm-record-{os.getuid()}-{record.job_id}.json")
+    try:
+        atomic_write(path, json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n", 0o600)
+    except OSError:
+        return None
+    return path
 
 
 # ---------------------------------------------------------------- status / cancel
@@ -195,8 +233,7 @@ def refresh_statuses(
     transport_for = transport_for or get_transport
     groups: Dict[Tuple[Optional[str], str], List[JobRecord]] = {}
     for rec in records:
-        cached = rec.last_status or {}
-        if skip_terminal and cached.get("state") in [s.value for s in JobState if s.is_terminal]:
+        if skip_terminal and rec.last_state is not None and rec.last_state.is_terminal:
             continue
         groups.setdefault((rec.host, rec.scheduler or "auto"), []).append(rec)
     statuses: Dict[str, JobStatus] = {}
@@ -221,9 +258,10 @@ def refresh_statuses(
             if st.state == JobState.UNKNOWN:
                 continue  # shown as unknown, never cached: the record keeps what was last known
             d = st.to_dict()
-            if _status_key(d) != _status_key(rec.last_status or {}) or now - (rec.last_status_at or 0) > 60:
-                rec.last_status, rec.last_status_at = d, now
-                changed[rec.job_id] = {"last_status": d, "last_status_at": now}
+            cached = rec.last_status.to_dict() if rec.last_status is not None else {}
+            if _status_key(d) != _status_key(cached) or now - (rec.last_status_at or 0) > 60:
+                rec.last_status, rec.last_status_at = st, now
+                changed[rec.job_id] = {"last_status": st, "last_status_at": now}
         if changed:
             store.update_many(changed)
     return statuses, errors

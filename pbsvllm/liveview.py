@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 
 from pbsvllm import serverinfo
 from pbsvllm.errors import PbsvllmError, ServerError
-from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.jobs import JobRecord, JobStore, with_record_key_file
 from pbsvllm.logtail import LOG_END_BYTES, read_end
 from pbsvllm.models import JobState, ServerState
 from pbsvllm.transport.base import Transport
@@ -213,7 +213,8 @@ def live_rows(settings: Settings, records: Sequence[JobRecord], rows: List[Dict[
                 pass
     if to_probe:
         try:
-            key = health.resolve_api_key(settings.api_key_file, settings.api_key_env or "VLLM_API_KEY")
+            keyed = with_record_key_file(settings, [by_id[str(rows[i].get("job_id"))] for i, _u, _m in to_probe])
+            key = health.resolve_api_key(keyed.api_key_file, settings.api_key_env or "VLLM_API_KEY")
         except PbsvllmError as exc:
             key, api_key_err = None, str(exc)
         results = health.check_many([(u, m) for _, u, m in to_probe], key, timeout=probe_timeout,

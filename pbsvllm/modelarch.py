@@ -596,7 +596,6 @@ def held_tokens(t: LayerType, length: int, chunk: int, block: int = 1) -> int:
     if t.kind == SLIDING and t.window:
         n = min(length, t.window - 1 + chunk)
         return (-(-n // block) + (1 if block > 1 else 0)) * block
-    if t.kind == CHUNKED and t.window:
-        n = min(length, t.window + chunk)
-        return -(-n // block) * block
+    # chunked local attention (Llama 4) keeps every token: vLLM turns its hybrid allocator off for it
+    # by default (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1 turns it on)
     return -(-length // block) * block

@@ -327,7 +327,7 @@ def doctor_html(diag: Diagnosis) -> str:
     else:
         left = ("<p class='empty'>The log has no engine-stats lines (vLLM prints them every 10 s while "
                 "serving unless --disable-log-stats), so there is no timeline to draw.</p>")
-    load = _html_table(["figure", "value"], _load_rows(diag.load))
+    load = _html_table(["figure", "value"], _load_rows(diag.load.to_dict()))
     findings = "".join(_finding_html(f) for f in diag.findings) or "<p>No findings: nothing to change.</p>"
     rec = diag.recommendation
     if rec.available:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 from markupsafe import Markup
 
 from pbsvllm import __version__
-from pbsvllm.config import Settings
+from pbsvllm.config import Profile, Settings
 from pbsvllm.errors import ConfigError, PbsvllmError, PlanError, TemplateError
 
 TEMPLATE_NAME = "job.sh.j2"
@@ -97,6 +97,16 @@ def _raw_shell(v: Any) -> Safe:
     s = str(v)
     if "\n" in s or "\x00" in s:
         raise TemplateError(f"profile env_lines entry {s!r} must be one line")
+    return Safe(s)
+
+
+def _heredoc(v: Any, delimiter: str) -> Safe:
+    """A block of rendered text that goes between ``<<'DELIMITER'`` and ``DELIMITER``: no line of it
+    may equal the delimiter (that line would end the here-document early and run the rest as script)."""
+    s = str(v)
+    if any(line.strip() == delimiter for line in s.splitlines()):
+        raise TemplateError(f"a rendered value contains a line {delimiter!r}, which would end the node helper "
+                            f"script early; remove it (profile env_lines / env)")
     return Safe(s)
 
 
@@ -199,7 +209,8 @@ def make_environment(template_dirs: Sequence[str] = ()) -> Any:
     for name, func in list(env.filters.items()):
         env.filters[name] = _no_markup_filter(name, func)
     env.filters.update(shquote=_shquote, shpath=_shpath, directive=_directive, directive_line=_directive_line,
-                       comment=_comment, raw_shell=_raw_shell, envname=_envname)
+                       comment=_comment, raw_shell=_raw_shell, envname=_envname,
+                       heredoc=_heredoc)
     env.globals.pop("lipsum", None)  # returns markup
     return env
 
@@ -223,6 +234,10 @@ def plan_for(settings: Settings, model: str, options: Mapping[str, Any], env: Op
     o = {k: v for k, v in options.items() if v is not None}
     facts = load_model_facts(model, {k: o[k] for k in FACT_KEYS if k in o}, **({"env": env} if env is not None else {}))
     p = settings.profile
+    lo, hi, why = p.node_range()
+    if hi and p.nodes > hi:
+        raise ConfigError(f"--nodes {p.nodes}: profile '{p.name}' allows at most {hi} ({why})",
+                          hint=f"use --nodes {hi}, or a queue that takes more nodes (-q)")
     user_args = split_user_args(o.get("vllm_args", ()))
     if o.get("quantization"):
         user_args += ["--quantization", str(o["quantization"])]
@@ -234,6 +249,74 @@ def plan_for(settings: Settings, model: str, options: Mapping[str, Any], env: Op
         model_arg=model_arg, model_flag=p.model_flag, allow_unknown_flags=bool(o.get("allow_unknown_vllm_args")),
     )
     return facts, plan
+
+
+# ---------------------------------------------------------------------------
+# multi-node layouts (docs/multinode.md)
+# ---------------------------------------------------------------------------
+
+def multinode_mode(plan: Any) -> str:
+    """How a plan spans its nodes: ``ray`` (TP inside a node, PP across nodes, vLLM's Ray executor on a
+    Ray cluster the job forms) or ``dp`` (vLLM's native multi-node data parallel: each node runs its own
+    engine ranks, the other nodes headless). ``""`` for a one-node plan."""
+    if plan.nodes <= 1:
+        return ""
+    if plan.pipeline_parallel_size > 1 or plan.arg("--distributed-executor-backend") is not None:
+        return "ray"
+    if plan.data_parallel_size > 1 and plan.data_parallel_mode == "vllm":
+        return "dp"
+    raise PlanError(f"the plan spans {plan.nodes} nodes with TP={plan.tensor_parallel_size} "
+                    f"PP={plan.pipeline_parallel_size} DP={plan.data_parallel_size}: neither pipeline parallel "
+                    f"(Ray) nor vLLM data parallel across the nodes, so pbsvllm cannot render it")
+
+
+def multinode_context(p: Profile, plan: Any) -> Optional[Dict[str, Any]]:
+    """The template's ``multinode`` values for a plan of several nodes (None for one node); refuses
+    layouts the site's limits or the target vLLM version cannot run, before anything is queued."""
+    from pbsvllm.flags import is_known
+
+    p.check_nodes(plan.nodes, f"the plan ({plan.nodes} nodes)")
+    mode = multinode_mode(plan)
+    if not mode:
+        return None
+    version = plan.vllm_version
+    dp_local = 0
+    if mode == "ray":
+        backend = plan.arg("--distributed-executor-backend")
+        if backend is None or tuple(backend.values) != ("ray",):
+            raise PlanError(f"the plan spans {plan.nodes} nodes with PP={plan.pipeline_parallel_size} but does not "
+                            f"use --distributed-executor-backend ray; pbsvllm forms a Ray cluster for it",
+                            hint="drop the --vllm-arg that sets another backend")
+        if plan.tensor_parallel_size * plan.pipeline_parallel_size > plan.nodes * max(1, plan.gpus_per_node) and \
+                plan.device == "cuda":
+            raise PlanError(f"TP={plan.tensor_parallel_size} x PP={plan.pipeline_parallel_size} needs more GPUs than "
+                            f"{plan.nodes} nodes x {plan.gpus_per_node}")
+    else:
+        missing = [f for f in ("--data-parallel-size-local", "--data-parallel-address", "--data-parallel-rpc-port",
+                               "--data-parallel-start-rank", "--headless") if not is_known(f, version)]
+        if missing:
+            raise PlanError(f"multi-node data parallel needs {', '.join(missing)}, which vLLM {version} does not have "
+                            f"(added in 0.9.2)", hint="serve with a newer vLLM (--vllm-version) or on one node")
+        if plan.data_parallel_size % plan.nodes:
+            raise PlanError(f"DP={plan.data_parallel_size} does not split evenly over {plan.nodes} nodes; "
+                            f"use a multiple of {plan.nodes}")
+        dp_local = plan.data_parallel_size // plan.nodes
+    if p.node_launcher == "pbsdsh" and p.scheduler == "local":
+        raise ConfigError(f"profile {p.name}: node_launcher pbsdsh needs a PBS job; the local backend uses 'local'")
+    return {
+        "nodes": plan.nodes,
+        "mode": mode,
+        "launcher": p.node_launcher,
+        "launcher_args": list(p.node_launcher_args),
+        "interface": p.node_interface,
+        "ray_port": p.ray_port,
+        "ray_temp_dir": p.ray_temp_dir,
+        "ray_wait_s": p.ray_wait_s,
+        "dp_rpc_port": p.dp_rpc_port,
+        "dp_local": dp_local,
+        "gpus_per_node": plan.gpus_per_node if plan.device == "cuda" else 0,
+        "cpus_per_node": p.cpus_per_node,
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -291,13 +374,7 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
                   port: int, extra_directives: Sequence[str] = (),
                   submit_env: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     p = settings.profile
-    if plan.nodes > 1:
-        alt = "; ".join(a["summary"] for a in plan.alternatives if a.get("nodes", 1) == 1) or \
-            "a quantized checkpoint (--quantization fp8) or a node with more GPU memory"
-        raise PlanError(
-            f"the plan needs {plan.nodes} nodes (TP={plan.tensor_parallel_size} PP={plan.pipeline_parallel_size}); "
-            f"multi-node jobs (a Ray cluster across the job's nodes) are not rendered yet",
-            hint=f"one-node options: {alt}")
+    multinode = multinode_context(p, plan)
     # replicas mode: N independent servers on the node, each on its own TP x PP GPU set
     replicas = plan.data_parallel_size if plan.data_parallel_mode == "replicas" else 1
     home = settings.home
@@ -355,6 +432,7 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
         "plan": plan,
         "plan_summary": summary,
         "submit_env": dict(submit_env or {}),  # --env NAME=VALUE: exported after the profile's lines
+        "multinode": multinode,
     }
 
 

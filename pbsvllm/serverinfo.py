@@ -176,12 +176,31 @@ def read(transport: Transport, path: str) -> ServerInfo:
     try:
         if not transport.exists(path):
             raise ServerInfoMissing(f"{path} does not exist on {transport.host} (yet)")
+        if transport.is_local:
+            _check_owner(transport.expanduser(path))
         text = transport.read_text(path)
     except ServerInfoMissing:
         raise
     except PbsvllmError as exc:  # TransportError: unreadable, connection lost
         raise ServerError(f"cannot read the server-info file {path} on {transport.host}: {exc.message}") from None
     return parse(text, path)
+
+
+def _check_owner(path: str) -> None:
+    """A server-info file someone else wrote is never believed: its URL would
+    receive your API key and take over your registry entry."""
+    import os
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # read_text reports it
+    if st.st_uid != os.geteuid():
+        from pbsvllm.fileio import user_name
+
+        raise ServerError(f"the server-info file {path} belongs to {user_name(st.st_uid)}, not to you; pbsvllm "
+                          "ignores it (its URL would receive your API key)",
+                          hint="remove it, and keep PBSVLLM_HOME private (chmod 700)")
 
 
 def try_read(transport: Transport, path: str) -> Optional[ServerInfo]:

@@ -31,10 +31,9 @@ def build_row(record: JobRecord, status: Optional[JobStatus] = None, *, now: Opt
     """One status row. ``status``: the scheduler's answer; None -> the
     record's cached ``last_status`` (``stale`` True)."""
     now = time.time() if now is None else now
+    if status is None:
+        status, stale = record.last_status, True
     st: Dict[str, Any] = status.to_dict() if status is not None else {}
-    if not st:
-        st = dict(record.last_status)
-        stale = True
     state = str(st.get("state") or JobState.UNKNOWN.value)
     cancelled_at = record.cancelled_at
     if cancelled_at and state in (JobState.COMPLETED.value, JobState.FAILED.value, JobState.UNKNOWN.value):

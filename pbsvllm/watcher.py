@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, List, Optiona
 
 from pbsvllm import serverinfo
 from pbsvllm.errors import PbsvllmError, RegistryError, ServerError
-from pbsvllm.jobs import JobRecord, JobStore, WatchState
+from pbsvllm.jobs import JobRecord, JobStore, WatchState, with_record_key_file
 from pbsvllm.logtail import LogTail
 from pbsvllm.models import JobState, Phase, ServerState
 from pbsvllm.serverinfo import ServerInfo
@@ -638,6 +638,19 @@ def make_probe(settings: Settings, *, timeout: float = 2.0, completion_timeout: 
     return probe
 
 
+def merge_saved(rec: JobRecord, fields: Dict[str, object]) -> JobRecord:
+    """A watcher's progress (:meth:`JobProgress.saved_fields`) written over the
+    stored record, under its lock: registries another command (swap-endpoint)
+    added meanwhile are kept, so that status still cleans them when the job ends."""
+    watch = fields["watch"] if isinstance(fields["watch"], WatchState) else rec.watch
+    watch.registered = list(dict.fromkeys([*watch.registered, *rec.watch.registered]))
+    rec.watch = watch
+    state = fields["server_state"]
+    rec.server_state = state if isinstance(state, ServerState) else ServerState.parse(state)
+    rec.url = str(fields["url"])
+    return rec
+
+
 def watch_records(
     settings: Settings,
     records: Iterable[JobRecord],
@@ -662,12 +675,14 @@ def watch_records(
     entries are then removed).
     """
     jobstore = store if store is not None else JobStore(settings.home)
-    probe = probe or make_probe(settings)
+    records = list(records)
+    probe = probe or make_probe(with_record_key_file(settings, records))
     url_for = _profile_url_for(settings)
 
     def save(job: JobProgress) -> None:
+        fields = job.saved_fields()
         try:
-            jobstore.update(job.job_id, **job.saved_fields())
+            jobstore.modify(job.job_id, lambda rec: merge_saved(rec, fields))
         except PbsvllmError:
             pass  # the record was deleted meanwhile: nothing to resume
 

@@ -70,6 +70,8 @@ def workload_options(f: Callable) -> Callable:
         click.option("--num-kv-heads", type=click.IntRange(1, 10**5), help="Override the model's KV-head count."),
         click.option("--head-dim", type=click.IntRange(1, 10**5), help="Override the model's attention head size."),
         click.option("--quantization", help="Serve quantized weights (passed to vLLM as --quantization), e.g. fp8."),
+        click.option("--weight-gib", type=float, callback=_finite(0.001, 1e6),
+                     help="Weight size in GiB when neither an index nor the architecture gives it."),
         click.option("--vllm-arg", "vllm_args", multiple=True,
                      help="Extra vLLM flag(s), repeatable, e.g. --vllm-arg '--max-num-seqs 512'. Wins over the plan."),
         click.option("--allow-unknown-vllm-args", is_flag=True,
@@ -79,6 +81,7 @@ def workload_options(f: Callable) -> Callable:
 
 PROFILE_FLAG_KEYS = ("profile", "gpus_per_node", "gpu_memory_gib", "interconnect", "nodes", "device")
 OPTION_KEYS = ("max_model_len", "concurrency", "prompt_len", "output_len", "kv_cache_dtype", "params", "dtype",
+               "weight_gib",
                "num_layers", "num_kv_heads", "head_dim",
                "quantization", "vllm_args", "allow_unknown_vllm_args", "vllm_version", "served_model_name", "port")
 
@@ -101,7 +104,8 @@ def format_plan(plan: Any, facts: Any, hardware_text: str) -> str:
         f"layout     TP={plan.tensor_parallel_size} PP={plan.pipeline_parallel_size} DP={plan.data_parallel_size} "
         f"on {plan.nodes} node(s), {plan.gpus_per_node} GPU(s) per node",
         f"capacity   {plan.kv_cache_tokens:,} KV-cache tokens per replica; max concurrency {plan.max_concurrency:.1f} "
-        f"at {plan.max_model_len:,} tokens, ~{plan.kv_cache_tokens // max(1, plan.expected_request_tokens) * plan.data_parallel_size:,} "
+        f"at {plan.max_model_len:,} tokens, "
+        f"~{plan.kv_cache_tokens // max(1, plan.expected_request_tokens) * plan.data_parallel_size:,} "
         f"at {plan.expected_request_tokens:,} tokens",
     ]
     if getattr(plan, "expert_parallel", False):

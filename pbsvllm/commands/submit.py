@@ -80,6 +80,9 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
             click.echo(prepared.script_text, nl=False)
         return
     record = api.submit(prepared, add_replica=bool(kwargs.get("add_replica")))
+    if api.store.last_replaced:  # a reused job id: the earlier job's record is kept, not overwritten
+        click.echo(f"pbsvllm: warning: job id {record.job_id} was used before; the earlier job's record was "
+                   f"moved to {api.store.last_replaced}", err=True)
     if kwargs.get("quiet"):
         click.echo(record.job_id)
         if kwargs.get("wait"):
@@ -91,8 +94,12 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
         return
     say = (lambda t: click.echo(t, err=True)) if as_json else click.echo
     say(f"submitted {record.job_id}  alias {record.alias}  ({settings.profile.name}, "
-        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size})")
+        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size}"
+        + (f" PP={prepared.plan.pipeline_parallel_size} on {prepared.plan.nodes} nodes" if prepared.plan.nodes > 1
+           else "") + ")")
     say(f"log     {record.log_path}")
+    if prepared.plan.nodes > 1:  # docs/multinode.md
+        say(f"nodes   {record.log_path.rsplit('.log', 1)[0]}.node<i>.log (Ray / headless ranks per node)")
     say(f"script  {record.script_path}")
     if kwargs.get("wait"):
         exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),

@@ -37,6 +37,7 @@ from pbsvllm.doctor.model import (
     Diagnosis,
     Finding,
     FlagChange,
+    LoadSummary,
     NodeShape,
     Recommendation,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "Finding",
     "FlagChange",
     "Inputs",
+    "LoadSummary",
     "NodeShape",
     "PlanRequest",
     "Recommendation",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from pbsvllm.doctor.findings import RULES, Inputs
-from pbsvllm.doctor.model import SEVERITIES, Diagnosis, Finding, NodeShape, Recommendation
+from pbsvllm.doctor.model import SEVERITIES, Diagnosis, Finding, LoadSummary, NodeShape, Recommendation
 from pbsvllm.doctor.node import current_configuration, load_summary
 from pbsvllm.doctor.recommend import PlanRequest, recommendation_from_plan
 from pbsvllm.vllmlog import LogFacts
@@ -60,9 +60,9 @@ def recorded_plan_note(job_id: str, recorded: Dict[str, Any], facts: LogFacts) -
     return head + ("; the log differs: " + "; ".join(diffs) if diffs else "; the log agrees")
 
 
-def strengths(facts: LogFacts, load: Dict[str, Any]) -> List[str]:
+def strengths(facts: LogFacts, load: LoadSummary) -> List[str]:
     out = []
-    pref = load.get("mean_busy_prefix_cache_hit_pct")
+    pref = load.mean_busy_prefix_cache_hit_pct
     if pref is not None and pref >= 30:
         out.append(f"prefix caching pays off ({pref:g}% mean hit rate while busy)")
     if facts.enable_chunked_prefill:

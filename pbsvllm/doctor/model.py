@@ -3,6 +3,7 @@ recommendation and the whole diagnosis (each with its JSON form)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -161,6 +162,38 @@ class Recommendation:
         return d
 
 
+@dataclass(frozen=True)
+class LoadSummary:
+    """The load seen in the engine-stats lines, over all engines: peaks,
+    means while busy, and the context the running requests used (KV tokens in
+    use / running requests). ``doctor --format json``'s ``load``."""
+
+    engines: int
+    stats_lines: int
+    # the figures below are known only when the log has stats lines (engines > 0)
+    busy_lines: int = 0
+    peak_running_per_engine: Optional[int] = None
+    peak_waiting_per_engine: int = 0
+    peak_kv_cache_usage_pct: Optional[float] = None
+    preemptions: int = 0
+    lines_with_waiting: int = 0
+    mean_busy_generation_tokens_per_s_per_engine: Optional[float] = None
+    mean_busy_prompt_tokens_per_s_per_engine: Optional[float] = None
+    mean_busy_running_per_engine: Optional[float] = None
+    mean_busy_kv_cache_usage_pct: Optional[float] = None
+    mean_busy_prefix_cache_hit_pct: Optional[float] = None
+    context_tokens_per_request: Optional[int] = None
+    context_tokens_per_request_median: Optional[int] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if not self.engines:
+            return {"engines": self.engines, "stats_lines": self.stats_lines}
+        if self.context_tokens_per_request is None:
+            del d["context_tokens_per_request"], d["context_tokens_per_request_median"]
+        return d
+
+
 @dataclass
 class Diagnosis:
     log_path: str
@@ -169,7 +202,7 @@ class Diagnosis:
     findings: List[Finding]
     recommendation: Recommendation
     strengths: List[str]
-    load: Dict[str, Any]
+    load: LoadSummary
     current: Dict[str, Tuple[str, str]]  # flag -> (value, where from)
 
     def to_json(self) -> Dict[str, Any]:
@@ -179,7 +212,7 @@ class Diagnosis:
             "findings": [f.to_dict() for f in self.findings],
             "recommendation": self.recommendation.to_dict(),
             "node": self.node.to_dict(),
-            "load": self.load,
+            "load": self.load.to_dict(),
             "current_configuration": {k: {"value": v, "source": s} for k, (v, s) in self.current.items()},
             "strengths": list(self.strengths),
             "lines_read": self.facts.lines,

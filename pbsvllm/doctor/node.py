@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from pbsvllm.doctor.model import NodeShape
+from pbsvllm.doctor.model import LoadSummary, NodeShape
 from pbsvllm.vllmlog import LogFacts
 
 if TYPE_CHECKING:
@@ -249,44 +249,45 @@ def _fmt(v: Any) -> str:
 # ---------------------------------------------------------------------------
 
 
-def load_summary(facts: LogFacts) -> Dict[str, Any]:
+def load_summary(facts: LogFacts) -> LoadSummary:
     """Peak and busy-average figures over all engines, and the context the
     running requests used (KV tokens in use / running requests)."""
     engines = facts.stats
-    out: Dict[str, Any] = {"engines": len(engines), "stats_lines": facts.engine_stats_lines}
     if not engines:
-        return out
-    busy = sum(s.busy_count for s in engines.values())
-    out["busy_lines"] = busy
-    peaks = [s for s in engines.values() if s.max_running is not None]
-    out["peak_running_per_engine"] = max((s.max_running.stats.running for s in peaks if s.max_running), default=None)
-    out["peak_waiting_per_engine"] = max((s.max_waiting.stats.waiting for s in peaks if s.max_waiting), default=0)
-    kvs = [s.max_kv.stats.kv_cache_usage_pct for s in engines.values()
+        return LoadSummary(engines=0, stats_lines=facts.engine_stats_lines)
+    series = list(engines.values())
+    busy = sum(s.busy_count for s in series)
+    peaks = [s for s in series if s.max_running is not None]
+    kvs = [s.max_kv.stats.kv_cache_usage_pct for s in series
            if s.max_kv is not None and s.max_kv.stats.kv_cache_usage_pct is not None]
-    out["peak_kv_cache_usage_pct"] = max(kvs) if kvs else None
-    out["preemptions"] = sum(s.preemptions_total for s in engines.values()) + facts.v0_preemption_warnings
-    out["lines_with_waiting"] = sum(s.waiting_lines for s in engines.values())
-    tot_gen = sum(s.busy_sum_gen for s in engines.values())
-    out["mean_busy_generation_tokens_per_s_per_engine"] = round(tot_gen / busy, 1) if busy else None
-    tot_prompt = sum(s.busy_sum_prompt for s in engines.values())
-    out["mean_busy_prompt_tokens_per_s_per_engine"] = round(tot_prompt / busy, 1) if busy else None
-    tot_run = sum(s.busy_sum_running for s in engines.values())
-    out["mean_busy_running_per_engine"] = round(tot_run / busy, 1) if busy else None
-    kv_busy = sum(s.busy_kv_count for s in engines.values())
-    kv_sum = sum(s.busy_sum_kv for s in engines.values())
-    out["mean_busy_kv_cache_usage_pct"] = round(kv_sum / kv_busy, 2) if kv_busy else None
-    pc = sum(s.prefix_busy_count for s in engines.values())
-    pc_sum = sum(s.prefix_busy_sum for s in engines.values())
-    out["mean_busy_prefix_cache_hit_pct"] = round(pc_sum / pc, 1) if pc else None
+    kv_busy = sum(s.busy_kv_count for s in series)
+    pc = sum(s.prefix_busy_count for s in series)
+
+    def busy_mean(total: float, digits: int = 1) -> Optional[float]:
+        return round(total / busy, digits) if busy else None
+
     # context per running request, from the busiest sample of each engine
     ctx: List[float] = []
     if facts.kv_cache_tokens:
-        for s in engines.values():
+        for s in series:
             for smp in ([s.max_running] if s.max_running else []) + list(s.sample):
                 st = smp.stats
                 if st.running > 0 and st.kv_cache_usage_pct is not None and st.kv_cache_usage_pct > 0:
                     ctx.append(st.kv_cache_usage_pct / 100.0 * facts.kv_cache_tokens / st.running)
-    if ctx:
-        out["context_tokens_per_request"] = int(round(max(ctx)))
-        out["context_tokens_per_request_median"] = int(round(sorted(ctx)[len(ctx) // 2]))
-    return out
+    return LoadSummary(
+        engines=len(engines),
+        stats_lines=facts.engine_stats_lines,
+        busy_lines=busy,
+        peak_running_per_engine=max((s.max_running.stats.running for s in peaks if s.max_running), default=None),
+        peak_waiting_per_engine=max((s.max_waiting.stats.waiting for s in peaks if s.max_waiting), default=0),
+        peak_kv_cache_usage_pct=max(kvs) if kvs else None,
+        preemptions=sum(s.preemptions_total for s in series) + facts.v0_preemption_warnings,
+        lines_with_waiting=sum(s.waiting_lines for s in series),
+        mean_busy_generation_tokens_per_s_per_engine=busy_mean(sum(s.busy_sum_gen for s in series)),
+        mean_busy_prompt_tokens_per_s_per_engine=busy_mean(sum(s.busy_sum_prompt for s in series)),
+        mean_busy_running_per_engine=busy_mean(sum(s.busy_sum_running for s in series)),
+        mean_busy_kv_cache_usage_pct=round(sum(s.busy_sum_kv for s in series) / kv_busy, 2) if kv_busy else None,
+        mean_busy_prefix_cache_hit_pct=round(sum(s.prefix_busy_sum for s in series) / pc, 1) if pc else None,
+        context_tokens_per_request=int(round(max(ctx))) if ctx else None,
+        context_tokens_per_request_median=int(round(sorted(ctx)[len(ctx) // 2])) if ctx else None,
+    )

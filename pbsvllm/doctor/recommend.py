@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from pbsvllm.doctor.model import Capacity, FlagChange, NodeShape, Recommendation
+from pbsvllm.doctor.model import Capacity, FlagChange, LoadSummary, NodeShape, Recommendation
 from pbsvllm.doctor.node import _NOT_CARRIED, _fmt, load_summary
 from pbsvllm.vllmlog import LogFacts
 
@@ -88,13 +88,13 @@ def plan_request(
     # the workload the log shows, when demand went unmet (requests waited or were preempted): the plan must
     # hold it, so the planner gets the concurrency seen and the size requests had
     load = load_summary(facts)
-    if (load.get("peak_waiting_per_engine") or 0) > 0 or (load.get("preemptions") or 0) > 0:
+    if load.peak_waiting_per_engine > 0 or load.preemptions > 0:
         demand = sum((s.max_running.stats.running if s.max_running else 0) +
                      (s.max_waiting.stats.waiting if s.max_waiting else 0) for s in facts.stats.values())
         if demand > 0:
             options["concurrency"] = demand
             argv += ["--concurrency", str(demand)]
-            ctx = load.get("context_tokens_per_request")
+            ctx = load.context_tokens_per_request
             if ctx:
                 options["prompt_len"] = ctx
                 argv += ["--prompt-len", str(ctx)]
@@ -147,7 +147,7 @@ def carried_args(facts: LogFacts, version: Optional[str]) -> List[List[str]]:
 
 
 def recommendation_from_plan(
-    facts: LogFacts, plan: Plan, req: PlanRequest, current: Dict[str, Tuple[str, str]], load: Dict[str, Any]
+    facts: LogFacts, plan: Plan, req: PlanRequest, current: Dict[str, Tuple[str, str]], load: LoadSummary
 ) -> Recommendation:
     """The plan as a diff against the log, with capacity before and after."""
     rec = Recommendation(available=True, plan=plan.to_json(), submit_argv=list(req.submit_argv),
@@ -196,7 +196,7 @@ def recommendation_from_plan(
             rec.changes.append(FlagChange(d["flag"], "on" if d.get("value") in (True, None) else str(d["value"]), "",
                                           f"{d['status']} since vLLM {d['since']}: {d['replacement'] or 'drop it'}"))
     dp_before = facts.data_parallel_size or 1
-    ctx = load.get("context_tokens_per_request")
+    ctx = load.context_tokens_per_request
     rec.before = Capacity(
         replicas=dp_before,
         kv_cache_tokens_per_replica=facts.kv_cache_tokens,

@@ -17,6 +17,8 @@ set -euo pipefail
 export HF_HOME=/eagle/datasets/model-weights
 export HF_HUB_OFFLINE=1
 export RAY_TMPDIR=/tmp
+export NCCL_SOCKET_IFNAME=hsn0
+export GLOO_SOCKET_IFNAME=hsn0
 export no_proxy=localhost,127.0.0.1
 export PYTHONUNBUFFERED=1
 set +u  # module / conda scripts read unset variables

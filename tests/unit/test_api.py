@@ -16,6 +16,7 @@ from pbsvllm.errors import JobNotFoundError, LogParseError
 from pbsvllm.jobs import JobRecord, WatchState
 from pbsvllm.models import JobState, Phase, ServerState
 from pbsvllm.registry import Endpoint, open_registry
+from pbsvllm.scheduler.base import JobStatus
 from tests.paths import EXAMPLES, ROOT
 
 
@@ -31,7 +32,7 @@ def test_pending_skips_ready_failed_ended_and_cancelled(api):
     s.save(JobRecord("1", alias="queued"))
     s.save(JobRecord("2", alias="ready", server_state=ServerState.READY))
     s.save(JobRecord("3", alias="failed", server_state=ServerState.FAILED))
-    s.save(JobRecord("4", alias="ended", last_status={"state": JobState.COMPLETED.value}))
+    s.save(JobRecord("4", alias="ended", last_status=JobStatus("4", JobState.COMPLETED)))
     s.save(JobRecord("5", alias="cancelled", cancelled_at=1.0))
     assert [r.alias for r in api.pending()] == ["queued"]
     assert [r.alias for r in api.pending(follow_ready=True)] == ["queued", "ready"]
@@ -41,7 +42,7 @@ def test_status_offline_changes_nothing_and_remove_ended_is_its_own_step(api, tm
     reg = str(tmp_path / "reg.json")
     open_registry(reg).register(Endpoint("gone", "tiny", "http://n9:8000/v1", job_id="9"))
     api.store.save(JobRecord("9", alias="gone", url="http://n9:8000/v1", registries=[reg], scheduler="local",
-                             server_state=ServerState.READY, last_status={"state": "COMPLETED"},
+                             server_state=ServerState.READY, last_status=JobStatus("9", JobState.COMPLETED),
                              watch=WatchState(phase=Phase.READY, registered=[reg])))
     offline = api.status(offline=True)
     assert offline.rows[0]["stale"] and not offline.live and offline.notes == []

@@ -105,7 +105,7 @@ def test_predicted_kv_tokens_match_what_real_vllm_logged(log_path):
 def test_family_logs_cover_dense_moe_mla_sliding_and_hybrid():
     names = {p.stem for p in FAMILY_LOGS if _logged_tokens(p.read_text())}
     assert {"dense-llama", "moe-qwen3", "mla-deepseek-v2", "sliding-gemma3", "sliding-mistral",
-            "hybrid-granitemoehybrid"} <= names
+            "hybrid-granitemoehybrid", "chunked-llama4", "hybrid-qwen3-next"} <= names
 
 
 def test_catalog_view_rows_and_table():

@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pbsvllm.errors import ModelFactsError, PlanError
 from pbsvllm.modelarch import quant_scheme
@@ -216,3 +218,59 @@ def test_ignore_lists_keep_modules_in_16_bits():
     s = quant_scheme({"quant_method": "compressed-tensors", "ignore": ["lm_head", "re:.*self_attn.*"],
                       "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int", "group_size": 128}}}}, "c")
     assert "attn" in s.keep_16bit
+
+
+def test_unknown_quantization_needs_a_weight_size(tmp_path):
+    cfg = dict(TINY, quantization_config={"quant_method": "magic4"})
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelFactsError, match="--weight-gib"):
+        load_model_facts(str(tmp_path), {}, env=NO_CACHE)
+    f = load_model_facts(str(tmp_path), {"weight_gib": 3}, env=NO_CACHE)
+    assert f.weight_bytes == 3 * 2**30 and f.weight_source == "--weight-gib"
+    r = _cli("plan", str(tmp_path), "--weight-gib", "nan")
+    assert r.returncode == 2 and "--weight-gib" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_broken_safetensors_index_is_ignored(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    for meta in ('{"metadata": {"total_size": "abc"}}', '{"metadata": {"total_size": -5}}', '[1, 2]',
+                 '{"metadata": {"total_size": 1e30}}', '{"metadata": "x"}', "not json"):
+        (tmp_path / "model.safetensors.index.json").write_text(meta)
+        f = load_model_facts(str(tmp_path), {}, env=NO_CACHE)
+        assert f.weight_source.startswith("estimated from the architecture"), meta
+
+
+KEYS = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+        "intermediate_size", "vocab_size", "max_position_embeddings", "num_experts", "n_routed_experts",
+        "num_local_experts", "num_experts_per_tok", "moe_intermediate_size", "first_k_dense_replace",
+        "kv_lora_rank", "qk_rope_head_dim", "q_lora_rank", "sliding_window", "sliding_window_pattern",
+        "layer_types", "mlp_only_layers", "quantization_config", "vision_config", "text_config",
+        "tie_word_embeddings", "torch_dtype", "linear_num_value_heads", "mamba_n_heads", "hybrid_override_pattern",
+        "attention_chunk_size", "no_rope_layers", "full_attention_interval", "shared_expert_intermediate_size"]
+VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10, 10**7), st.floats(allow_nan=True, allow_infinity=True),
+              st.sampled_from(["", "abc", "bfloat16", "full_attention", "sliding_attention", "mamba", "fp8", "awq",
+                               "M*-", "linear_attention"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=6),
+                            st.dictionaries(st.sampled_from(KEYS + ["quant_method", "bits", "group_size"]), inner,
+                                            max_size=5)),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cfg=st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=12))
+def test_any_config_json_gives_facts_or_one_clear_error(tmp_path_factory, cfg):
+    """Random config.json contents: facts, or a ModelFactsError naming the file; never another exception."""
+    d = tmp_path_factory.mktemp("cfg")
+    base = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    (d / "config.json").write_text(json.dumps({**base, **cfg}))
+    try:
+        f = load_model_facts(str(d), {}, env=NO_CACHE)
+    except ModelFactsError as exc:
+        assert str(d) in str(exc) and "\n" not in str(exc)
+        return
+    assert f.weight_bytes >= 0 and f.kv_bytes_per_token(1) >= 0
+    try:
+        make_plan(f, POLARIS, Workload(), "0.11.0")
+    except (PlanError, ModelFactsError):
+        pass

@@ -6,6 +6,7 @@ an unused uid (the suite runs as root)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -108,3 +109,20 @@ def test_run_file_of_another_user_is_refused_by_the_reader(tmp_path):
 
 def test_check_private_dir_on_a_fresh_private_home(tmp_path):
     check_private_dir(str(tmp_path / "a" / "b"), "PBSVLLM_HOME")
+
+
+def test_server_info_planted_by_another_user_never_gets_the_key(tmp_path):
+    """A server-info file in the home that another user wrote is refused by the
+    one reader (watch, status and swap all read through it): its URL is never probed."""
+    from pbsvllm import serverinfo
+    from pbsvllm.errors import ServerError
+    from pbsvllm.transport.local import LocalTransport
+
+    f = tmp_path / "7.server.json"
+    f.write_text(json.dumps({"job_id": "7", "host": "evil", "port": 80, "url": "http://evil.example:80/v1",
+                             "pid": 1, "pgid": 1, "model": "m", "served_model_name": "m", "alias": "a",
+                             "start_time": 0, "log_path": "/x", "replicas": []}))
+    os.chown(f, OTHER, OTHER)
+    with pytest.raises(ServerError, match=f"belongs to uid {OTHER}, not to you"):
+        serverinfo.read(LocalTransport(), str(f))
+    assert serverinfo.try_read(LocalTransport(), str(f)) is None

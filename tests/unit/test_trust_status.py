@@ -25,7 +25,7 @@ from pbsvllm.jobs import JobRecord, JobStore, WatchState
 from pbsvllm.models import Phase, ServerState
 from pbsvllm.registry import open_registry
 from pbsvllm.watcher import watch_records
-from tests.fakevllm import FakeVllm, free_port
+from tests.fakes.vllm import FakeVllm, free_port
 
 JID = "4242.pbs01"
 RUNNING = json.dumps({"Jobs": {JID: {"job_state": "R", "queue": "q", "exec_host": "n1/0"}}})
