@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from pbsvllm.errors import PbsvllmError
 from pbsvllm.jobs import JobRecord, JobStore
-from pbsvllm.models import ServerState
+from pbsvllm.models import JobState, ServerState
 from pbsvllm.transport.base import Transport
 
 if TYPE_CHECKING:
@@ -193,6 +193,7 @@ def _cancel_command(scheduler_name: str, job_id: str) -> str:
 def _keep_record_elsewhere(record: JobRecord) -> Optional[str]:
     """Write the record where it can still go (the temp folder); None if nowhere."""
     import json
+    import os
     import tempfile
 
     from pbsvllm.fileio import atomic_write
