@@ -60,6 +60,11 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     script, nothing is submitted)."""
     from pbsvllm.api import Client
 
+    if kwargs.get("quiet") and (as_json or dry_run):
+        from pbsvllm.errors import ConfigError
+
+        raise ConfigError(f"--quiet and {'--json' if as_json else '--dry-run'} are exclusive: --quiet prints only "
+                          f"the job id")
     extras = {"directives": kwargs.pop("directives", ()), "env": kwargs.pop("env", ())}
     flags, options = split_kwargs(kwargs)
     options.update({k: v for k, v in extras.items() if v})

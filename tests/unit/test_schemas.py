@@ -30,7 +30,7 @@ def cli(*args: str, env: Optional[Dict[str, str]] = None, cwd: str = ROOT) -> An
 
 
 def test_every_schema_is_valid_draft_2020_12_and_shipped():
-    assert schema_names() == ("bench", "doctor", "plan", "status", "url")
+    assert schema_names() == ("bench", "doctor", "plan", "status", "top", "url")
     for name in schema_names():
         schema = load_schema(name)
         jsonschema.Draft202012Validator.check_schema(schema)

@@ -82,3 +82,9 @@ def test_example_scripts_submit_quiet_and_top(site):  # noqa: F811
                        timeout=120, cwd=str(site["tmp"]))
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].startswith("ALIAS ") and "demo2" in r.stdout
+
+
+def test_quiet_excludes_json_and_dry_run(site):  # noqa: F811
+    for other in ("--json", "--dry-run"):
+        r = pbsvllm(site, "submit", site["model"], "--alias", "x", "--quiet", other)
+        assert r.returncode == 10 and f"--quiet and {other} are exclusive" in r.stderr and r.stdout == ""
