@@ -232,7 +232,9 @@ class Supervisor:
         elif action.kind == ActionKind.DRAIN and j is not None:
             if j.url and j.drained_at is None:
                 self.ports.drain(st.alias, j.url)
-            j.drained_at = j.drained_at or now
+            # out of the alias once its in-flight requests are done: the
+            # hand-over's overlap runs until then
+            j.drained_at = j.drained_at or self.clock()
         elif action.kind == ActionKind.CANCEL and j is not None:
             if j.drained_at is None:
                 j.drained_at = now  # cancelled by the chain: its end is no failure
