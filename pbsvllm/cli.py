@@ -36,7 +36,10 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "cleanup": ("cleanup", "End this user's leftover pbsvllm servers on this node."),
     "bench": ("bench", "Load-test an endpoint: throughput and latency per concurrency."),
     "profiles": ("profiles", "List built-in and user site profiles."),
+    "models": ("models", "Browse the built-in model catalog and what plan would do for each."),
     "completion": ("completion", "Print the shell-completion script (bash, zsh, fish)."),
+    "keepalive": ("keepalive", "Keep an alias served across walltime and failed jobs (start, stop, status)."),
+    "top": ("top", "Live view of every server: tokens/s, running/waiting, KV use, prefix hits, TTFT."),
 }
 
 
@@ -53,7 +56,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module = importlib.import_module(f"pbsvllm.commands.{COMMANDS[name][0]}")
-        cmd = getattr(module, "command")
+        cmd = module.command
         cmd.name = name
         if os.environ.get("_PBSVLLM_COMPLETE"):  # a TAB in the shell: aliases, job ids, profiles
             from pbsvllm.completion import attach
@@ -84,19 +87,34 @@ def main(argv: Optional[List[str]] = None) -> None:
     from pbsvllm.safety import clean, install_output_filter
 
     install_output_filter()  # API keys are redacted from everything printed
+    said = ""
     try:
-        rv = cli.main(args=argv, prog_name="pbsvllm", standalone_mode=False)
-    except PbsvllmError as exc:
-        # one line, whatever a server, a log or a scheduler put into the message
-        click.echo(f"pbsvllm: error: {clean(str(exc), one_line=True)}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("pbsvllm: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("pbsvllm: interrupted", err=True)
-        sys.exit(130)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        try:
+            rv = cli.main(args=argv, prog_name="pbsvllm", standalone_mode=False)
+        except PbsvllmError as exc:
+            # one line, whatever a server, a log or a scheduler put into the message
+            said = clean(str(exc), one_line=True)
+            click.echo(f"pbsvllm: error: {said}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("pbsvllm: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("pbsvllm: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    finally:
+        _name_bad_records(said)
+
+
+def _name_bad_records(already_said: str) -> None:
+    """Name each job record this command had to skip, once, with the fix."""
+    jobs = sys.modules.get("pbsvllm.jobs")
+    if jobs is None:
+        return
+    for path, note in zip(sorted(jobs.BAD_RECORDS), jobs.bad_record_notes()):
+        if path not in already_said:
+            click.echo(f"pbsvllm: warning: {note}", err=True)

@@ -56,6 +56,10 @@ SCHEDULERS = ("auto", "pbspro", "torque", "local")
 DIALECTS = ("pbspro", "torque")
 INTERCONNECTS = ("nvlink", "pcie", "none")
 DEVICES = ("cuda", "cpu")
+NODE_LAUNCHERS = ("auto", "mpiexec", "pbsdsh", "srun", "ssh", "local")
+_NODE_RANGE_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_IFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{0,15}$")
+SSH_CLIENTS = ("paramiko", "openssh")
 
 _WALLTIME_RE = re.compile(r"^(\d+:)?\d{1,2}:\d{2}:\d{2}$|^\d+$")
 _VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?([.+-]?[A-Za-z0-9.]+)?$")
@@ -168,6 +172,65 @@ def _envmap(v: Any, where: str) -> Dict[str, str]:
     return out
 
 
+def _interface(v: Any, where: str) -> str:
+    s = _str(v, where)
+    if not _IFACE_RE.match(s):
+        raise ConfigError(f"{where} must be a network interface name like hsn0 or ib0 (letters, digits, _.:@-; "
+                          f"at most 15 characters), got {v!r}")
+    return s
+
+
+def _abspath(v: Any, where: str) -> str:
+    s = _str(v, where)
+    if not s.startswith("/"):
+        raise ConfigError(f"{where} must be an absolute path on the compute nodes (e.g. /tmp), got {v!r}")
+    return s
+
+
+def _port(v: Any, where: str) -> int:
+    p = _int(1024)(v, where)
+    if p > 65000:
+        raise ConfigError(f"{where} must be a port from 1024 to 65000 (the job takes the next free ones above it), "
+                          f"got {v!r}")
+    return p
+
+
+def _node_range(v: Any) -> Tuple[int, int]:
+    m = _NODE_RANGE_RE.match(str(v).strip())
+    if not m:
+        raise ValueError(v)
+    lo = int(m.group(1))
+    hi = int(m.group(2)) if m.group(2) else lo
+    if lo < 1 or hi < lo:
+        raise ValueError(v)
+    return lo, hi
+
+
+def _queue_nodes(v: Any, where: str) -> Dict[str, str]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where} must be a table of queue = \"MIN-MAX\" node counts, e.g. debug = \"1-2\"")
+    out: Dict[str, str] = {}
+    for q, r in v.items():
+        try:
+            lo, hi = _node_range(r)
+        except ValueError:
+            raise ConfigError(f"{where}.{q} must be a node count range like \"1-2\" or \"10-496\", got {r!r}") from None
+        out[_str(str(q), f"{where} (queue name)")] = f"{lo}-{hi}"
+    return out
+
+
+def _walltime_map(v: Any, where: str) -> Dict[str, str]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where} must be a table of QUEUE = \"HH:MM:SS\", got {v!r}")
+    out: Dict[str, str] = {}
+    for q, w in v.items():
+        text = _str(w, f"{where}.{q}")
+        if not re.match(r"^\d+:\d{2}:\d{2}$", text):
+            raise ConfigError(f"{where}.{q} must be a walltime like 01:00:00 or 168:00:00, got {w!r}")
+        out[str(q)] = text
+    return out
+
+
 def _url_template(v: Any, where: str) -> str:
     s = _str(v, where)
     for name in re.findall(r"{([^{}]*)}", s):
@@ -204,6 +267,7 @@ class Profile:
     gpu_name: str = ""
     interconnect: str = "none"         # nvlink | pcie | none
     cpus_per_node: int = 1
+    cpu_cores_per_server: int = 0      # cpu device: bind each server to its own block of this many cores (0: vLLM's auto)
     device: str = "cuda"               # cuda | cpu
     env_lines: Tuple[str, ...] = ()    # verbatim shell lines: module load, conda activate, source venv
     env: Dict[str, str] = field(default_factory=dict)  # exported variables (values quoted in the script); treat as read-only
@@ -217,6 +281,22 @@ class Profile:
     extra_directives: Tuple[str, ...] = ()  # verbatim '#PBS ...' lines, placed BEFORE the generated ones
     registries: Tuple[str, ...] = ()
     queues: Tuple[str, ...] = ()       # documentation: the site's queues
+    # --- multi-node jobs (docs/multinode.md) ---
+    max_nodes: int = 0                 # most nodes a job may ask for at this site (0: no limit known)
+    queue_nodes: Dict[str, str] = field(default_factory=dict)  # queue -> "MIN-MAX" nodes a job of it may use
+    node_launcher: str = "auto"        # starts a command on another node of the job: auto|mpiexec|pbsdsh|srun|ssh|local
+    node_launcher_args: Tuple[str, ...] = ()  # extra words after the launcher (e.g. mpiexec --cpu-bind none)
+    node_interface: str = ""           # fast interface Ray / vLLM / NCCL bind to (Polaris: hsn0); "" = the node's name
+    ray_port: int = 6379               # Ray head (GCS) port; the job takes the first free one from here
+    ray_temp_dir: str = "/tmp"         # node-local directory for Ray's session files (short: socket paths <108 chars)
+    ray_wait_s: int = 600              # how long the job waits for every Ray node and GPU
+    dp_rpc_port: int = 13345           # vLLM multi-node data parallel RPC port (first free one from here)
+    ssh_client: str = "paramiko"       # paramiko | openssh (the system ssh over a ControlMaster: MFA sites)
+    max_walltime: Dict[str, str] = field(default_factory=dict)  # queue -> longest walltime it takes (checked before qsub)
+    router: str = "auto"               # stable URL per alias: auto (when vllm-router is installed) | on | off
+    router_host: str = "127.0.0.1"     # address the alias's router binds and clients use (docs/router.md)
+    router_policy: str = "cache_aware"  # vllm-router --policy
+    router_placement: str = "local"    # where the router runs: local = where pbsvllm runs (login node); docs/router.md
     source: str = "built-in defaults"  # where this profile came from (file paths)
 
     @property
@@ -229,6 +309,26 @@ class Profile:
             raise ConfigError(
                 f"profile '{self.name}' ({self.source}): env.VLLM_CPU_KVCACHE_SPACE must be a number of GiB, got {raw!r}"
             ) from None
+
+    def node_range(self) -> Tuple[int, int, str]:
+        """(min, max, why) nodes a job of this profile's queue may use; max 0 = no known limit."""
+        lo, hi, why = 1, self.max_nodes, f"max_nodes = {self.max_nodes}" if self.max_nodes else ""
+        if self.queue and self.queue in self.queue_nodes:
+            qlo, qhi = _node_range(self.queue_nodes[self.queue])
+            lo, why = qlo, f"queue {self.queue} takes {qlo}-{qhi} nodes (queue_nodes)"
+            if not hi or qhi < hi:
+                hi = qhi
+        return lo, hi, why
+
+    def check_nodes(self, nodes: int, what: str) -> None:
+        """Refuse ``nodes`` (from ``what``: --nodes, the plan) outside the site's limits, in one line."""
+        lo, hi, why = self.node_range()
+        if hi and nodes > hi:
+            raise ConfigError(f"{what}: {nodes} nodes, but profile '{self.name}' allows at most {hi} ({why}); "
+                              f"use --nodes {hi} or another queue (-q)")
+        if nodes < lo:
+            raise ConfigError(f"{what}: {nodes} node(s), but profile '{self.name}' needs at least {lo} ({why}); "
+                              f"pick a queue for small jobs (-q)")
 
 
 PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
@@ -249,6 +349,7 @@ PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
     "gpu_name": _str,
     "interconnect": _choice(INTERCONNECTS),
     "cpus_per_node": _int(1),
+    "cpu_cores_per_server": _int(0),
     "device": _choice(DEVICES),
     "env_lines": _linelist,
     "env": _envmap,
@@ -262,12 +363,29 @@ PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
     "extra_directives": _strlist,
     "registries": _strlist,
     "queues": _strlist,
+    "max_nodes": _int(0),
+    "queue_nodes": _queue_nodes,
+    "node_launcher": _choice(NODE_LAUNCHERS),
+    "node_launcher_args": _strlist,
+    "node_interface": _interface,
+    "ray_port": _port,
+    "ray_temp_dir": _abspath,
+    "ray_wait_s": _int(10),
+    "dp_rpc_port": _port,
+    "ssh_client": _choice(SSH_CLIENTS),
+    "max_walltime": _walltime_map,
+    "router": _choice(("auto", "on", "off")),
+    "router_host": _str,
+    "router_policy": _choice(("cache_aware", "round_robin", "random", "power_of_two", "consistent_hash")),
+    "router_placement": _choice(("local",)),
 }
 
 # Profile fields that PBSVLLM_<NAME> environment variables and flags may override.
 ENV_PROFILE_FIELDS = (
     "queue", "account", "walltime", "filesystems", "log_dir", "vllm_version", "nodes",
-    "gpus_per_node", "gpu_memory_gib", "interconnect", "device", "launcher", "hostname_suffix",
+    "gpus_per_node", "gpu_memory_gib", "interconnect", "device", "launcher", "hostname_suffix", "ssh_client",
+    "router", "router_host",
+    "node_launcher", "node_interface", "ray_port", "ray_temp_dir", "ray_wait_s", "dp_rpc_port",
 )
 
 SETTINGS_KEYS: Dict[str, Callable[[Any, str], Any]] = {
@@ -572,6 +690,8 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
 
     # Paths the JOB uses (home, log_dir, api_key_file) live on the cluster: with a
     # remote host, '~' is left for the remote side (transport / job script) to expand.
+    if host and profile.ssh_client == "openssh" and "://" not in host:
+        host = "openssh://" + host  # the job record keeps it: later commands reach the host the same way
     expand = (lambda x: x) if host else os.path.expanduser
     home = expand(pick("home", "PBSVLLM_HOME", DEFAULT_HOME))
     scheduler = pick("scheduler", "PBSVLLM_SCHEDULER", None) or profile.scheduler
@@ -592,6 +712,11 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
     )
     if "registries" in flags:  # explicit flag wins for every alias
         alias_regs = ()
+    if not host:
+        # the folder whose files receive the API key must be the user's alone
+        from pbsvllm.fileio import check_private_dir
+
+        check_private_dir(home, "PBSVLLM_HOME", error=ConfigError)
     ssh_config = pick("ssh_config", "PBSVLLM_SSH_CONFIG", None)
     return Settings(
         home=home,

@@ -100,6 +100,31 @@ class LogTail:
         return lines
 
 
+class RangeReader:
+    """A read-only, forward-only file over ``Transport.read_range``: what a
+    byte-level parser that reads ``fh.read(n)`` in a loop (the vLLM log
+    scanner's ``LogFollower.read_from``) needs to parse a log on any host."""
+
+    def __init__(self, transport: Transport, path: str, offset: int = 0, end: Optional[int] = None,
+                 chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.transport = transport
+        self.path = path
+        self.pos = offset
+        self.end = end  # stop here (the size when the read began); None: the file's end
+        self.chunk_bytes = chunk_bytes
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.chunk_bytes
+        if self.end is not None:
+            n = min(n, self.end - self.pos)
+        if n <= 0:
+            return b""
+        data = self.transport.read_range(self.path, self.pos, n)
+        self.pos += len(data)
+        return data
+
+
 def read_end(transport: Transport, path: str, nbytes: int) -> List[str]:
     """The complete lines among the last ``nbytes`` of a log ([] when it is
     missing or unreadable)."""
@@ -116,21 +141,3 @@ def read_end(transport: Transport, path: str, nbytes: int) -> List[str]:
     lines = split_lines(data)
     return lines[1:] if start > 0 and lines else lines
 
-
-class RangeReader:
-    """A file-like ``read(size)`` over a (possibly remote) log through the
-    transport's range reads, from ``offset``: what a byte-level parser
-    (:func:`pbsvllm.vllmlog.parse_stream`) reads a whole log with, in bounded
-    memory however long its lines are."""
-
-    def __init__(self, transport: Transport, path: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> None:
-        self.transport = transport
-        self.path = path
-        self.pos = offset
-        self.chunk_bytes = chunk_bytes
-
-    def read(self, size: int = -1) -> bytes:
-        n = self.chunk_bytes if size is None or size < 0 else size
-        block = self.transport.read_range(self.path, self.pos, n)
-        self.pos += len(block)
-        return block

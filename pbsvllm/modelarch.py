@@ -88,13 +88,13 @@ class ConfigReader:
             raise ModelFactsError(f"{bad} must be a whole number, got {value!r}")
         return float(value)
 
-    def int(self, key: str, default: Optional[int] = None, *, minimum: int = 0,
+    def integer(self, key: str, default: Optional[int] = None, *, minimum: int = 0,
             maximum: Optional[float] = None) -> Optional[int]:
         v = self.num(key, None, minimum=minimum, maximum=maximum)
         return default if v is None else int(v)
 
     def req(self, key: str, *, minimum: int = 1) -> int:
-        v = self.int(key, None, minimum=minimum)
+        v = self.integer(key, None, minimum=minimum)
         if v is None:
             raise ModelFactsError(f"{self.where}: config has no '{self._name(key)}'")
         return v
@@ -103,7 +103,7 @@ class ConfigReader:
                   maximum: Optional[float] = None) -> Optional[int]:
         for k in keys:
             if self.has(k):
-                return self.int(k, default, minimum=minimum, maximum=maximum)
+                return self.integer(k, default, minimum=minimum, maximum=maximum)
         return default
 
     def str_list(self, key: str) -> Optional[List[str]]:
@@ -193,7 +193,7 @@ def _layer_kinds(r: ConfigReader, n_layers: int, model_type: str, max_len: int) 
     if kinds is None and r.has("full_attention_interval") and model_type.startswith("qwen3_next"):
         every = r.req("full_attention_interval")
         kinds = [FULL if (i + 1) % every == 0 else LINEAR for i in range(n_layers)]
-    window = r.int("sliding_window", minimum=1)
+    window = r.integer("sliding_window", minimum=1)
     if kinds is None and window and window < max_len:
         if r.has("sliding_window_pattern"):            # Gemma 3 configs: every Nth layer is global
             every = r.req("sliding_window_pattern")
@@ -204,7 +204,7 @@ def _layer_kinds(r: ConfigReader, n_layers: int, model_type: str, max_len: int) 
             kinds = [FULL if (i + 1) % 6 == 0 else SLIDING for i in range(n_layers)]
         elif r.data.get("use_sliding_window", True) is not False:
             kinds = [SLIDING] * n_layers
-    chunk = r.int("attention_chunk_size", minimum=1)
+    chunk = r.integer("attention_chunk_size", minimum=1)
     if kinds is None and chunk and model_type.startswith("llama4"):
         rope = r.int_list("no_rope_layers")   # 1 = RoPE layer (chunked local attention), 0 = global NoPE layer
         if rope and len(rope) == n_layers:
@@ -218,12 +218,12 @@ def layer_types(r: ConfigReader, *, n_layers: int, heads: int, kv_heads: int, he
                 model_type: str, max_len: int) -> Tuple[LayerType, ...]:
     """The KV-cache layer types of a decoder, counted."""
     if r.has("kv_lora_rank"):
-        d = r.req("kv_lora_rank") + r.int("qk_rope_head_dim", 0, minimum=0)
+        d = r.req("kv_lora_rank") + (r.integer("qk_rope_head_dim", 0, minimum=0) or 0)
         return (LayerType(MLA, n_layers, 1, d),)
     kinds = _layer_kinds(r, n_layers, model_type, max_len)
     out: List[LayerType] = []
-    window = r.int("sliding_window", minimum=1)
-    chunk = r.int("attention_chunk_size", minimum=1)
+    window = r.integer("sliding_window", minimum=1)
+    chunk = r.integer("attention_chunk_size", minimum=1)
     for kind in (FULL, SLIDING, CHUNKED):
         n = kinds.count(kind)
         if n:
@@ -257,7 +257,7 @@ def _linear_state(r: ConfigReader, hidden: int) -> Tuple[int, str, int]:
         nv = r.req("linear_num_value_heads")
         dk = r.req("linear_key_head_dim")
         dv = r.req("linear_value_head_dim")
-        conv = r.int("linear_conv_kernel_dim", 4, minimum=1) or 4
+        conv = r.integer("linear_conv_kernel_dim", 4, minimum=1) or 4
         conv_elems = (2 * nk * dk + nv * dv) * (conv - 1)
         return conv_elems + nv * dk * dv, "gated_deltanet", sdt
     d_inner, groups, d_state, n_heads, d_conv = _mamba_dims(r, hidden)
@@ -311,10 +311,10 @@ def _moe_layer_flags(r: ConfigReader, n_layers: int) -> List[bool]:
     mlt = r.str_list("mlp_layer_types")
     if mlt is not None and len(mlt) == n_layers:
         return [t != "dense" for t in mlt]
-    first_dense = r.int("first_k_dense_replace", 0, minimum=0) or 0
-    freq = r.int("moe_layer_freq", 1, minimum=1) or 1
-    step = r.int("decoder_sparse_step", 1, minimum=1) or 1
-    interleave = r.int("interleave_moe_layer_step", 1, minimum=1) or 1
+    first_dense = r.integer("first_k_dense_replace", 0, minimum=0) or 0
+    freq = r.integer("moe_layer_freq", 1, minimum=1) or 1
+    step = r.integer("decoder_sparse_step", 1, minimum=1) or 1
+    interleave = r.integer("interleave_moe_layer_step", 1, minimum=1) or 1
     only = set(r.int_list("mlp_only_layers") or [])
     flags = []
     for i in range(n_layers):
@@ -331,13 +331,13 @@ def moe_facts(r: ConfigReader, n_layers: int, inter: int) -> Optional[MoE]:
     top = r.first_int(EXPERTS_PER_TOKEN_KEYS, 1, minimum=1) or 1
     flags = _moe_layer_flags(r, n_layers)
     moe_layers = sum(flags)
-    e_inter = r.int("moe_intermediate_size", minimum=1) or inter
+    e_inter = r.integer("moe_intermediate_size", minimum=1) or inter
     shared = 0
     if r.has("n_shared_experts"):
-        shared = (r.int("n_shared_experts", 0, minimum=0) or 0) * e_inter
+        shared = (r.integer("n_shared_experts", 0, minimum=0) or 0) * e_inter
     for key in ("shared_expert_intermediate_size", "shared_intermediate_size"):
         if r.has(key):
-            shared = r.int(key, 0, minimum=0) or 0
+            shared = r.integer(key, 0, minimum=0) or 0
     if r.data.get("model_type", "").startswith("llama4"):
         shared = e_inter                                    # Llama 4: one shared expert per MoE layer
     return MoE(experts, top, e_inter, moe_layers, n_layers - moe_layers, shared)
@@ -354,13 +354,13 @@ def _vision_params(v: Mapping[str, Any], where: str, text_hidden: int) -> int:
     act = str(v.get("hidden_act") or v.get("hidden_activation") or "gelu").lower()
     gated = "silu" in act or "swiglu" in act
     per_layer = 4 * hv * hv + (3 if gated else 2) * hv * inter + 4 * hv
-    patch = r.int("patch_size", 14, minimum=1) or 14
+    patch = r.integer("patch_size", 14, minimum=1) or 14
     chans = r.first_int(("num_channels", "in_channels", "in_chans"), 3, minimum=1) or 3
-    temporal = r.int("temporal_patch_size", 1, minimum=1) or 1
-    image = r.int("image_size", 0, minimum=0) or 0
+    temporal = r.integer("temporal_patch_size", 1, minimum=1) or 1
+    image = r.integer("image_size", 0, minimum=0) or 0
     pos = (image // patch) ** 2 * hv if image else 0
-    out_hidden = r.int("out_hidden_size", text_hidden, minimum=1) or text_hidden
-    merge = r.int("spatial_merge_size", 0, minimum=0) or 0
+    out_hidden = r.integer("out_hidden_size", text_hidden, minimum=1) or text_hidden
+    merge = r.integer("spatial_merge_size", 0, minimum=0) or 0
     if merge:                                  # Qwen-VL patch merger: an MLP over merge^2 patches
         m = hv * merge * merge
         projector = m * m + m * out_hidden
@@ -385,10 +385,10 @@ def count_params(r: ConfigReader, top: Mapping[str, Any], *, n_layers: int, hidd
     if isinstance(pattern, str):
         n_attn = pattern.count("*")
     if r.has("kv_lora_rank"):
-        q_lora = r.int("q_lora_rank", 0, minimum=0) or 0
-        nope = r.int("qk_nope_head_dim", 128, minimum=0) or 0
-        rope = r.int("qk_rope_head_dim", 64, minimum=0) or 0
-        v_dim = r.int("v_head_dim", 128, minimum=1) or 128
+        q_lora = r.integer("q_lora_rank", 0, minimum=0) or 0
+        nope = r.integer("qk_nope_head_dim", 128, minimum=0) or 0
+        rope = r.integer("qk_rope_head_dim", 64, minimum=0) or 0
+        v_dim = r.integer("v_head_dim", 128, minimum=1) or 128
         kvl = r.req("kv_lora_rank")
         q = (hidden * q_lora + q_lora * heads * (nope + rope)) if q_lora else hidden * heads * (nope + rope)
         attn = q + hidden * (kvl + rope) + kvl * heads * (nope + v_dim) + heads * v_dim * hidden
@@ -405,7 +405,7 @@ def count_params(r: ConfigReader, top: Mapping[str, Any], *, n_layers: int, hidd
             if t.mixer == "gated_deltanet":
                 nk, nv = r.req("linear_num_key_heads"), r.req("linear_num_value_heads")
                 dk, dv = r.req("linear_key_head_dim"), r.req("linear_value_head_dim")
-                conv = r.int("linear_conv_kernel_dim", 4, minimum=1) or 4
+                conv = r.integer("linear_conv_kernel_dim", 4, minimum=1) or 4
                 g.mixer += t.layers * (hidden * (2 * nk * dk + 2 * nv * dv) + hidden * 2 * nv + nv * dv * hidden)
                 g.small += t.layers * ((2 * nk * dk + nv * dv) * conv + 3 * nv + dv)
             else:
@@ -418,7 +418,7 @@ def count_params(r: ConfigReader, top: Mapping[str, Any], *, n_layers: int, hidd
     if isinstance(pattern, str):       # Nemotron-H: '-' layers are (non-gated, relu^2) MLPs, 'E' MoE
         g.mlp = pattern.count("-") * 2 * hidden * inter
     elif moe:
-        dense_inter = r.int("intermediate_size_mlp", inter, minimum=1) or inter
+        dense_inter = r.integer("intermediate_size_mlp", inter, minimum=1) or inter
         g.mlp = moe.dense_layers * 3 * hidden * dense_inter
         g.experts = moe.moe_layers * moe.experts * 3 * hidden * moe.expert_intermediate
         g.shared = moe.moe_layers * 3 * hidden * moe.shared_intermediate
@@ -487,8 +487,8 @@ def quant_scheme(qc: Mapping[str, Any], where: str) -> QuantScheme:
                                f"fp8 weights with one fp32 scale per {block[0]}x{block[1]} block", keep)
         return QuantScheme("fp8", 1.0, "fp8 weights, per-tensor or per-channel scales", keep)
     if method in ("awq", "awq_marlin", "gptq", "gptq_marlin", "auto-round", "autoround"):
-        bits = r.int("bits", 4, minimum=1, maximum=16) or 4
-        group = r.int("group_size", 128, minimum=-1, maximum=1e6)
+        bits = r.integer("bits", 4, minimum=1, maximum=16) or 4
+        group = r.integer("group_size", 128, minimum=-1, maximum=1e6)
         group = 0 if group is None or group < 0 else group            # -1: one scale per output channel
         zero = bool(qc.get("zero_point", True))                        # GPTQ stores qzeros even when symmetric
         name = "awq" if method.startswith("awq") else "gptq" if method.startswith("gptq") else method
@@ -528,10 +528,10 @@ def _compressed_tensors(qc: Mapping[str, Any], where: str, keep: Tuple[str, ...]
                 weights = grp["weights"]
                 break
     r = ConfigReader(weights, where, "quantization_config.config_groups.weights.")
-    bits = r.int("num_bits", 8, minimum=1, maximum=16) or 8
+    bits = r.integer("num_bits", 8, minimum=1, maximum=16) or 8
     wtype = str(weights.get("type") or "int").lower()
     strategy = str(weights.get("strategy") or "").lower()
-    gs = r.int("group_size", 0, minimum=0, maximum=1e6) or 0
+    gs = r.integer("group_size", 0, minimum=0, maximum=1e6) or 0
     if "nvfp4" in fmt or (bits == 4 and wtype == "float"):
         return QuantScheme("nvfp4", 0.5 + 1 / 16, "NVFP4 (compressed-tensors): 4-bit values, one fp8 scale per 16",
                            keep)
@@ -596,7 +596,6 @@ def held_tokens(t: LayerType, length: int, chunk: int, block: int = 1) -> int:
     if t.kind == SLIDING and t.window:
         n = min(length, t.window - 1 + chunk)
         return (-(-n // block) + (1 if block > 1 else 0)) * block
-    if t.kind == CHUNKED and t.window:
-        n = min(length, t.window + chunk)
-        return -(-n // block) * block
+    # chunked local attention (Llama 4) keeps every token: vLLM turns its hybrid allocator off for it
+    # by default (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1 turns it on)
     return -(-length // block) * block

@@ -18,7 +18,8 @@ quantization). Overrides (``--params``, ``--dtype``, ...) win over all of these.
 
 KV-cache bytes per token per GPU follow vLLM (docs/planner.md)::
 
-    2 x L_stage x max(1, KVH // TP) x D x dtype_bytes     (MLA: L_stage x (kv_lora_rank + qk_rope_head_dim) x dtype_bytes)
+    2 x L_stage x max(1, KVH // TP) x D x dtype_bytes
+    (MLA: L_stage x (kv_lora_rank + qk_rope_head_dim) x dtype_bytes)
 
 with per-layer types for sliding-window, chunked-local and linear/Mamba layers
 (:class:`pbsvllm.modelarch.LayerType`).
@@ -43,8 +44,23 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pbsvllm.errors import ModelFactsError
 from pbsvllm.modelarch import (
-    FULL, LINEAR, MLA, SERVED_DTYPE_BYTES, ConfigReader, LayerType, MoE, ParamGroups, QuantScheme, count_params,
-    expert_bytes, held_tokens, kv_group_size, layer_types, quant_scheme, weight_bytes,
+    CHUNKED,
+    FULL,
+    LINEAR,
+    MLA,
+    SERVED_DTYPE_BYTES,
+    ConfigReader,
+    LayerType,
+    MoE,
+    ParamGroups,
+    QuantScheme,
+    count_params,
+    expert_bytes,
+    held_tokens,
+    kv_group_size,
+    layer_types,
+    quant_scheme,
+    weight_bytes,
 )
 
 if sys.version_info >= (3, 11):  # pragma: no cover
@@ -119,7 +135,10 @@ class ModelFacts:
     def uniform_kv(self) -> bool:
         """One per-token layer type and no fixed-state layers: tokens / length is the concurrency."""
         types = self.kv_types
-        return len(types) == 1 and types[0].kind in (FULL, MLA)
+        if len(types) == 1 and types[0].kind in (FULL, MLA):
+            return True
+        # chunked local attention is allocated as full attention (see modelarch.held_tokens)
+        return all(t.kind in (FULL, CHUNKED) for t in types) and len({(t.kv_heads, t.head_dim) for t in types}) == 1
 
     def kv_dtype_bytes(self, kv_dtype_bytes: Optional[int] = None) -> int:
         return kv_dtype_bytes if kv_dtype_bytes else min(self.dtype_bytes, 2)
@@ -135,7 +154,7 @@ class ModelFacts:
         b = self.kv_dtype_bytes(kv_dtype_bytes)
         types = self.kv_types
         if self.uniform_kv:
-            return math.ceil(types[0].layers / max(1, pp)) * types[0].bytes_per_token(tp, b)
+            return math.ceil(sum(t.layers for t in types) / max(1, pp)) * types[0].bytes_per_token(tp, b)
         if length:
             return max(1, math.ceil(self.request_bytes(length, chunk, tp, pp, kv_dtype_bytes) / length))
         return sum(math.ceil(t.layers / max(1, pp)) * t.bytes_per_token(tp, b) for t in types) or 1
@@ -149,7 +168,7 @@ class ModelFacts:
         for t in self.kv_types:
             layers = t.layers / max(1, pp)
             if t.kind == LINEAR:
-                total += layers * t.state_bytes(tp, b)
+                total += layers * t.state_bytes(tp, b) * state_pages(t.mixer)
             else:
                 total += layers * held_tokens(t, length, chunk, block) * t.bytes_per_token(tp, b)
         return int(math.ceil(total))
@@ -158,10 +177,11 @@ class ModelFacts:
                        block: int = 16, kv_dtype_bytes: Optional[int] = None) -> int:
         """The "KV cache size: N tokens" vLLM 0.32 logs for ``kv_bytes`` of KV memory on one GPU
         (TP=PP=1): whole blocks of ``block`` tokens; with several layer types, the hybrid allocator's
-        groups and its maximum concurrency at ``max_model_len`` x that length. Attention layers only
-        (the Mamba page padding of hybrid models is not modelled)."""
+        groups and its maximum concurrency at ``max_model_len`` x that length; Mamba/linear layers are
+        padded to the attention page and hold :data:`STATE_PAGES_PER_REQUEST` pages per request."""
         b = self.kv_dtype_bytes(kv_dtype_bytes)
         types = [t for t in self.kv_types if t.kind != LINEAR]
+        linear = [t for t in self.kv_types if t.kind == LINEAR]
         if self.uniform_kv:
             per_block = self.kv_bytes_per_token(1, 1, kv_dtype_bytes) * block
             return int(kv_bytes // per_block) * block
@@ -170,9 +190,11 @@ class ModelFacts:
         num_blocks = int(kv_bytes // (page * gs))
         per_request = sum(math.ceil(t.layers / gs) * held_tokens(t, max_model_len, max_num_batched_tokens, block)
                           // block for t in types)
-        return round(num_blocks / per_request * max_model_len)
+        per_request += sum(math.ceil(t.layers / gs) * state_pages(t.mixer) for t in linear)
+        return int(num_blocks / per_request * max_model_len)
 
-    def kv_detail(self, tp: int, pp: int, kv_dtype_bytes: Optional[int], length: int, chunk: int) -> List[Dict[str, Any]]:
+    def kv_detail(self, tp: int, pp: int, kv_dtype_bytes: Optional[int], length: int,
+                  chunk: int) -> List[Dict[str, Any]]:
         """Per layer type: what one GPU keeps (for ``plan --json``'s ``kv_cache_layers``)."""
         b = self.kv_dtype_bytes(kv_dtype_bytes)
         out = []
@@ -202,6 +224,16 @@ class ModelFacts:
 
 
 # ---------------------------------------------------------------------------
+
+#: State pages one request holds in each Mamba2 / gated-DeltaNet layer: vLLM 0.32 with prefix caching
+#: (on by default) keeps hybrid models' states in 'align' mode, and the maximum concurrency its CPU build
+#: logged needs 3 pages per request for Mamba2 layers and 2 for gated DeltaNet ones (read off
+#: tests/data/vllm-real/kv-families/hybrid-*.log; the rest of the prediction follows vLLM's allocator).
+STATE_PAGES_PER_REQUEST = {"mamba2": 3, "gated_deltanet": 2}
+
+
+def state_pages(mixer: str) -> int:
+    return STATE_PAGES_PER_REQUEST.get(mixer, 3)
 
 MODEL_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
@@ -304,7 +336,8 @@ def _text_part(cfg: Mapping[str, Any], source: str) -> Tuple[Dict[str, Any], str
 
 def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model_dir: Optional[str] = None,
                        params: Optional[float] = None, verified: bool = False,
-                       checkpoint_bytes: Optional[int] = None, checkpoint_source: str = "") -> ModelFacts:
+                       checkpoint_bytes: Optional[int] = None, checkpoint_source: str = "",
+                       weight_known: bool = False) -> ModelFacts:
     c, prefix = _text_part(cfg, source)
     r = ConfigReader(c, source, prefix)
     missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads") if c.get(k) is None]
@@ -316,20 +349,28 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
     hidden = r.req("hidden_size")
     n_layers = r.req("num_hidden_layers")
     heads = r.req("num_attention_heads")
-    kvh = r.int("num_key_value_heads", heads, minimum=1) or heads
-    head_dim = r.int("head_dim", 0, minimum=0) or hidden // heads
+    kvh = r.integer("num_key_value_heads", heads, minimum=1) or heads
+    head_dim = r.integer("head_dim", 0, minimum=0) or hidden // heads
     if head_dim < 1:
         raise ModelFactsError(f"{source}: hidden_size {hidden} / num_attention_heads {heads} gives no head size; "
                               f"set '{prefix}head_dim'")
-    inter = r.int("intermediate_size", 4 * hidden, minimum=1) or 4 * hidden
-    vocab = r.int("vocab_size", 32000, minimum=1) or 32000
-    max_len = r.int("max_position_embeddings", 0, minimum=1) or \
-        int(ConfigReader(cfg, source).int("max_position_embeddings", 4096, minimum=1) or 4096)
+    inter = r.integer("intermediate_size", 4 * hidden, minimum=1) or 4 * hidden
+    vocab = r.integer("vocab_size", 32000, minimum=1) or 32000
+    max_len = r.integer("max_position_embeddings", 0, minimum=1) or \
+        int(ConfigReader(cfg, source).integer("max_position_embeddings", 4096, minimum=1) or 4096)
     model_type = str(c.get("model_type") or cfg.get("model_type") or "")
     qc = c.get("quantization_config")
     if qc is not None and not isinstance(qc, Mapping):
         raise ModelFactsError(f"{source}: key 'quantization_config' must be an object")
-    scheme = quant_scheme(qc, source) if isinstance(qc, Mapping) else None
+    scheme: Optional[QuantScheme] = None
+    if isinstance(qc, Mapping):
+        try:
+            scheme = quant_scheme(qc, source)
+        except ModelFactsError:
+            # an unknown method is fatal only when nothing else gives the weight size
+            if not weight_known and not (model_dir and _weights_on_disk(model_dir)[0] is not None):
+                raise
+            scheme = QuantScheme(str(qc.get("quant_method") or "unknown"), 2.0, "unknown quantization")
     dtype = str(c.get("torch_dtype") or c.get("dtype") or "bfloat16")
     if dtype.lower() not in DTYPE_BYTES:
         raise ModelFactsError(f"{source}: key '{prefix}torch_dtype' {dtype!r} is not a dtype vLLM serves "
@@ -378,8 +419,8 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
         weight_source=wsource,
         multimodal=bool(prefix) or bool(cfg.get("multimodal")) or isinstance(vc, Mapping),
         quantization=scheme.method if scheme else None,
-        kv_lora_rank=r.int("kv_lora_rank", minimum=1),
-        qk_rope_head_dim=r.int("qk_rope_head_dim", 0, minimum=0) if r.has("kv_lora_rank") else None,
+        kv_lora_rank=r.integer("kv_lora_rank", minimum=1),
+        qk_rope_head_dim=r.integer("qk_rope_head_dim", 0, minimum=0) if r.has("kv_lora_rank") else None,
         local_path=model_dir,
         verified=verified,
         model_type=model_type,
@@ -394,7 +435,8 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
 
 def load_catalog(path: str = CATALOG_PATH) -> Dict[str, Dict[str, Any]]:
     with open(path, "rb") as fh:
-        return _toml.load(fh)
+        data: Dict[str, Dict[str, Any]] = _toml.load(fh)
+    return data
 
 
 def catalog_lookup(model: str, catalog: Optional[Mapping[str, Any]] = None) -> Optional[Tuple[str, Mapping[str, Any]]]:
@@ -453,7 +495,8 @@ def load_model_facts(model: str, overrides: Optional[Mapping[str, Any]] = None,
     if model_dir:
         cfg_path = os.path.join(model_dir, "config.json")
         cfg = _read_config(cfg_path)
-        facts = _facts_from_config(model, cfg, cfg_path, model_dir=model_dir, params=params_ov)
+        facts = _facts_from_config(model, cfg, cfg_path, model_dir=model_dir, params=params_ov,
+                                   weight_known="weight_gib" in ov)
     else:
         hit = catalog_lookup(model)
         if hit:

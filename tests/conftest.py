@@ -16,5 +16,6 @@ pytest_plugins = [
     "tests.plugins.slurm",
     "tests.plugins.sshd",
     "tests.plugins.vllm",
+    "tests.plugins.ray",
     "tests.plugins.router",
 ]

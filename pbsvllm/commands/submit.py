@@ -24,8 +24,18 @@ def submit_options(f: Any) -> Any:
                      help="Scheduler on the target (default: the profile's, auto-detected)."),
         click.option("--api-key-file", type=click.Path(dir_okay=False),
                      help="File (mode 0600) holding the API key; the job reads it into VLLM_API_KEY."),
-        click.option("--template", help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
+        click.option("--template",
+                     help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
         click.option("--dry-run", is_flag=True, help="Print the rendered script; submit nothing."),
+        click.option("--directive", "directives", multiple=True, metavar="'-X VALUE'",
+                     help="Extra scheduler directive for this job, e.g. '-l mem=200gb' (repeatable; placed first, "
+                          "so it wins over the profile's; -N/-o/-e/-j are pbsvllm's)."),
+        click.option("--env", "env", multiple=True, metavar="NAME=VALUE",
+                     help="Extra environment variable for the server (repeatable; exported after the profile's "
+                          "environment; quoted; no secrets: they would be written into the script)."),
+        click.option("--quiet", is_flag=True,
+                      help="Print only the job id (like qsub, sbatch --parsable); with --wait, no progress: "
+                           "the exit status tells, failures get one line on stderr."),
     ]):
         f = opt(f)
     return f
@@ -39,6 +49,13 @@ def submit_options(f: Any) -> Any:
                    "then register it in the endpoint registries; exit 7 if it fails.")
 @click.option("--timeout", "timeout_s", type=float, default=None, metavar="SECONDS",
               help="With --wait: give up waiting after this long (the job keeps running).")
+@click.option("--keep-alive", "keep_alive", is_flag=True,
+              help="Keep the alias served across walltime and failed jobs: successors are submitted before "
+                   "the walltime runs out and failed jobs replaced (docs/keepalive.md).")
+@click.option("--until", "until", default=None, metavar="DATE|DURATION",
+              help="With --keep-alive: when the chain ends (2026-12-09T18:00, 12h, 3d).")
+@click.option("--budget", default=None, metavar="NODE_HOURS",
+              help="With --keep-alive: never start a job that could take the chain past this many node-hours.")
 @registry_options
 @site_options
 @workload_options
@@ -50,7 +67,13 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     script, nothing is submitted)."""
     from pbsvllm.api import Client
 
+    keep_alive = bool(kwargs.pop("keep_alive", False))
+    until, budget = kwargs.pop("until", None), kwargs.pop("budget", None)
+    if (until or budget) and not keep_alive:
+        raise click.UsageError("--until and --budget go with --keep-alive")
+    extras = {"directives": kwargs.pop("directives", ()), "env": kwargs.pop("env", ())}
     flags, options = split_kwargs(kwargs)
+    options.update({k: v for k, v in extras.items() if v})
     specs = Client.registry_specs(kwargs.get("registries") or (), kwargs.get("registry_format"))
     if specs:
         flags["registries"] = tuple(specs)  # recorded in the job: watch/status use them later
@@ -68,14 +91,30 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
             click.echo(prepared.script_text, nl=False)
         return
     record = api.submit(prepared, add_replica=bool(kwargs.get("add_replica")))
+    if api.store.last_replaced:  # a reused job id: the earlier job's record is kept, not overwritten
+        click.echo(f"pbsvllm: warning: job id {record.job_id} was used before; the earlier job's record was "
+                   f"moved to {api.store.last_replaced}", err=True)
+    chain = api.keepalive_start(record.alias, until=until, budget=budget, job=record.job_id) if keep_alive else None
+    if kwargs.get("quiet"):
+        click.echo(record.job_id)
+        if kwargs.get("wait"):
+            exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),
+                                        timeout_s=kwargs.get("timeout_s"), quiet=True))
+        return
     if as_json and not kwargs.get("wait"):
         echo_json(record.to_dict())
         return
     say = (lambda t: click.echo(t, err=True)) if as_json else click.echo
     say(f"submitted {record.job_id}  alias {record.alias}  ({settings.profile.name}, "
-        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size})")
+        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size}"
+        + (f" PP={prepared.plan.pipeline_parallel_size} on {prepared.plan.nodes} nodes" if prepared.plan.nodes > 1
+           else "") + ")")
     say(f"log     {record.log_path}")
+    if prepared.plan.nodes > 1:  # docs/multinode.md
+        say(f"nodes   {record.log_path.rsplit('.log', 1)[0]}.node<i>.log (Ray / headless ranks per node)")
     say(f"script  {record.script_path}")
+    if chain is not None:
+        say(f"keep-alive: {chain['lead_time']} (pbsvllm keepalive status {record.alias})")
     if kwargs.get("wait"):
         exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),
                                     timeout_s=kwargs.get("timeout_s"), as_json=as_json))

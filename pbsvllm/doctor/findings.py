@@ -70,6 +70,28 @@ _ERROR_FIXES: Dict[str, Tuple[str, str, str]] = {
         "check CUDA_VISIBLE_DEVICES matches the GPUs PBS gave the job, that no stale process holds the GPUs "
         "(`pbsvllm cleanup`), and rerun with NCCL_DEBUG=INFO; a smaller TP needs less or no NCCL traffic",
     ),
+    "ray_unsupported_platform": (
+        "this vLLM build has no Ray executor",
+        "the server cannot start: the job's Ray cluster formed, then vLLM refused to use it",
+        "vLLM's CPU build cannot run --distributed-executor-backend ray (its platform has no Ray device); "
+        "across nodes it runs native data parallel (--data-parallel-size with --headless ranks, "
+        "docs/multinode.md); on GPUs check that the vLLM environment is the CUDA build",
+    ),
+    "ray_cluster": (
+        "the Ray cluster across the job's nodes is incomplete",
+        "the server cannot start: vLLM cannot place its workers on every node",
+        "read the per-node logs (<alias>.<job>.node<i>.log): a worker that could not reach the head (firewall, "
+        "wrong interface: set node_interface to the fast network, e.g. hsn0), two nodes with one address "
+        "(VLLM_HOST_IP must differ per node), or GPUs missing on a node; `ray status` on the head shows the "
+        "cluster",
+    ),
+    "node_check_failed": (
+        "a node of the job failed the pre-launch check",
+        "vLLM was not started",
+        "the line names the node and what it lacks: the launcher could not reach it (node_launcher), no "
+        "address on node_interface, or torch sees other GPUs than planned there; fix the profile or the "
+        "resource request (select=N / nodes=N)",
+    ),
     "engine_init_failed": (
         "engine core initialization failed",
         "the server cannot start",
@@ -532,6 +554,63 @@ def not_a_vllm_log(x: Inputs) -> List[Finding]:
     )]
 
 
+# ---- multi-node ------------------------------------------------------------------------
+
+
+def cross_node_link(x: Inputs) -> List[Finding]:
+    """``cross_node_socket``: NCCL moves the job's cross-node traffic over TCP sockets (``NET/Socket``)
+    instead of the fabric; ``cross_node_unknown``: a multi-node log without NCCL's transport lines."""
+    mn = x.facts.multinode
+    if not mn.multi_node or not x.gpu:
+        return []
+    layout = (f"{len(mn.nodes)} nodes" if mn.nodes else "several nodes") + (
+        f", PP={x.facts.pipeline_parallel_size}" if (x.facts.pipeline_parallel_size or 1) > 1 else "")
+    if mn.socket_transport:
+        return [Finding(
+            "cross_node_socket", "high",
+            "the cross-node link is the bottleneck: NCCL uses TCP sockets between nodes (NET/Socket)",
+            mn.evidence[:4],
+            (f"{layout}: every hand-off between pipeline stages (and every all-reduce that spans nodes) goes "
+             f"through the kernel's TCP stack instead of the fabric's RDMA: a fraction of the link's bandwidth "
+             f"at many times the latency, paid on every token"),
+            ("load the site's NCCL network plugin so NCCL uses the fabric (its INFO lines then say NET/IB, "
+             "NET/OFI or NET/AWS Libfabric; on Polaris the aws-ofi-nccl plugin of the conda module), set "
+             "NCCL_SOCKET_IFNAME to the fast interface (profile [env], e.g. hsn0), and keep TP inside a node "
+             "(pbsvllm's plans do: PP across nodes sends only activations between stages)"),
+        )]
+    if not mn.nccl_transports and (mn.layout == "ray" or (x.facts.pipeline_parallel_size or 1) > 1):
+        return [Finding(
+            "cross_node_unknown", "info",
+            "which link NCCL uses between the nodes is not in the log",
+            mn.evidence[:3],
+            f"{layout}: if NCCL falls back to TCP sockets, the cross-node link bounds the server's speed",
+            ("add NCCL_DEBUG = \"INFO\" to the profile's [env] for one run: NCCL then logs 'via NET/<transport>' "
+             "per channel (Socket = TCP; IB, OFI, AWS Libfabric = the fabric), and `pbsvllm doctor` reads it"),
+        )]
+    return []
+
+
+def multinode_layout(x: Inputs) -> List[Finding]:
+    """``multinode_layout``: what the job's nodes did (Ray formation time, headless data parallel ranks)."""
+    mn = x.facts.multinode
+    if not mn.multi_node or x.facts.errors.failed:
+        return []
+    if mn.layout == "ray":
+        what = (f"{mn.ray_nodes or len(mn.nodes)} nodes on a Ray cluster (formed in {mn.ray_formed_s} s)"
+                if mn.ray_formed_s is not None else f"{len(mn.nodes)} nodes on a Ray cluster")
+    elif mn.layout == "dp":
+        what = f"{len(mn.nodes)} nodes: vLLM data parallel, {mn.headless_nodes} node(s) with headless ranks"
+    elif mn.headless:
+        what = "a headless rank of a multi-node server (its API server runs on the head node)"
+    else:
+        what = f"{len(mn.nodes)} nodes"
+    return [Finding(
+        "multinode_layout", "info", f"multi-node server: {what}", mn.evidence[:4],
+        "no cost by itself; the per-node logs are <alias>.<job>.node<i>.log",
+        "nothing to change; `pbsvllm doctor` on a node's log reads that node's side",
+    )]
+
+
 #: Every finding rule, in the order findings of one severity are reported.
 RULES: Tuple[Rule, ...] = (
     error_findings,
@@ -539,6 +618,8 @@ RULES: Tuple[Rule, ...] = (
     tp_over_pcie,
     custom_allreduce_disabled,
     eager_mode,
+    cross_node_link,
+    multinode_layout,
     kv_cache_idle,
     max_num_seqs_binds,
     kv_cache_full,

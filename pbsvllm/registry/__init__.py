@@ -14,9 +14,10 @@ from typing import Dict, List, Optional, Type
 from pbsvllm.errors import RegistryError
 from pbsvllm.registry.base import DEFAULT_KEY_ENV, Endpoint, Registry
 
-FORMATS = ("toml", "py", "litellm", "json")
+FORMATS = ("toml", "py", "litellm", "json", "vf-config")
 _FORMAT_ALIASES = {"toml": "toml", "verifiers": "toml", "py": "py", "python": "py",
-                   "litellm": "litellm", "yaml": "litellm", "yml": "litellm", "json": "json"}
+                   "litellm": "litellm", "yaml": "litellm", "yml": "litellm", "json": "json",
+                   "vf-config": "vf-config", "vf-eval": "vf-config"}
 _BY_SUFFIX = {".toml": "toml", ".py": "py", ".yaml": "litellm", ".yml": "litellm", ".json": "json"}
 
 __all__ = ["DEFAULT_KEY_ENV", "Endpoint", "FORMATS", "Registry", "detect_format", "open_registry",
@@ -33,6 +34,8 @@ def detect_format(path: str, fmt: Optional[str] = None) -> str:
                 hint="use one of: " + ", ".join(FORMATS),
             )
         return _FORMAT_ALIASES[key]
+    if path.lower().endswith(".vf.toml"):  # a verifiers 0.4 `vf-eval @ FILE` config, one alias
+        return "vf-config"
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in _BY_SUFFIX:
         raise RegistryError(
@@ -46,9 +49,11 @@ def _classes() -> Dict[str, Type[Registry]]:
     from pbsvllm.registry.json_registry import JsonRegistry
     from pbsvllm.registry.py_registry import PyRegistry
     from pbsvllm.registry.toml_registry import TomlRegistry
+    from pbsvllm.registry.vf_config import VfConfigRegistry
     from pbsvllm.registry.yaml_registry import LiteLLMRegistry
 
-    return {"toml": TomlRegistry, "py": PyRegistry, "litellm": LiteLLMRegistry, "json": JsonRegistry}
+    return {"toml": TomlRegistry, "py": PyRegistry, "litellm": LiteLLMRegistry, "json": JsonRegistry,
+            "vf-config": VfConfigRegistry}
 
 
 def open_registry(path: str, fmt: Optional[str] = None, *, lock_timeout_s: Optional[float] = None) -> Registry:

@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from pbsvllm.errors import ConfigError, PbsvllmError, ServerError
 from pbsvllm.router.admin import RouterAdmin, RouterAdminError
@@ -49,10 +49,13 @@ from pbsvllm.router.model import (
 )
 from pbsvllm.router.store import RouterStore, list_aliases
 
+if TYPE_CHECKING:
+    from pbsvllm.config import Profile
+
 __all__ = [
     "Member", "MemberState", "RouterSettings", "RouterState", "RouterStatus", "MemberHealth",
     "RouterUnavailableError", "NoRouterError",
-    "available", "install_hint", "ensure_running", "url", "members", "add_member", "drain_member",
+    "available", "install_hint", "settings_for", "enabled", "ensure_running", "url", "members", "add_member", "drain_member",
     "remove_member", "status", "stop", "aliases", "apply_state",
 ]
 
@@ -98,9 +101,11 @@ class RouterStatus:
 
 
 def _home(home: Optional[str]) -> str:
-    from pbsvllm.jobs import pbsvllm_home
+    if home:
+        return os.path.abspath(os.path.expanduser(home))
+    from pbsvllm.config import resolve  # the one default of PBSVLLM_HOME (flags > env > config file)
 
-    return pbsvllm_home(home)
+    return resolve({}).home
 
 
 def available() -> bool:
@@ -110,6 +115,22 @@ def available() -> bool:
 
 def install_hint() -> str:
     return INSTALL_HINT
+
+
+def settings_for(profile: "Profile") -> RouterSettings:
+    """The router settings of a site profile (``router_host``, ``router_policy``, ``router_placement``)."""
+    return RouterSettings(host=profile.router_host, policy=profile.router_policy, placement=profile.router_placement)
+
+
+def enabled(profile: "Profile") -> bool:
+    """Whether aliases get a router under this profile: ``router = "on"`` (vllm-router must be
+    installed), ``"auto"`` (when it is installed, the default) or ``"off"``."""
+    if profile.router == "off":
+        return False
+    if profile.router == "on" and not available():
+        raise RouterUnavailableError(f"profile '{profile.name}' sets router = \"on\" but vllm-router is not installed",
+                                     hint=INSTALL_HINT + "; or set router = \"off\"")
+    return available()
 
 
 def aliases(home: Optional[str] = None) -> List[str]:

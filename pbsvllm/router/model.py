@@ -28,7 +28,7 @@ _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _URL_RE = re.compile(r"^https?://[A-Za-z0-9._\-\[\]:]+(/v\d+)?/?$")
 
 POLICIES = ("cache_aware", "round_robin", "random", "power_of_two", "consistent_hash")
-PLACEMENTS = ("local", "job")
+PLACEMENTS = ("local",)
 MODES = ("auto", "on", "off")
 STATE_VERSION = 1
 
@@ -75,7 +75,7 @@ class RouterSettings:
 
     host: str = "127.0.0.1"          # address it binds and clients use
     policy: str = "cache_aware"      # vllm-router --policy
-    placement: str = "local"         # local: where pbsvllm runs (login node); job: its own small job
+    placement: str = "local"         # local: where pbsvllm runs (the login node); see docs/router.md
     port: int = 0                    # 0: pick a free port on first start, then keep it
     health_check_interval_s: int = 10
     request_timeout_s: int = 1800    # one long generation must not be cut by the router

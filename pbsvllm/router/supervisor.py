@@ -96,7 +96,19 @@ def router_argv(state: RouterState) -> List[str]:
         "--max-concurrent-requests", "4096",
         "--queue-size", "4096",
         "--log-level", "warning",
+        # vllm-router binds its Prometheus exporter on 29000 unless told
+        # otherwise, so a second router on the same host would panic at start:
+        # each router gets a free port of its own (on its own address).
+        "--prometheus-host", state.host, "--prometheus-port", str(_free_port(state.host)),
     ]
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def reconcile(store: RouterStore, admin: RouterAdmin) -> Optional[str]:

@@ -155,6 +155,9 @@ class JobStatus:
     #: Id", rc 153). Not proof that the job ended (a restarted server, another
     #: server answering): callers end a job on it only when its server is gone too.
     gone: bool = False
+    #: When the scheduler expects a queued job to start (epoch seconds), where it says
+    #: (PBS Pro's ``estimated.start_time``); None otherwise.
+    estimated_start: Optional[float] = None
 
     @property
     def walltime_left_s(self) -> Optional[int]:
@@ -169,7 +172,7 @@ class JobStatus:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "JobStatus":
+    def from_dict(cls, d: Mapping[str, Any]) -> JobStatus:
         fields = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in fields}
         try:
@@ -214,7 +217,7 @@ class SubmitOptions:
     ncpus: Optional[int] = None
 
     @classmethod
-    def coerce(cls, options: Any) -> "SubmitOptions":
+    def coerce(cls, options: Any) -> SubmitOptions:
         if options is None:
             return cls()
         if isinstance(options, cls):
@@ -273,6 +276,17 @@ def first_host(exec_host: Any) -> str:
         return ""
     text = str(exec_host)
     return text.split("+", 1)[0].split("/", 1)[0].strip()
+
+
+def all_hosts(exec_host: Any) -> str:
+    """``h1/0*64+h2/0*64`` -> ``h1+h2``: every node of a (multi-node) job, once each, mother superior
+    first (docs/multinode.md); ``host/0+host/1`` -> ``host``."""
+    seen: List[str] = []
+    for part in str(exec_host or "").split("+"):
+        host = part.split("/", 1)[0].strip()
+        if host and host not in seen:
+            seen.append(host)
+    return "+".join(seen)
 
 
 def _int_or_none(value: Any) -> Optional[int]:
@@ -487,11 +501,12 @@ def status_from_attrs(
         exit_status=exit_status,
         exit_reason=reason,
         queue=str(attrs.get("queue", "") or ""),
-        exec_host=first_host(attrs.get("exec_host")),
+        exec_host=all_hosts(attrs.get("exec_host")),  # every node of a multi-node job (status shows them)
         walltime_used_s=used,
         walltime_limit_s=limit,
         comment=comment,
         name=str(attrs.get("Job_Name", "") or ""),
+        estimated_start=parse_ctime(attrs.get("estimated.start_time")) if state is JobState.PENDING else None,
     )
 
 

@@ -18,6 +18,9 @@ ERROR_KINDS = (
     "port_in_use",
     "nccl",
     "cpu_attention_unsupported",
+    "ray_unsupported_platform",
+    "ray_cluster",
+    "node_check_failed",
     "engine_init_failed",
 )
 
@@ -44,6 +47,21 @@ _ERROR_RULES: Tuple[Tuple[str, Tuple[str, ...], Optional[re.Pattern[str]]], ...]
         ),
     ),
     ("cpu_attention_unsupported", ("Unsupported CPU attention configuration",), None),
+    # multi-node (docs/multinode.md): vLLM's Ray executor, pbsvllm's own Ray / node lines
+    ("ray_unsupported_platform", ("does not support ray",), None),
+    (
+        "ray_cluster",
+        (
+            "Every node should have a unique IP address",
+            "Cannot provide a placement group",
+            "the Ray cluster did not reach",
+            "the Ray head did not come up",
+            "Failed to import Ray",
+        ),
+        None,
+    ),
+    ("node_check_failed", ("pre-launch check failed on node", "the plan needs"), re.compile(
+        r"pre-launch check failed on node|the plan needs \d+ nodes but the job has")),
     (
         "engine_init_failed",
         ("Engine core initialization failed", "EngineCore failed to start", "Engine process failed to start"),

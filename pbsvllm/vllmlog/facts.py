@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from pbsvllm.vllmlog.errors import ErrorTracker
+from pbsvllm.vllmlog.multinode import MultiNodeFacts
 from pbsvllm.vllmlog.stats import EngineStats, StatsSeries
 
 EVIDENCE_CAP = 5
@@ -73,6 +74,7 @@ class LogFacts:
     server_starts: int = 0
     ready_count: int = 0
     errors: ErrorTracker = field(default_factory=ErrorTracker)
+    multinode: MultiNodeFacts = field(default_factory=MultiNodeFacts)
     evidence: Dict[str, List[Tuple[int, str]]] = field(default_factory=dict)
     parse_problems: int = 0
     first_parse_problem: Optional[str] = None

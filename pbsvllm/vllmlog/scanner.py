@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from pbsvllm.vllmlog.errors import _ERROR_RULES
 from pbsvllm.vllmlog.facts import LogFacts
 from pbsvllm.vllmlog.lines import LogLine, _f, _i, split_line, strip_line
+from pbsvllm.vllmlog.multinode import NEEDLES as MULTINODE_NEEDLES
 from pbsvllm.vllmlog.phases import _BANNER_VERSION_RE, _PHASE_RULES, detect_phase
 from pbsvllm.vllmlog.reprs import _clean_dtype, _scalar, _to_bool, _to_float, _to_int, parse_dict_repr, parse_kv_repr
 from pbsvllm.vllmlog.stats import _V0_PREFIX_RE, EngineStats, StatsRow, StatsSample, StatsSeries, parse_stats_line
@@ -101,7 +102,7 @@ _HANDLER_NEEDLES = (
     "gpu_worker.py:",
     "gpu_model_runner.py:",
     "cuda.py:",
-)
+) + MULTINODE_NEEDLES
 _PLATFORM_SOURCES = (
     ("cpu.py:", "cpu"),
     ("cpu_worker.py:", "cpu"),
@@ -312,6 +313,9 @@ class LogScanner:
             f.add_evidence("error:" + kind, line_no, text)
         elif "EngineDeadError" in msg or "encountered a fatal error" in msg:
             f.add_evidence("engine_dead", line_no, text)
+
+        if any(n in raw for n in MULTINODE_NEEDLES):
+            f.multinode.feed(raw, line_no, text)
 
         phase = detect_phase(msg)
         if phase is not None:

@@ -19,7 +19,9 @@ It takes vLLM's command line (other options are ignored), serves :class:`FakeVll
 - ``FAKE_VLLM_RECORD=PATH``: write the argv, pid, pgid, cwd and environment markers to PATH (JSON);
 - ``FAKE_VLLM_LIFETIME=S``: exit after S seconds (``INFO fake vllm lifetime over``);
 - ``FAKE_VLLM_EXIT=N``: the exit status when stopped (default 0);
-- ``VLLM_API_KEY``: requests need ``Authorization: Bearer <key>``.
+- ``VLLM_API_KEY``: requests need ``Authorization: Bearer <key>``;
+- ``--headless`` (a multi-node data parallel rank): no port; the record goes to
+  ``$FAKE_VLLM_RECORD.headless<--data-parallel-start-rank>``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class FakeVllm:
         self.completion_status = 200
         self.models_status = 200
         self.running = 0
+        self.health_status = 200
         self.waiting = 0
         self.requests: List[Dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -73,6 +76,8 @@ class FakeVllm:
                 with fake.lock:
                     fake.requests.append({"method": "GET", "path": self.path,
                                           "auth": self.headers.get("Authorization", "")})
+                if self.path == "/health":  # vLLM answers 200 with an empty body once the engine is up
+                    return self._send(fake.health_status, b"", "text/plain")
                 if self.path == "/metrics":
                     text = (
                         "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
@@ -139,7 +144,8 @@ def _record(path: str, argv: List[str]) -> None:
         "pid": os.getpid(),
         "pgid": os.getpgid(0),
         "env": {k: os.environ.get(k) for k in ("PBSVLLM_JOB_ID", "PBSVLLM_ALIAS", "VLLM_API_KEY",
-                                                "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "PYTHONUNBUFFERED")},
+                                                "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "PYTHONUNBUFFERED",
+                                                "VLLM_HOST_IP", "PBSVLLM_NODE_INDEX", "RAY_ADDRESS")},
         "cwd": os.getcwd(),
     }
     tmp = path + ".tmp"
@@ -168,6 +174,8 @@ def serve(argv: List[str]) -> int:
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--served-model-name", default=None)
     args, _rest = ap.parse_known_args(argv)
+    if "--headless" in argv:  # a multi-node data parallel rank (docs/multinode.md): no API server
+        return _headless(argv)
     if os.environ.get("FAKE_VLLM_RECORD"):
         _record(os.environ["FAKE_VLLM_RECORD"], [a for a in argv if a != "--fake-startup-log"])
     if os.environ.get("FAKE_VLLM_FAIL") == "kv":
@@ -186,6 +194,21 @@ def serve(argv: List[str]) -> int:
             print("INFO:     Application startup complete.", flush=True)
         while not stop and time.time() < deadline:
             time.sleep(0.05)
+    print("INFO fake vllm got SIGTERM" if stop else "INFO fake vllm lifetime over", flush=True)
+    return int(os.environ.get("FAKE_VLLM_EXIT", "0"))
+
+
+def _headless(argv: List[str]) -> int:
+    """A headless rank: its record goes to ``$FAKE_VLLM_RECORD.headless<start rank>``; no port."""
+    if os.environ.get("FAKE_VLLM_RECORD"):
+        rank = argv[argv.index("--data-parallel-start-rank") + 1] if "--data-parallel-start-rank" in argv else "0"
+        _record(os.environ["FAKE_VLLM_RECORD"] + ".headless" + rank, argv)
+    stop: List[int] = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    deadline = time.time() + float(os.environ.get("FAKE_VLLM_LIFETIME") or "inf")
+    print("INFO fake vllm headless", flush=True)
+    while not stop and time.time() < deadline:
+        time.sleep(0.05)
     print("INFO fake vllm got SIGTERM" if stop else "INFO fake vllm lifetime over", flush=True)
     return int(os.environ.get("FAKE_VLLM_EXIT", "0"))
 

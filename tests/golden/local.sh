@@ -130,7 +130,7 @@ if [ "$STOPPING" = 1 ]; then
   exit 143
 fi
 export PBSVLLM_JOB_ID="$JOB_ID" PBSVLLM_ALIAS="$ALIAS" PBSVLLM_HOME
-log "starting: vllm serve ${VLLM_ARGS[*]}"
+log "starting:" 'vllm serve' "${VLLM_ARGS[*]}"
 vllm serve "${VLLM_ARGS[@]}" >>"$LOG" 2>&1 &
 VLLM_PID=$!
 VLLM_PIDS=("$VLLM_PID")

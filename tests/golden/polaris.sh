@@ -17,6 +17,8 @@ set -euo pipefail
 export HF_HOME=/eagle/datasets/model-weights
 export HF_HUB_OFFLINE=1
 export RAY_TMPDIR=/tmp
+export NCCL_SOCKET_IFNAME=hsn0
+export GLOO_SOCKET_IFNAME=hsn0
 export no_proxy=localhost,127.0.0.1
 export PYTHONUNBUFFERED=1
 set +u  # module / conda scripts read unset variables
@@ -213,7 +215,7 @@ if [ "$STOPPING" = 1 ]; then
   exit 143
 fi
 export PBSVLLM_JOB_ID="$JOB_ID" PBSVLLM_ALIAS="$ALIAS" PBSVLLM_HOME
-log "starting: vllm serve ${VLLM_ARGS[*]}"
+log "starting:" 'vllm serve' "${VLLM_ARGS[*]}"
 vllm serve "${VLLM_ARGS[@]}" >>"$LOG" 2>&1 &
 VLLM_PID=$!
 VLLM_PIDS=("$VLLM_PID")

@@ -36,7 +36,8 @@ def router_ready() -> None:
     if importlib.util.find_spec("vllm_router") is None:
         pytest.fail(f"vllm-router is not installed in {sys.executable}; run `{SETUP_CMD}`")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vllm_router.launch_router", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "vllm_router.launch_router", "--port", str(port),
+                             "--prometheus-host", "127.0.0.1", "--prometheus-port", str(_free_port())],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

@@ -42,7 +42,7 @@ def test_bad_config_file_is_one_line(tmp_path, case):
         resolve({"profile": "mine"}, {"PBSVLLM_CONFIG": str(path)})
     assert words in str(info.value) and str(path) in str(info.value)
     out = _cli(str(path), "mine")
-    assert out.returncode == 2, out.stderr
+    assert out.returncode == ConfigError.exit_code, out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert words in out.stderr
 
@@ -51,7 +51,7 @@ def test_fifo_config_is_refused_without_hanging(tmp_path):
     path = str(tmp_path / "config.toml")
     os.mkfifo(path)
     out = _cli(path)  # a regression would hang until the subprocess timeout
-    assert out.returncode == 2 and "is a FIFO (named pipe), not a regular file" in out.stderr
+    assert out.returncode == ConfigError.exit_code and "is a FIFO (named pipe), not a regular file" in out.stderr
     assert "Traceback" not in out.stderr
 
 
@@ -61,5 +61,5 @@ def test_device_config_is_refused_but_dev_null_means_none(tmp_path):
     dev = str(tmp_path / "zero.toml")
     os.mknod(dev, 0o020666, os.makedev(1, 5))  # what /dev/zero is: an endless read
     out = _cli(dev)
-    assert out.returncode == 2 and "is a character device" in out.stderr
+    assert out.returncode == ConfigError.exit_code and "is a character device" in out.stderr
     assert resolve({}, {"PBSVLLM_CONFIG": os.devnull}).config_path == os.devnull

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from pbsvllm import health
 from pbsvllm.config import resolve
-from pbsvllm.errors import ConfigError
+from pbsvllm.errors import ConfigError, ServerError
 from pbsvllm.render import prepare_job
 from pbsvllm.safety import clean, printable, redact
 
@@ -195,7 +195,7 @@ def leak():
 cli.main(["leak"])
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 7, r.stderr
+    assert r.returncode == ServerError.exit_code, r.stderr
     both = r.stdout + r.stderr
     for secret in ("sk-file-key-77", "sk-log-key-1", "sk-flag-key-2"):
         assert secret not in both
@@ -224,3 +224,29 @@ def test_printable_keeps_text_and_escapes_controls():
     assert printable("a\x1b[1mb\x9bc\x00d\u2066e") == "a\\x1b[1mb\\x9bc\\x00d\\u2066e"
     assert clean("x\ny", one_line=True) == "x\\ny"
     assert printable("é日本") == "é日本"
+
+
+def test_key_file_given_at_submit_is_used_by_a_later_status(tmp_path, fake_sched):
+    """The record remembers the key file of the submit; a later `status` without
+    --api-key-file probes with it (the CRLF in the file does not matter)."""
+    import json as _json
+
+    from tests.fakevllm import FakeVllm, free_port
+    from pbsvllm.api import Client
+    from pbsvllm.jobs import JobRecord, JobStore
+    from pbsvllm.models import ServerState
+
+    key = tmp_path / "key"
+    key.write_bytes(b"sk-remembered-1\r\n")
+    os.chmod(key, 0o600)
+    home = tmp_path / "home"
+    settings_ = resolve({"home": str(home), "profile": "local"}, {"PBSVLLM_CONFIG": os.devnull})
+    assert settings_.api_key_file is None
+    fake_sched.answer("qstat", {"rc": 0, "out": _json.dumps({"Jobs": {"9.pbs": {"job_state": "R"}}})})
+    with FakeVllm(models=["svc"], api_key="sk-remembered-1", port=free_port()) as server:
+        store = JobStore(str(home))
+        store.save(JobRecord(job_id="9.pbs", alias="svc", served_model_name="svc", scheduler="pbspro",
+                             url=server.url, api_key_file=str(key), server_state=ServerState.STARTING))
+        row = Client(settings_, store).status().rows[0]
+        assert row["server_state"] == "ready", row
+        assert all(r.get("Authorization") in (None, "Bearer sk-remembered-1") for r in server.requests)

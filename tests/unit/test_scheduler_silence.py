@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Dict
+from typing import Dict, List
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,8 +24,8 @@ from pbsvllm.errors import PbsvllmError, SchedulerError, TransportError
 from pbsvllm.models import JobState
 from pbsvllm.scheduler import get_scheduler
 from pbsvllm.scheduler.base import PBSPRO_STATES, TORQUE_STATES, exit_phrase, interpret_exit_status
+from pbsvllm.transport.base import Transport
 from pbsvllm.transport.local import LocalTransport
-from tests.fakes import FakeTransport
 
 ID = "1008.pbs01"
 
@@ -224,9 +224,30 @@ def test_local_backend_cancelled_job_wording(tmp_path):
 
 # ------------------------------------------------------------------ any answer at all
 
-def OneAnswer(rc: int, out: str, err: str) -> FakeTransport:
-    """Every command gets the same answer; no files."""
-    return FakeTransport(respond=lambda argv: (rc, out, err), host="pbs.example")
+class OneAnswer(Transport):
+    host = "pbs.example"
+
+    def __init__(self, rc: int, out: str, err: str) -> None:
+        super().__init__()
+        self.answer = (rc, out, err)
+
+    def run(self, argv, timeout, input=None, env=None):
+        return self.answer
+
+    def read_text(self, path):
+        raise TransportError("no files")
+
+    def write_text(self, path, text, mode=0o600):
+        raise TransportError("no files")
+
+    def exists(self, path):
+        return False
+
+    def size(self, path):
+        return None
+
+    def read_range(self, path, offset, length):
+        raise TransportError("no files")
 
 
 _json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),

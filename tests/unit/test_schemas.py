@@ -122,11 +122,13 @@ def test_status_json_same_metric_keys_before_and_after_the_first_stats_line(tmp_
 
 def test_status_json_from_the_command_line(tmp_path):
     from pbsvllm.jobs import JobRecord, JobStore
+    from pbsvllm.models import JobState
+    from pbsvllm.scheduler.base import JobStatus
 
     home = str(tmp_path / "home")
     assert cli("status", "--json", "--home", home) == []
     JobStore(home).save(JobRecord(job_id="7.pbs", alias="q", scheduler="pbspro", host=None,
-                                 last_status={"state": "QUEUED", "raw_state": "Q"}))
+                                 last_status=JobStatus("7.pbs", JobState.PENDING, raw_state="Q")))
     rows = cli("status", "--json", "--offline", "--home", home)
     validate("status", rows)
     assert rows[0]["alias"] == "q" and rows[0]["metrics"] is None

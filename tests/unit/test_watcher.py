@@ -258,7 +258,7 @@ def test_two_jobs_one_status_call_per_tick(home):
     tl = Timeline()
     sched = TimelineScheduler(tl, {
         "1.s": [(0, st("1.s", JobState.PENDING)), (5, st("1.s", JobState.FAILED, exit_reason="the script exited with status 1"))],
-        "2.s": [(0, st("2.s", JobState.PENDING)), (9, st("2.s", JobState.UNKNOWN))],
+        "2.s": [(0, st("2.s", JobState.PENDING)), (9, st("2.s", JobState.UNKNOWN, gone=True))],
     })
     w = make_watcher(tl, sched, home)
     w.add(JobProgress.from_record(a))
@@ -267,7 +267,7 @@ def test_two_jobs_one_status_call_per_tick(home):
     assert all(len(ids) >= 1 for _, ids in sched.calls)
     assert sched.calls[0][1] == ["1.s", "2.s"]  # batched
     assert [j.failure for j in w.jobs] == ["job_ended", "job_ended"]
-    assert "no longer knows" in w.jobs[1].failure_detail
+    assert "does not know the job" in w.jobs[1].failure_detail  # gone, and it never had a server
 
 
 def test_timeout_and_resume_from_saved_offset(home, tmp_path):

@@ -114,6 +114,11 @@ def test_submit_watch_register_status_logs_swap(env):
     text = "\n".join(rep.lines)
     assert "loading weights" in text and "ready at" in text
 
+    # ready means the server answers; the job writes its stats lines just after: wait for them
+    deadline = time.monotonic() + 20
+    while open(a.log_path).read().count("Avg generation throughput") < 2:
+        assert time.monotonic() < deadline, "the job never wrote its stats lines"
+        time.sleep(0.05)
     runner = CliRunner()
     out = runner.invoke(cli, ["status", "--json"], catch_exceptions=False)
     assert out.exit_code == 0, out.output
