@@ -76,7 +76,7 @@ class Client:
     """One user's pbsvllm: settings resolved once, the job records under
     ``settings.home``, and every operation of the command line."""
 
-    def __init__(self, settings: "Settings", store: Optional[JobStore] = None) -> None:
+    def __init__(self, settings: Settings, store: Optional[JobStore] = None) -> None:
         from pbsvllm import transport
 
         self.settings = settings
@@ -84,7 +84,7 @@ class Client:
         transport.configure(**settings.transport_options())
 
     @classmethod
-    def from_flags(cls, flags: Optional[Mapping[str, Any]] = None) -> "Client":
+    def from_flags(cls, flags: Optional[Mapping[str, Any]] = None) -> Client:
         """Resolve ``flags`` > ``PBSVLLM_*`` environment > user config > site
         profile > defaults, once."""
         from pbsvllm.config import resolve
@@ -93,20 +93,20 @@ class Client:
 
     # ------------------------------------------------------------------ plan and submit
 
-    def plan(self, model: str, options: Mapping[str, Any]) -> Tuple["ModelFacts", "Plan"]:
+    def plan(self, model: str, options: Mapping[str, Any]) -> Tuple[ModelFacts, Plan]:
         """The model's facts and the tuned vLLM flags (each with its reason)
         for the profile's node."""
         from pbsvllm.render import plan_for
 
         return plan_for(self.settings, model, options)
 
-    def prepare(self, model: str, alias: str, options: Mapping[str, Any]) -> "PreparedJob":
+    def prepare(self, model: str, alias: str, options: Mapping[str, Any]) -> PreparedJob:
         """Plan and render the job script; nothing is written or submitted."""
         from pbsvllm.render import prepare_job
 
         return prepare_job(self.settings, model, alias, options)
 
-    def submit(self, prepared: "PreparedJob", *, add_replica: bool = False) -> JobRecord:
+    def submit(self, prepared: PreparedJob, *, add_replica: bool = False) -> JobRecord:
         """Write the script on the target, qsub it, save the job record.
         ``add_replica``: once ready, register it as one more server of the
         alias instead of replacing the alias's entry."""
@@ -134,7 +134,7 @@ class Client:
 
     def follow(self, records: Sequence[JobRecord], *, registries: Optional[Sequence[str]] = None,
                add_replica: bool = False, timeout_s: Optional[float] = None, follow_ready: bool = False,
-               reporter: Optional["Reporter"] = None) -> "WatchResult":
+               reporter: Optional[Reporter] = None) -> WatchResult:
         """Follow ``records`` until each server is ready (then registered),
         failed, or gone; ``follow_ready`` also follows ready ones until their
         jobs end (their entries are then removed). Resumable."""
@@ -172,7 +172,7 @@ class Client:
         from pbsvllm.launch import refresh_statuses
 
         records = [self.store.find(target)] if target else self.store.list()
-        statuses: Dict[str, "JobStatus"] = {}
+        statuses: Dict[str, JobStatus] = {}
         errors: List[str] = []
         if not offline:
             statuses, errors = refresh_statuses(self.store, records)
@@ -190,7 +190,7 @@ class Client:
 
     # ------------------------------------------------------------------ logs
 
-    def log_tail(self, target: str, *, must_exist: bool = True) -> Tuple[JobRecord, "LogTail"]:
+    def log_tail(self, target: str, *, must_exist: bool = True) -> Tuple[JobRecord, LogTail]:
         """The job's realtime log, to read (or follow) through its host's transport."""
         from pbsvllm.logtail import LogTail
         from pbsvllm.transport import get_transport
@@ -220,7 +220,7 @@ class Client:
 
     def swap(self, alias: str, to_job: str, *, registries: Optional[Sequence[str]] = None, add: bool = False,
              cancel_old: bool = False, drain_timeout_s: float = 120.0,
-             say: Callable[[str], None] = lambda s: None) -> "SwapResult":
+             say: Callable[[str], None] = lambda s: None) -> SwapResult:
         """Point ``alias`` at ``to_job``'s server (checked ready first) in every
         registry that holds it; ``cancel_old`` drains then cancels the old one."""
         from pbsvllm.swap import swap_endpoint
@@ -237,7 +237,7 @@ class Client:
 
     # ------------------------------------------------------------------ doctor
 
-    def doctor(self, target: str, options: DoctorOptions = DoctorOptions()) -> "Diagnosis":
+    def doctor(self, target: str, options: DoctorOptions = DoctorOptions()) -> Diagnosis:
         """Diagnose a vLLM server from its log: ``target`` is a log file, or
         the alias / id of a tracked job (its log, profile and model come from
         the record; a remote job's log is read through its transport)."""
@@ -311,17 +311,17 @@ class Client:
     # ------------------------------------------------------------------ bench
 
     def bench_target(self, name: str, model: Optional[str] = None, api_key_env: str = "VLLM_API_KEY",
-                     registries: Sequence[str] = ()) -> "Target":
+                     registries: Sequence[str] = ()) -> Target:
         """A URL (``model`` required), or an alias looked up in ``registries``,
         else the alias's configured registries, else the job records."""
         from pbsvllm import bench
 
         return bench.resolve_target(name, model, api_key_env, registries=list(registries), settings=self.settings)
 
-    def bench(self, targets: Sequence["Target"], requests: Sequence["BenchRequest"], levels: Sequence[int], *,
+    def bench(self, targets: Sequence[Target], requests: Sequence[BenchRequest], levels: Sequence[int], *,
               timeout_s: float, ignore_eos: bool = True, warmup: int = 0,
               settings: Optional[Dict[str, Any]] = None,
-              progress: Optional[Callable[[str, int, int, int], None]] = None) -> "BenchReport":
+              progress: Optional[Callable[[str, int, int, int], None]] = None) -> BenchReport:
         """Load-test ``targets`` level by level; ServerError when every request failed."""
         from pbsvllm import bench
 
@@ -330,7 +330,7 @@ class Client:
         return report
 
 
-def all_failed_error(report: "BenchReport", targets: Sequence["Target"]) -> Optional[ServerError]:
+def all_failed_error(report: BenchReport, targets: Sequence[Target]) -> Optional[ServerError]:
     """The error to raise when no request of a bench run succeeded (None otherwise)."""
     if report.total_ok() != 0:
         return None

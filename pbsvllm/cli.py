@@ -53,7 +53,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module = importlib.import_module(f"pbsvllm.commands.{COMMANDS[name][0]}")
-        cmd = getattr(module, "command")
+        cmd = module.command
         cmd.name = name
         if os.environ.get("_PBSVLLM_COMPLETE"):  # a TAB in the shell: aliases, job ids, profiles
             from pbsvllm.completion import attach

@@ -52,7 +52,12 @@ class Flag:
         return True
 
     def deprecated_in(self, version: str) -> bool:
-        return bool(self.deprecated) and parse_version(version) >= parse_version(self.deprecated) and self.known_in(version)
+        return (
+            self.deprecated is not None
+            and bool(self.deprecated)
+            and parse_version(version) >= parse_version(self.deprecated)
+            and self.known_in(version)
+        )
 
 
 _V = True   # takes a value
@@ -125,15 +130,27 @@ _TABLE: List[Flag] = [
     Flag("--max-lora-rank", _V),
     Flag("--lora-modules", _V),
     # speculative decoding
-    Flag("--speculative-model", _V, removed="0.8.5",
-         replacement="--speculative-config '{\"model\": \"<draft>\", \"num_speculative_tokens\": N}'"),
-    Flag("--num-speculative-tokens", _V, removed="0.8.5",
-         replacement="--speculative-config '{\"method\": ..., \"num_speculative_tokens\": N}'"),
+    Flag(
+        "--speculative-model",
+        _V,
+        removed="0.8.5",
+        replacement='--speculative-config \'{"model": "<draft>", "num_speculative_tokens": N}\'',
+    ),
+    Flag(
+        "--num-speculative-tokens",
+        _V,
+        removed="0.8.5",
+        replacement='--speculative-config \'{"method": ..., "num_speculative_tokens": N}\'',
+    ),
     Flag("--speculative-config", _V, added="0.7.3"),
     # server
     Flag("--host", _V),
     Flag("--port", _V),
-    Flag("--api-key", _V, note="never pass the key on the command line: pbsvllm reads it from a 0600 file into VLLM_API_KEY"),
+    Flag(
+        "--api-key",
+        _V,
+        note="never pass the key on the command line: pbsvllm reads it from a 0600 file into VLLM_API_KEY",
+    ),
     Flag("--uvicorn-log-level", _V),
     Flag("--disable-uvicorn-access-log", _B, added="0.8.5"),
     Flag("--allow-credentials", _B),
@@ -153,8 +170,13 @@ _TABLE: List[Flag] = [
     Flag("--disable-frontend-multiprocessing", _B),
     Flag("--max-log-len", _V),
     Flag("--disable-log-stats", _B, note="turns off the periodic stats lines that status and doctor read"),
-    Flag("--disable-log-requests", _B, deprecated="0.10.2", removed="0.17.0", replacement="--enable-log-requests "
-         "(from 0.10.2 requests are not logged by default, so simply drop the flag)"),
+    Flag(
+        "--disable-log-requests",
+        _B,
+        deprecated="0.10.2",
+        removed="0.17.0",
+        replacement="--enable-log-requests (from 0.10.2 requests are not logged by default, so simply drop the flag)",
+    ),
     Flag("--enable-log-requests", _B, added="0.10.2"),
     Flag("--show-hidden-metrics-for-version", _V, added="0.8.5"),
     Flag("--otlp-traces-endpoint", _V),
@@ -180,7 +202,7 @@ def canonical(name: str) -> str:
 
 def is_known(name: str, version: str) -> bool:
     f = lookup(name)
-    return bool(f) and f.known_in(version)
+    return f is not None and f.known_in(version)
 
 
 def split_user_args(values: Iterable[str]) -> List[str]:
@@ -246,8 +268,10 @@ def check_user_args(args: Sequence[str], version: str, *, allow_unknown: bool = 
                             "script", hint="put the key in a file with mode 0600 and pass --api-key-file FILE")
         if not f.known_in(version):
             if f.added and parse_version(version) < parse_version(f.added):
-                raise FlagError(f"vLLM flag {name} needs vLLM >= {f.added}; the target is vLLM {version}",
-                                hint="set vllm_version in your profile or pass --vllm-version if the cluster has a newer vLLM")
+                raise FlagError(
+                    f"vLLM flag {name} needs vLLM >= {f.added}; the target is vLLM {version}",
+                    hint="set vllm_version in your profile or pass --vllm-version if the cluster has a newer vLLM",
+                )
             raise FlagError(f"vLLM flag {name} was removed in vLLM {f.removed} (target: {version})",
                             hint=f"use {f.replacement}" if f.replacement else "drop it")
         if f.takes_value and not values:

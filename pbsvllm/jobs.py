@@ -61,7 +61,7 @@ class WatchState:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "WatchState":
+    def from_dict(cls, data: Mapping[str, Any]) -> WatchState:
         """The ``watch`` object of a stored record (old ones included)."""
         if not isinstance(data, Mapping):
             raise ValueError(f"'watch' is {type(data).__name__}, not an object")
@@ -78,7 +78,9 @@ class WatchState:
             failure=str(data.get("failure") or ""),
             failure_detail=str(data.get("failure_detail") or ""),
             evidence=_strs(data.get("evidence")),
-            ready_after_s=float(ready_after) if isinstance(ready_after, (int, float)) and not isinstance(ready_after, bool) else None,
+            ready_after_s=float(ready_after)
+            if isinstance(ready_after, (int, float)) and not isinstance(ready_after, bool)
+            else None,
             add_replica=bool(data.get("add_replica", False)),
             extra=extra,
         )
@@ -154,7 +156,7 @@ class JobRecord:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "JobRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names and k != "extra"}
@@ -273,7 +275,9 @@ class JobStore:
         return record
 
     def _write(self, record: JobRecord) -> None:
-        atomic_write_text(self.path(record.job_id), json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n", 0o600)
+        atomic_write_text(
+            self.path(record.job_id), json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n", 0o600
+        )
 
     def update(self, job_id: str, **fields: Any) -> JobRecord:
         """Set ``fields`` on the stored record under the lock (read-modify-write)."""

@@ -47,7 +47,7 @@ class SubmitTarget:
     api_key_env: str = "VLLM_API_KEY"
 
     @classmethod
-    def from_settings(cls, settings: "Settings", alias: str) -> "SubmitTarget":
+    def from_settings(cls, settings: Settings, alias: str) -> SubmitTarget:
         return cls(home=settings.home, host=settings.host,
                    scheduler=settings.scheduler or settings.profile.scheduler or "auto",
                    profile=settings.profile.name, registries=tuple(settings.registries_for(alias)),
@@ -71,16 +71,16 @@ class SubmitJob:
     plan: Dict[str, Any] = dataclasses.field(default_factory=dict)  # Plan.to_json()
 
     @classmethod
-    def from_prepared(cls, prepared: "PreparedJob") -> "SubmitJob":
+    def from_prepared(cls, prepared: PreparedJob) -> SubmitJob:
         return cls(alias=prepared.alias, script_text=prepared.script_text, script_path=prepared.script_path,
                    model=prepared.model, served_model_name=prepared.served_model_name,
                    log_path=prepared.log_path, server_info_path=prepared.server_info_path,
                    dirs=tuple(prepared.dirs), port=prepared.port, plan=prepared.plan.to_json())
 
 
-def submit_prepared(settings: "Settings", prepared: "PreparedJob", *, transport: Optional[Transport] = None,
-                    scheduler: Optional["Scheduler"] = None, store: Optional[JobStore] = None,
-                    options: Optional["SubmitOptions"] = None) -> JobRecord:
+def submit_prepared(settings: Settings, prepared: PreparedJob, *, transport: Optional[Transport] = None,
+                    scheduler: Optional[Scheduler] = None, store: Optional[JobStore] = None,
+                    options: Optional[SubmitOptions] = None) -> JobRecord:
     """:func:`submit_job` for the render step's PreparedJob and the resolved settings."""
     return submit_job(SubmitTarget.from_settings(settings, prepared.alias), SubmitJob.from_prepared(prepared),
                       transport=transport, scheduler=scheduler, store=store, options=options)
@@ -91,9 +91,9 @@ def submit_job(
     job: SubmitJob,
     *,
     transport: Optional[Transport] = None,
-    scheduler: Optional["Scheduler"] = None,
+    scheduler: Optional[Scheduler] = None,
     store: Optional[JobStore] = None,
-    options: Optional["SubmitOptions"] = None,
+    options: Optional[SubmitOptions] = None,
 ) -> JobRecord:
     """Write ``job``'s script on the target, submit it, record the job.
 
@@ -178,9 +178,9 @@ def refresh_statuses(
     records: Sequence[JobRecord],
     *,
     transport_for: Optional[Callable[[Optional[str]], Transport]] = None,
-    scheduler_for: Optional[Callable[[Optional[str], str], "Scheduler"]] = None,
+    scheduler_for: Optional[Callable[[Optional[str], str], Scheduler]] = None,
     skip_terminal: bool = True,
-) -> Tuple[Dict[str, "JobStatus"], List[str]]:
+) -> Tuple[Dict[str, JobStatus], List[str]]:
     """Ask each (host, scheduler) group of ``records`` for its jobs' states in
     ONE scheduler call per group; cache the answers in the records.
 
@@ -198,7 +198,7 @@ def refresh_statuses(
         if skip_terminal and cached.get("state") in [s.value for s in JobState if s.is_terminal]:
             continue
         groups.setdefault((rec.host, rec.scheduler or "auto"), []).append(rec)
-    statuses: Dict[str, "JobStatus"] = {}
+    statuses: Dict[str, JobStatus] = {}
     errors: List[str] = []
     for (host, sched_name), recs in groups.items():
         try:
@@ -227,7 +227,7 @@ def refresh_statuses(
 
 
 def cancel_job(store: JobStore, alias_or_id: str, *, force: bool = False, transport: Optional[Transport] = None,
-               scheduler: Optional["Scheduler"] = None) -> Tuple[JobRecord, str]:
+               scheduler: Optional[Scheduler] = None) -> Tuple[JobRecord, str]:
     """Cancel a tracked job (qdel / qdel -W force / local SIGTERM+SIGKILL);
     records ``cancelled_at``. Returns the record and the scheduler's message."""
     from pbsvllm.scheduler import get_scheduler

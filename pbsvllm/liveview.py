@@ -16,10 +16,9 @@ points at a live server).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
-
-import dataclasses
 
 from pbsvllm import serverinfo
 from pbsvllm.errors import PbsvllmError, ServerError
@@ -77,7 +76,7 @@ class EndedEntry:
     """A registry entry that points at the server of a job that has ended."""
 
     row: int  # index of the job's status row
-    registry: "Registry"
+    registry: Registry
     alias: str
     url: str
     job_id: str
@@ -90,7 +89,7 @@ class LiveView:
     ended: List[EndedEntry] = dataclasses.field(default_factory=list)
 
 
-def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dict[str, Any]], *,
+def live_rows(settings: Settings, records: Sequence[JobRecord], rows: List[Dict[str, Any]], *,
               store: Optional[JobStore] = None, probe_timeout: float = 1.5,
               transport_for: Optional[Callable[[Optional[str]], Optional[Transport]]] = None) -> LiveView:
     """Fill ``server_state``, ``url``, ``metrics`` and ``registries`` of status rows.
@@ -122,7 +121,7 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
                     live_urls.add(u.rstrip("/"))
     to_probe: List[Tuple[int, str, str]] = []
     api_key_err: Optional[str] = None
-    reg_cache: Dict[str, Optional[Tuple["Registry", Dict[str, List[Any]]]]] = {}
+    reg_cache: Dict[str, Optional[Tuple[Registry, Dict[str, List[Any]]]]] = {}
     for i, row in enumerate(rows):
         rec = by_id.get(str(row.get("job_id")))
         if rec is None:
@@ -157,9 +156,13 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
                 row["server_state"] = ServerState.STOPPED.value
         elif state == JobState.RUNNING.value and url:
             to_probe.append((i, url, rec.served_model_name or rec.alias))
-            row["server_state"] = ServerState.FAILED.value if saved == ServerState.FAILED else ServerState.STARTING.value
+            row["server_state"] = (
+                ServerState.FAILED.value if saved == ServerState.FAILED else ServerState.STARTING.value
+            )
         elif state == JobState.RUNNING.value:
-            row["server_state"] = ServerState.FAILED.value if saved == ServerState.FAILED else ServerState.STARTING.value
+            row["server_state"] = (
+                ServerState.FAILED.value if saved == ServerState.FAILED else ServerState.STARTING.value
+            )
         else:
             row["server_state"] = saved.value
         # registries pointing at it

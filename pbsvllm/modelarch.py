@@ -31,6 +31,7 @@ the file and the key.
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 from dataclasses import dataclass, field
@@ -93,14 +94,14 @@ class ConfigReader:
         v = self.num(key, None, minimum=minimum, maximum=maximum)
         return default if v is None else int(v)
 
-    def req(self, key: str, *, minimum: int = 1) -> int:
+    def req(self, key: str, *, minimum: builtins.int = 1) -> builtins.int:
         v = self.int(key, None, minimum=minimum)
         if v is None:
             raise ModelFactsError(f"{self.where}: config has no '{self._name(key)}'")
         return v
 
-    def first_int(self, keys: Sequence[str], default: Optional[int] = None, *, minimum: int = 0,
-                  maximum: Optional[float] = None) -> Optional[int]:
+    def first_int(self, keys: Sequence[str], default: Optional[builtins.int] = None, *, minimum: builtins.int = 0,
+                  maximum: Optional[float] = None) -> Optional[builtins.int]:
         for k in keys:
             if self.has(k):
                 return self.int(k, default, minimum=minimum, maximum=maximum)
@@ -115,7 +116,7 @@ class ConfigReader:
                                   f"{str(value)[:80]!r}")
         return list(value)
 
-    def int_list(self, key: str) -> Optional[List[int]]:
+    def int_list(self, key: str) -> Optional[List[builtins.int]]:
         value = self.data.get(key)
         if value is None:
             return None
@@ -218,7 +219,7 @@ def layer_types(r: ConfigReader, *, n_layers: int, heads: int, kv_heads: int, he
                 model_type: str, max_len: int) -> Tuple[LayerType, ...]:
     """The KV-cache layer types of a decoder, counted."""
     if r.has("kv_lora_rank"):
-        d = r.req("kv_lora_rank") + r.int("qk_rope_head_dim", 0, minimum=0)
+        d = r.req("kv_lora_rank") + (r.int("qk_rope_head_dim", 0, minimum=0) or 0)
         return (LayerType(MLA, n_layers, 1, d),)
     kinds = _layer_kinds(r, n_layers, model_type, max_len)
     out: List[LayerType] = []

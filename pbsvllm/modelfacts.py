@@ -18,7 +18,8 @@ quantization). Overrides (``--params``, ``--dtype``, ...) win over all of these.
 
 KV-cache bytes per token per GPU follow vLLM (docs/planner.md)::
 
-    2 x L_stage x max(1, KVH // TP) x D x dtype_bytes     (MLA: L_stage x (kv_lora_rank + qk_rope_head_dim) x dtype_bytes)
+    2 x L_stage x max(1, KVH // TP) x D x dtype_bytes
+    (MLA: L_stage x (kv_lora_rank + qk_rope_head_dim) x dtype_bytes)
 
 with per-layer types for sliding-window, chunked-local and linear/Mamba layers
 (:class:`pbsvllm.modelarch.LayerType`).
@@ -43,8 +44,22 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pbsvllm.errors import ModelFactsError
 from pbsvllm.modelarch import (
-    FULL, LINEAR, MLA, SERVED_DTYPE_BYTES, ConfigReader, LayerType, MoE, ParamGroups, QuantScheme, count_params,
-    expert_bytes, held_tokens, kv_group_size, layer_types, quant_scheme, weight_bytes,
+    FULL,
+    LINEAR,
+    MLA,
+    SERVED_DTYPE_BYTES,
+    ConfigReader,
+    LayerType,
+    MoE,
+    ParamGroups,
+    QuantScheme,
+    count_params,
+    expert_bytes,
+    held_tokens,
+    kv_group_size,
+    layer_types,
+    quant_scheme,
+    weight_bytes,
 )
 
 if sys.version_info >= (3, 11):  # pragma: no cover
@@ -172,7 +187,9 @@ class ModelFacts:
                           // block for t in types)
         return round(num_blocks / per_request * max_model_len)
 
-    def kv_detail(self, tp: int, pp: int, kv_dtype_bytes: Optional[int], length: int, chunk: int) -> List[Dict[str, Any]]:
+    def kv_detail(
+        self, tp: int, pp: int, kv_dtype_bytes: Optional[int], length: int, chunk: int
+    ) -> List[Dict[str, Any]]:
         """Per layer type: what one GPU keeps (for ``plan --json``'s ``kv_cache_layers``)."""
         b = self.kv_dtype_bytes(kv_dtype_bytes)
         out = []
@@ -394,7 +411,8 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
 
 def load_catalog(path: str = CATALOG_PATH) -> Dict[str, Dict[str, Any]]:
     with open(path, "rb") as fh:
-        return _toml.load(fh)
+        catalog: Dict[str, Dict[str, Any]] = _toml.load(fh)
+    return catalog
 
 
 def catalog_lookup(model: str, catalog: Optional[Mapping[str, Any]] = None) -> Optional[Tuple[str, Mapping[str, Any]]]:

@@ -33,14 +33,41 @@ from pbsvllm.errors import PlanError
 from pbsvllm.flags import check_user_args, parse_version
 from pbsvllm.modelfacts import ModelFacts
 from pbsvllm.planrules import (
-    GIB, Inputs, Shape, _alternatives, _kv_words, _target, _tp_reason, activation_gib, choose_gpu_memory_utilization,
-    rule_api_server_count, rule_batch_budget, rule_batch_limits, rule_cpu, rule_data_parallel, rule_expert_parallel,
-    rule_gpu_memory_utilization, rule_kv_cache_dtype, rule_max_model_len, rule_model_name, rule_pcie,
-    rule_pipeline_across_nodes, rule_request_shape, rule_smallest_tp, rule_user_flags, rule_version_flags,
+    GIB,
+    Inputs,
+    Shape,
+    _alternatives,
+    _kv_words,
+    _target,
+    _tp_reason,
+    activation_gib,
+    choose_gpu_memory_utilization,
+    rule_api_server_count,
+    rule_batch_budget,
+    rule_batch_limits,
+    rule_cpu,
+    rule_data_parallel,
+    rule_expert_parallel,
+    rule_gpu_memory_utilization,
+    rule_kv_cache_dtype,
+    rule_max_model_len,
+    rule_model_name,
+    rule_pcie,
+    rule_pipeline_across_nodes,
+    rule_request_shape,
+    rule_smallest_tp,
+    rule_user_flags,
+    rule_version_flags,
     rule_weights,
 )
 from pbsvllm.plantypes import (
-    DEFAULT_MAX_MODEL_LEN_CAP, KV_CACHE_DTYPES, TARGET_SEQS_PER_REPLICA, Hardware, Plan, PlanArg, Workload,
+    DEFAULT_MAX_MODEL_LEN_CAP,
+    KV_CACHE_DTYPES,
+    TARGET_SEQS_PER_REPLICA,
+    Hardware,
+    Plan,
+    PlanArg,
+    Workload,
 )
 
 __all__ = ["Hardware", "Workload", "Plan", "PlanArg", "make_plan", "activation_gib", "choose_gpu_memory_utilization",
@@ -118,7 +145,9 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
                            f"{hardware.gpu_memory_gib * util:.1f} GiB usable = {chosen.weights_gib:.1f} weights + "
                            f"{chosen.act_gib:.1f} activations (est.) + {chosen.kv_gib:.1f} KV cache")
     decisions["kv_cache"] = _kv_words(facts, chosen, kv_b)
-    decisions["model"] = f"{facts.model}: {weight_bytes / GIB:.1f} GiB of weights ({facts.weight_source}); facts from {facts.source}"
+    decisions["model"] = (
+        f"{facts.model}: {weight_bytes / GIB:.1f} GiB of weights ({facts.weight_source}); facts from {facts.source}"
+    )
     mseqs, mseqs_reason, mnbt, mnbt_reason = rule_batch_limits(inp, sh, b, chosen)
 
     # --- args ---------------------------------------------------------------------------

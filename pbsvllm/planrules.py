@@ -15,10 +15,18 @@ from pbsvllm.errors import ModelFactsError, PlanError
 from pbsvllm.flags import is_known, parse_version
 from pbsvllm.modelfacts import QUANT_BYTES_PER_PARAM, ModelFacts, check_model_name, quantized_weight_bytes
 from pbsvllm.plantypes import (
-    ACTIVATION_FIXED_GIB, DEFAULT_MAX_MODEL_LEN_CAP, DEFAULT_OUTPUT_LEN, DEFAULT_PROMPT_LEN, GIB, MULTIMODAL_EXTRA_GIB,
-    TARGET_SEQS_PER_REPLICA, Hardware, Plan, PlanArg, Workload,
+    ACTIVATION_FIXED_GIB,
+    DEFAULT_MAX_MODEL_LEN_CAP,
+    DEFAULT_OUTPUT_LEN,
+    DEFAULT_PROMPT_LEN,
+    GIB,
+    MULTIMODAL_EXTRA_GIB,
+    TARGET_SEQS_PER_REPLICA,
+    Hardware,
+    Plan,
+    PlanArg,
+    Workload,
 )
-
 
 # ---------------------------------------------------------------------------
 # memory model
@@ -170,7 +178,8 @@ def rule_weights(inp: Inputs) -> Tuple[int, int]:
     """(weight bytes, routed-expert bytes): the checkpoint's, or vLLM's online quantization of a
     16-bit checkpoint (``--quantization fp8``: linear layers in 8 bits, embeddings and head in 16)."""
     f = inp.facts
-    quant = (inp.u.get("--quantization") or [None])[0]
+    quant_values = inp.u.get("--quantization")
+    quant: Optional[str] = quant_values[0] if quant_values else None
     if quant and quant in QUANT_BYTES_PER_PARAM and quant != (f.quantization or ""):
         wb = quantized_weight_bytes(f, quant)
         return wb, int(f.expert_bytes * wb / max(1, f.weight_bytes))
@@ -215,8 +224,12 @@ def rule_request_shape(inp: Inputs, mml: int) -> Tuple[int, str]:
     wl = inp.workload
     hint_len = (wl.prompt_len or 0) + (wl.output_len or 0)
     avg = min(mml, (wl.prompt_len or DEFAULT_PROMPT_LEN) + (wl.output_len or DEFAULT_OUTPUT_LEN))
-    reason = ("from your --prompt-len/--output-len" if hint_len else
-              f"assumed {DEFAULT_PROMPT_LEN} prompt + {DEFAULT_OUTPUT_LEN} output tokens (pass --prompt-len/--output-len)")
+    reason = (
+        "from your --prompt-len/--output-len"
+        if hint_len
+        else f"assumed {DEFAULT_PROMPT_LEN} prompt + {DEFAULT_OUTPUT_LEN} output tokens "
+        "(pass --prompt-len/--output-len)"
+    )
     return avg, reason
 
 
@@ -228,9 +241,13 @@ def rule_gpu_memory_utilization(inp: Inputs) -> Tuple[float, str]:
         try:
             util = float(u["--gpu-memory-utilization"][0])
         except ValueError:
-            raise PlanError(f"--gpu-memory-utilization needs a number, got {u['--gpu-memory-utilization'][0]!r}") from None
+            raise PlanError(
+                f"--gpu-memory-utilization needs a number, got {u['--gpu-memory-utilization'][0]!r}"
+            ) from None
         if not (math.isfinite(util) and 0 < util <= 1):
-            raise PlanError(f"--gpu-memory-utilization must be a fraction in (0, 1], got {u['--gpu-memory-utilization'][0]!r}")
+            raise PlanError(
+                f"--gpu-memory-utilization must be a fraction in (0, 1], got {u['--gpu-memory-utilization'][0]!r}"
+            )
         reason = "set by you"
     return util, reason
 
@@ -330,10 +347,12 @@ def rule_expert_parallel(inp: Inputs, sh: Shape, b: Budget, chosen: Optional[_La
                + ("" if chosen.fits else " (less than one max-length sequence)")) if chosen else \
         "without it no TP fits one node"
     mla = "; TP would also copy the MLA latent cache onto every rank" if f.is_mla and ep.tp == 1 else ""
-    return ep, (f"expert parallel: {head}; sharded over {ep.tp * ep.dp} GPUs each keeps "
-                f"{exp_gib / (ep.tp * ep.dp):.1f} GiB of experts + {(sh.weight_bytes - sh.expert_bytes) / GIB / ep.tp:.1f} "
-                f"GiB of the rest, so TP={ep.tp} x DP={ep.dp} holds {ep.requests:.0f} requests of {sh.avg} tokens per "
-                f"replica ({why_not}){mla}; {traffic}")
+    return ep, (
+        f"expert parallel: {head}; sharded over {ep.tp * ep.dp} GPUs each keeps "
+        f"{exp_gib / (ep.tp * ep.dp):.1f} GiB of experts + {(sh.weight_bytes - sh.expert_bytes) / GIB / ep.tp:.1f} "
+        f"GiB of the rest, so TP={ep.tp} x DP={ep.dp} holds {ep.requests:.0f} requests of {sh.avg} tokens per "
+        f"replica ({why_not}){mla}; {traffic}"
+    )
 
 
 def rule_pipeline_across_nodes(inp: Inputs, sh: Shape, b: Budget, chosen: Optional[_Layout], fits_well: bool,

@@ -80,7 +80,9 @@ def _directive(v: Any) -> Safe:
 def _directive_line(v: Any) -> Safe:
     s = str(v)
     if "\n" in s or "\r" in s or not s.startswith("#PBS "):
-        raise TemplateError(f"extra directive {s!r} must be one line starting with '#PBS ' (profile key extra_directives)")
+        raise TemplateError(
+            f"extra directive {s!r} must be one line starting with '#PBS ' (profile key extra_directives)"
+        )
     return Safe(s)
 
 
@@ -241,8 +243,9 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
         "walltime": p.walltime,
         "queue": p.queue or "",
         "account": p.account or "",
-        # '#PBS -o <dir>/': a path without a file name; PBS Pro then names the spool file <dir>/<jobid>.OU (qsub(1B)); a '~' path
-        # (remote host, not yet expanded) cannot go into a directive: PBS's default then applies
+        # '#PBS -o <dir>/': a path without a file name; PBS Pro then names the spool file <dir>/<jobid>.OU
+        # (qsub(1B)); a '~' path (remote host, not yet expanded) cannot go into a directive: PBS's default then
+        # applies
         "output": "" if log_dir.startswith("~") else log_dir.rstrip("/") + "/",
         "extra_directives": list(p.extra_directives),
     }
@@ -292,11 +295,15 @@ def render_script(context: Mapping[str, Any], template_dirs: Sequence[str] = (),
     except PbsvllmError:
         raise
     except jinja2.TemplateNotFound as exc:
-        raise TemplateError(f"template {exc.name} not found in {', '.join(list(template_dirs) + [builtin_template_dir()])}") from None
+        raise TemplateError(
+            f"template {exc.name} not found in {', '.join(list(template_dirs) + [builtin_template_dir()])}"
+        ) from None
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"template {template_name}: {exc.message} (a variable the template uses is not provided)") from None
+        raise TemplateError(
+            f"template {template_name}: {exc.message} (a variable the template uses is not provided)"
+        ) from None
 
 
 def prepare_job(settings: Settings, model: str, alias: str, options: Mapping[str, Any],
@@ -314,7 +321,9 @@ def prepare_job(settings: Settings, model: str, alias: str, options: Mapping[str
     _facts, plan = plan_for(settings, model, opts, env=env)
     context = build_context(settings, model, alias, plan, served_model_name=served, port=port)
     text = render_script(context, settings.template_dirs, options.get("template") or TEMPLATE_NAME)
-    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%S.%f")  # microseconds: two submits in one second differ
+    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime(
+        "%Y%m%dT%H%M%S.%f"
+    )  # microseconds: two submits in one second differ
     script_path = os.path.join(settings.home, "scripts", f"{alias}-{stamp}.pbs")
     return PreparedJob(alias=alias, model=model, served_model_name=served, plan=plan, script_text=text,
                        script_path=script_path,

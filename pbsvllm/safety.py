@@ -56,7 +56,7 @@ def nesting_depth(value: Any, limit: int) -> int:
     return deepest
 
 
-def _escape(m: "re.Match[str]") -> str:
+def _escape(m: re.Match[str]) -> str:
     c = ord(m.group(0))
     return f"\\x{c:02x}" if c <= 0xFF else f"\\u{c:04x}"
 

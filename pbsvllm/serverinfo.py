@@ -74,7 +74,7 @@ class ServerInfo:
     path: str = ""  # where it was read from ("" when parsed from text)
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], path: str = "") -> "ServerInfo":
+    def from_dict(cls, doc: Mapping[str, Any], path: str = "") -> ServerInfo:
         """Validate a decoded file; ServerError names what is wrong."""
         where = path or "the server-info file"
         if not isinstance(doc, Mapping):
@@ -120,7 +120,7 @@ class ServerInfo:
             d.pop("hostname")
         return d
 
-    def servers(self) -> List["ServerInfo"]:
+    def servers(self) -> List[ServerInfo]:
         """One ServerInfo per server of the job: the replicas when there are
         several (replicas mode), else the job's one server."""
         if len(self.replicas) > 1:

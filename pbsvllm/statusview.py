@@ -26,7 +26,7 @@ def fmt_duration(seconds: Optional[float]) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def build_row(record: JobRecord, status: Optional["JobStatus"] = None, *, now: Optional[float] = None,
+def build_row(record: JobRecord, status: Optional[JobStatus] = None, *, now: Optional[float] = None,
               stale: bool = False) -> Dict[str, Any]:
     """One status row. ``status``: the scheduler's answer; None -> the
     record's cached ``last_status`` (``stale`` True)."""
@@ -74,7 +74,7 @@ def build_row(record: JobRecord, status: Optional["JobStatus"] = None, *, now: O
 
 def build_rows(
     records: Iterable[JobRecord],
-    statuses: Mapping[str, "JobStatus"],
+    statuses: Mapping[str, JobStatus],
     *,
     now: Optional[float] = None,
 ) -> List[Dict[str, Any]]:

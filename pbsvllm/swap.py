@@ -46,7 +46,7 @@ class SwapResult:
         return dataclasses.asdict(self)
 
 
-def target_url(settings: "Settings", record: JobRecord, transport: Transport) -> str:
+def target_url(settings: Settings, record: JobRecord, transport: Transport) -> str:
     """The new server's URL: the job record's, else its server-info file,
     read through ``transport`` (the job's host: over SSH for a remote job)."""
     if record.url:
@@ -66,7 +66,7 @@ def target_url(settings: "Settings", record: JobRecord, transport: Transport) ->
                                    alias=record.alias)
 
 
-def _candidate_registries(settings: "Settings", alias: str, store: JobStore,
+def _candidate_registries(settings: Settings, alias: str, store: JobStore,
                           explicit: Optional[Sequence[str]]) -> List[str]:
     if explicit:
         return list(explicit)
@@ -78,7 +78,7 @@ def _candidate_registries(settings: "Settings", alias: str, store: JobStore,
 
 
 def swap_endpoint(
-    settings: "Settings",
+    settings: Settings,
     alias: str,
     to_job: str,
     *,
@@ -87,7 +87,7 @@ def swap_endpoint(
     add: bool = False,
     cancel_old: bool = False,
     drain_timeout_s: float = 120.0,
-    probe: Optional[Callable[[str, str], "Readiness"]] = None,
+    probe: Optional[Callable[[str, str], Readiness]] = None,
     cancel: Optional[Callable[[str], str]] = None,
     drain: Optional[Callable[[str, float], Tuple[bool, str]]] = None,
     transport_for: Optional[Callable[[Optional[str]], Transport]] = None,

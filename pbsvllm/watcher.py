@@ -105,14 +105,14 @@ class JobProgress:
     phase_at: float = 0.0
     next_check: float = 0.0
     phases_seen: List[Phase] = dataclasses.field(default_factory=list)
-    last_probe: Optional["Readiness"] = None
+    last_probe: Optional[Readiness] = None
     failing_since: Optional[float] = None
     unknown_polls: int = 0
     _stuck: Tuple[str, int] = ("", 0)
 
     @classmethod
     def from_record(cls, rec: JobRecord, *, registries: Optional[Sequence[str]] = None,
-                    add_replica: bool = False) -> "JobProgress":
+                    add_replica: bool = False) -> JobProgress:
         w = rec.watch
         p = cls(
             job_id=rec.job_id,
@@ -245,11 +245,11 @@ class Watcher:
 
     def __init__(
         self,
-        scheduler: "Scheduler",
+        scheduler: Scheduler,
         transport: Transport,
         *,
         probe: Probe,
-        open_registry: Optional[Callable[[str], "Registry"]] = None,
+        open_registry: Optional[Callable[[str], Registry]] = None,
         save: Optional[Callable[[JobProgress], None]] = None,
         reporter: Optional[Reporter] = None,
         clock: Callable[[], float] = time.monotonic,
@@ -271,7 +271,7 @@ class Watcher:
         self.status_calls = 0
         self.status_errors = 0
         self._tails: Dict[str, LogTail] = {}
-        self._trackers: Dict[str, "ErrorTracker"] = {}
+        self._trackers: Dict[str, ErrorTracker] = {}
         self._context: Dict[str, Deque[Tuple[int, str]]] = {}
 
     # -- set-up
@@ -357,7 +357,7 @@ class Watcher:
             self._tails[job.job_id] = t
         return t
 
-    def _tracker(self, job: JobProgress) -> "ErrorTracker":
+    def _tracker(self, job: JobProgress) -> ErrorTracker:
         tr = self._trackers.get(job.job_id)
         if tr is None:
             from pbsvllm.vllmlog import ErrorTracker
@@ -477,7 +477,7 @@ class Watcher:
             job.failure_detail = "; ".join(problems)
             self.save(job)
 
-    def _describe_error(self, tracker: "ErrorTracker") -> str:
+    def _describe_error(self, tracker: ErrorTracker) -> str:
         ev = tracker.events
         kind = tracker.root_cause
         first = next((e for e in ev if e.kind == kind), ev[0] if ev else None)
@@ -510,7 +510,7 @@ class Watcher:
         for line in job.evidence:
             self.reporter.event(job, "  " + line)
 
-    def _job_ended(self, job: JobProgress, st: Optional["JobStatus"]) -> None:
+    def _job_ended(self, job: JobProgress, st: Optional[JobStatus]) -> None:
         state = st.state if st is not None else JobState.UNKNOWN
         reason = (st.exit_reason or st.comment or "") if st is not None else ""
         if state == JobState.UNKNOWN:
@@ -521,8 +521,11 @@ class Watcher:
             job.phase = Phase.STOPPED
             job.done = True
             self.save(job)
-            self.reporter.event(job, f"job ended ({state.value}{': ' + reason if reason else ''}); "
-                                     f"removed from {len(job.registered)} registr{'y' if len(job.registered) == 1 else 'ies'}")
+            self.reporter.event(
+                job,
+                f"job ended ({state.value}{': ' + reason if reason else ''}); "
+                f"removed from {len(job.registered)} registr{'y' if len(job.registered) == 1 else 'ies'}",
+            )
             return
         if state == JobState.COMPLETING:
             return  # wait for the final state, it carries the exit status
@@ -546,7 +549,7 @@ class Watcher:
                 self.reporter.event(job, f"could not remove {job.alias} from {path}: {exc}")
 
 
-def _default_open_registry(spec: str) -> "Registry":
+def _default_open_registry(spec: str) -> Registry:
     from pbsvllm.registry import open_registries
 
     return open_registries([spec])[0]
@@ -571,26 +574,26 @@ def run_watchers(watchers: Sequence[Watcher], *, timeout_s: Optional[float] = No
 
 # ------------------------------------------------------------------ wiring for the CLI and the e2e tests
 
-def _profile_url_for(settings: "Settings") -> UrlFor:
+def _profile_url_for(settings: Settings) -> UrlFor:
     suffix = settings.profile.hostname_suffix or ""
     template = settings.profile.url_template or serverinfo.DEFAULT_URL_TEMPLATE
     return lambda info, job: serverinfo.endpoint_urls(info, hostname_suffix=suffix, url_template=template,
                                                       alias=job.alias)
 
 
-def make_probe(settings: "Settings", *, timeout: float = 2.0, completion_timeout: float = 30.0) -> Probe:
+def make_probe(settings: Settings, *, timeout: float = 2.0, completion_timeout: float = 30.0) -> Probe:
     from pbsvllm import health
 
     key = health.resolve_api_key(settings.api_key_file, settings.api_key_env or "VLLM_API_KEY")
 
-    def probe(url: str, model: str) -> "Readiness":
+    def probe(url: str, model: str) -> Readiness:
         return health.check_ready(url, model, key, timeout=timeout, completion_timeout=completion_timeout)
 
     return probe
 
 
 def watch_records(
-    settings: "Settings",
+    settings: Settings,
     records: Iterable[JobRecord],
     *,
     store: Optional[JobStore] = None,
@@ -600,7 +603,7 @@ def watch_records(
     reporter: Optional[Reporter] = None,
     probe: Optional[Probe] = None,
     transport: Optional[Transport] = None,
-    scheduler: Optional["Scheduler"] = None,
+    scheduler: Optional[Scheduler] = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     follow_ready: bool = False,
@@ -656,7 +659,7 @@ def watch_records(
     return WatchResult(jobs=jobs, timed_out=not finished)
 
 
-def wait_until_ready(settings: "Settings", record: JobRecord, *, timeout_s: Optional[float] = None,
+def wait_until_ready(settings: Settings, record: JobRecord, *, timeout_s: Optional[float] = None,
                      store: Optional[JobStore] = None, registries: Optional[Sequence[str]] = None,
                      add_replica: bool = False, reporter: Optional[Reporter] = None,
                      probe: Optional[Probe] = None) -> JobProgress:

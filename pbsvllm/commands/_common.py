@@ -47,7 +47,7 @@ def registry_options(f: F) -> F:
     return f
 
 
-def client(home: Optional[str] = None, **flags: Any) -> "Client":
+def client(home: Optional[str] = None, **flags: Any) -> Client:
     """The API client for these flags (config resolved once)."""
     from pbsvllm.api import Client
 
@@ -65,7 +65,7 @@ def exit_with(code: int) -> None:
         raise click.exceptions.Exit(code)
 
 
-def follow_and_report(api: "Client", records: Any, *, registries: Optional[Any] = None, add_replica: bool = False,
+def follow_and_report(api: Client, records: Any, *, registries: Optional[Any] = None, add_replica: bool = False,
                       timeout_s: Optional[float] = None, as_json: bool = False, follow_ready: bool = False) -> int:
     """Follow ``records`` with progress on the terminal (watch, submit --wait);
     return the exit code: 0 all ready, 7 a server failed or the timeout ran out."""

@@ -20,39 +20,66 @@ def _apply(f: Callable, options: List[Callable]) -> Callable:
 
 def site_options(f: Callable) -> Callable:
     """Which profile / node: shared by plan, submit (and usable by doctor)."""
-    return _apply(f, [
-        click.option("--profile", "-P", help="Site profile (built-in: polaris, sophia, pbspro, torque, local; "
-                     "or one from your config file)."),
-        click.option("--gpus", "gpus_per_node", type=int, help="GPUs per node (overrides the profile)."),
-        click.option("--gpu-memory", "gpu_memory_gib", type=float, help="Memory per GPU in GiB (overrides the profile)."),
-        click.option("--interconnect", type=click.Choice(["nvlink", "pcie", "none"]),
-                     help="How the node's GPUs are linked (overrides the profile)."),
-        click.option("--nodes", type=int, help="Most nodes one server may use (default 1; PP across nodes only "
-                     "when one node cannot hold the model)."),
-        click.option("--device", type=click.Choice(["cuda", "cpu"]), help="cuda or cpu (vLLM's CPU build)."),
-        click.option("--vllm-version", help="vLLM version on the cluster (flags are checked against it)."),
-    ])
+    return _apply(
+        f,
+        [
+            click.option(
+                "--profile",
+                "-P",
+                help="Site profile (built-in: polaris, sophia, pbspro, torque, local; or one from your config file).",
+            ),
+            click.option("--gpus", "gpus_per_node", type=int, help="GPUs per node (overrides the profile)."),
+            click.option(
+                "--gpu-memory", "gpu_memory_gib", type=float, help="Memory per GPU in GiB (overrides the profile)."
+            ),
+            click.option(
+                "--interconnect",
+                type=click.Choice(["nvlink", "pcie", "none"]),
+                help="How the node's GPUs are linked (overrides the profile).",
+            ),
+            click.option(
+                "--nodes",
+                type=int,
+                help="Most nodes one server may use (default 1; PP across nodes only "
+                "when one node cannot hold the model).",
+            ),
+            click.option("--device", type=click.Choice(["cuda", "cpu"]), help="cuda or cpu (vLLM's CPU build)."),
+            click.option("--vllm-version", help="vLLM version on the cluster (flags are checked against it)."),
+        ],
+    )
 
 
 def workload_options(f: Callable) -> Callable:
     """Workload hints and model-facts overrides: shared by plan and submit."""
-    return _apply(f, [
-        click.option("--max-model-len", type=int, help="Longest request (prompt + output) to serve, in tokens."),
-        click.option("--concurrency", type=int, help="Expected concurrent requests for the whole server."),
-        click.option("--prompt-len", type=int, help="Expected prompt length in tokens (average)."),
-        click.option("--output-len", type=int, help="Expected output length in tokens (average)."),
-        click.option("--kv-cache-dtype", help="KV cache dtype, e.g. fp8 (half the bytes per token)."),
-        click.option("--params", help="Parameter count when no config is on disk, e.g. 7B."),
-        click.option("--dtype", help="Weight dtype when not in the config (bfloat16, float16, fp8)."),
-        click.option("--num-layers", type=int, help="Override the model's layer count (with --params, for exact KV sizes)."),
-        click.option("--num-kv-heads", type=int, help="Override the model's KV-head count."),
-        click.option("--head-dim", type=int, help="Override the model's attention head size."),
-        click.option("--quantization", help="Serve quantized weights (passed to vLLM as --quantization), e.g. fp8."),
-        click.option("--vllm-arg", "vllm_args", multiple=True,
-                     help="Extra vLLM flag(s), repeatable, e.g. --vllm-arg '--max-num-seqs 512'. Wins over the plan."),
-        click.option("--allow-unknown-vllm-args", is_flag=True,
-                     help="Pass vLLM flags pbsvllm's flag table does not know."),
-    ])
+    return _apply(
+        f,
+        [
+            click.option("--max-model-len", type=int, help="Longest request (prompt + output) to serve, in tokens."),
+            click.option("--concurrency", type=int, help="Expected concurrent requests for the whole server."),
+            click.option("--prompt-len", type=int, help="Expected prompt length in tokens (average)."),
+            click.option("--output-len", type=int, help="Expected output length in tokens (average)."),
+            click.option("--kv-cache-dtype", help="KV cache dtype, e.g. fp8 (half the bytes per token)."),
+            click.option("--params", help="Parameter count when no config is on disk, e.g. 7B."),
+            click.option("--dtype", help="Weight dtype when not in the config (bfloat16, float16, fp8)."),
+            click.option(
+                "--num-layers", type=int, help="Override the model's layer count (with --params, for exact KV sizes)."
+            ),
+            click.option("--num-kv-heads", type=int, help="Override the model's KV-head count."),
+            click.option("--head-dim", type=int, help="Override the model's attention head size."),
+            click.option(
+                "--quantization", help="Serve quantized weights (passed to vLLM as --quantization), e.g. fp8."
+            ),
+            click.option(
+                "--vllm-arg",
+                "vllm_args",
+                multiple=True,
+                help="Extra vLLM flag(s), repeatable, e.g. --vllm-arg '--max-num-seqs 512'. Wins over the plan.",
+            ),
+            click.option(
+                "--allow-unknown-vllm-args", is_flag=True, help="Pass vLLM flags pbsvllm's flag table does not know."
+            ),
+        ],
+    )
 
 
 PROFILE_FLAG_KEYS = ("profile", "gpus_per_node", "gpu_memory_gib", "interconnect", "nodes", "device")
@@ -61,7 +88,7 @@ OPTION_KEYS = ("max_model_len", "concurrency", "prompt_len", "output_len", "kv_c
                "quantization", "vllm_args", "allow_unknown_vllm_args", "vllm_version", "served_model_name", "port")
 
 
-def split_kwargs(kwargs: Dict[str, Any]) -> "tuple[Dict[str, Any], Dict[str, Any]]":
+def split_kwargs(kwargs: Dict[str, Any]) -> tuple[Dict[str, Any], Dict[str, Any]]:
     """click kwargs -> (flags for config.resolve, options for render.plan_for / prepare_job)."""
     flags = {k: kwargs.get(k) for k in PROFILE_FLAG_KEYS if kwargs.get(k) is not None}
     for k in ("host", "scheduler", "api_key_file", "queue", "account", "walltime", "alias"):
@@ -79,7 +106,8 @@ def format_plan(plan: Any, facts: Any, hardware_text: str) -> str:
         f"layout     TP={plan.tensor_parallel_size} PP={plan.pipeline_parallel_size} DP={plan.data_parallel_size} "
         f"on {plan.nodes} node(s), {plan.gpus_per_node} GPU(s) per node",
         f"capacity   {plan.kv_cache_tokens:,} KV-cache tokens per replica; max concurrency {plan.max_concurrency:.1f} "
-        f"at {plan.max_model_len:,} tokens, ~{plan.kv_cache_tokens // max(1, plan.expected_request_tokens) * plan.data_parallel_size:,} "
+        f"at {plan.max_model_len:,} tokens, "
+        f"~{plan.kv_cache_tokens // max(1, plan.expected_request_tokens) * plan.data_parallel_size:,} "
         f"at {plan.expected_request_tokens:,} tokens",
     ]
     if "memory" in plan.decisions:

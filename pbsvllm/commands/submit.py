@@ -11,22 +11,39 @@ from pbsvllm.commands.plan import site_options, split_kwargs, workload_options
 
 
 def submit_options(f: Any) -> Any:
-    for opt in reversed([
-        click.option("--alias", "-a", required=True, help="Name of this server (job name, log name, registry entry)."),
-        click.option("--served-model-name", help="Name clients send as \"model\" (default: the alias)."),
-        click.option("--port", type=int, default=8000, show_default=True,
-                     help="Requested port; the job takes the next free one from here at start time."),
-        click.option("--walltime", help="Walltime, e.g. 04:00:00 (overrides the profile)."),
-        click.option("--queue", "-q", help="Queue (overrides the profile)."),
-        click.option("--account", "-A", help="Project / account to charge (overrides the profile)."),
-        click.option("--host", help="Submit over SSH to this host (user@host or an ~/.ssh/config name)."),
-        click.option("--scheduler", type=click.Choice(["auto", "pbspro", "torque", "local"]),
-                     help="Scheduler on the target (default: the profile's, auto-detected)."),
-        click.option("--api-key-file", type=click.Path(dir_okay=False),
-                     help="File (mode 0600) holding the API key; the job reads it into VLLM_API_KEY."),
-        click.option("--template", help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
-        click.option("--dry-run", is_flag=True, help="Print the rendered script; submit nothing."),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--alias", "-a", required=True, help="Name of this server (job name, log name, registry entry)."
+            ),
+            click.option("--served-model-name", help='Name clients send as "model" (default: the alias).'),
+            click.option(
+                "--port",
+                type=int,
+                default=8000,
+                show_default=True,
+                help="Requested port; the job takes the next free one from here at start time.",
+            ),
+            click.option("--walltime", help="Walltime, e.g. 04:00:00 (overrides the profile)."),
+            click.option("--queue", "-q", help="Queue (overrides the profile)."),
+            click.option("--account", "-A", help="Project / account to charge (overrides the profile)."),
+            click.option("--host", help="Submit over SSH to this host (user@host or an ~/.ssh/config name)."),
+            click.option(
+                "--scheduler",
+                type=click.Choice(["auto", "pbspro", "torque", "local"]),
+                help="Scheduler on the target (default: the profile's, auto-detected).",
+            ),
+            click.option(
+                "--api-key-file",
+                type=click.Path(dir_okay=False),
+                help="File (mode 0600) holding the API key; the job reads it into VLLM_API_KEY.",
+            ),
+            click.option(
+                "--template", help="Template name to render (default job.sh.j2; searched in template_dirs first)."
+            ),
+            click.option("--dry-run", is_flag=True, help="Print the rendered script; submit nothing."),
+        ]
+    ):
         f = opt(f)
     return f
 

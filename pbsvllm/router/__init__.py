@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import ConfigError, PbsvllmError, ServerError
 from pbsvllm.router.admin import RouterAdmin, RouterAdminError
@@ -88,7 +88,7 @@ class RouterStatus:
     serving: bool                      # at least one active member is in the router
     log_path: str
 
-    def to_dict(self) -> dict:  # type: ignore[type-arg]
+    def to_dict(self) -> Dict[str, Any]:
         return {
             "alias": self.alias, "url": self.url, "supervisor_pid": self.supervisor_pid,
             "router_up": self.router_up, "workers": list(self.workers), "serving": self.serving,

@@ -169,7 +169,7 @@ class JobStatus:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "JobStatus":
+    def from_dict(cls, d: Mapping[str, Any]) -> JobStatus:
         fields = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in fields}
         try:
@@ -214,7 +214,7 @@ class SubmitOptions:
     ncpus: Optional[int] = None
 
     @classmethod
-    def coerce(cls, options: Any) -> "SubmitOptions":
+    def coerce(cls, options: Any) -> SubmitOptions:
         if options is None:
             return cls()
         if isinstance(options, cls):

@@ -32,7 +32,6 @@ from pbsvllm.scheduler.base import (
 from pbsvllm.scheduler.qsub import UNKNOWN_ID_RE, QsubScheduler, qsub_argv
 
 
-
 class TorqueScheduler(QsubScheduler):
     name = "torque"
     states = TORQUE_STATES
@@ -66,7 +65,9 @@ class TorqueScheduler(QsubScheduler):
     def _all_unknown_rc(self, rc: int) -> bool:
         return rc == 153  # PBSE_UNKJOBID mod 256
 
-    def refine(self, result: Dict[str, JobStatus], found: Mapping[str, Any], mapping: Mapping[str, str]) -> Dict[str, JobStatus]:
+    def refine(
+        self, result: Dict[str, JobStatus], found: Mapping[str, Any], mapping: Mapping[str, str]
+    ) -> Dict[str, JobStatus]:
         return result
 
     def cancel_argv(self, job_id: str, force: bool) -> List[str]:
@@ -171,7 +172,9 @@ class SlurmTorqueScheduler(TorqueScheduler):
     def status_argv(self, ids: Sequence[str]) -> List[str]:
         return ["qstat", "-f", *[_numeric(i) for i in ids]]
 
-    def refine(self, result: Dict[str, JobStatus], found: Mapping[str, Any], mapping: Mapping[str, str]) -> Dict[str, JobStatus]:
+    def refine(
+        self, result: Dict[str, JobStatus], found: Mapping[str, Any], mapping: Mapping[str, str]
+    ) -> Dict[str, JobStatus]:
         now = time.time()
         for jid, st in result.items():
             attrs = found.get(mapping.get(jid, ""), {})
@@ -276,7 +279,11 @@ def script_directives(text: str) -> Dict[str, str]:
             w = words[i]
             if w.startswith("-") and len(w) >= 2:
                 key = w[:2]
-                val = w[2:] if len(w) > 2 else (words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else "")
+                val = (
+                    w[2:]
+                    if len(w) > 2
+                    else (words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else "")
+                )
                 if len(w) == 2 and val:
                     i += 1
                 if key == "-l" and key in out:

@@ -257,7 +257,8 @@ def test_plan_command_model_fact_overrides():
     assert j["kv_bytes_per_token"] == 2 * 48 * max(1, 4 // tp) * 128 * 2
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from pbsvllm.modelfacts import load_catalog  # noqa: E402
 
