@@ -1,4 +1,4 @@
-"""vLLM command-line flags by version (vllm.md §6).
+"""vLLM command-line flags by version (docs/reference/vllm-flags-metrics.md).
 
 One table: each flag with the version that added it, the version that
 deprecated it, the version that removed it, and what replaces it. The planner
@@ -65,7 +65,7 @@ _B = False  # boolean switch
 
 # name, takes_value, added, deprecated, removed, replacement, aliases, note
 _TABLE: List[Flag] = [
-    # parallelism (vllm.md §6, §8)
+    # parallelism (docs/reference/vllm-flags-metrics.md: flags, data parallelism)
     Flag("--tensor-parallel-size", _V, aliases=("-tp",)),
     Flag("--pipeline-parallel-size", _V, aliases=("-pp",)),
     Flag("--data-parallel-size", _V, added="0.8.5", aliases=("-dp",)),

@@ -1,8 +1,8 @@
 """Torque: ``qstat -f`` text, state C, lower-case ``exit_status``, no history.
 
 :class:`SlurmTorqueScheduler` is a thin variant for Slurm's Debian
-``slurm-wlm-torque`` wrappers (the suite's real scheduler; pbs.md section
-12). Its quirks stay here and never reach the PBS Pro path.
+``slurm-wlm-torque`` wrappers (the suite's real scheduler; docs/reference/pbs.md
+section 12). Its quirks stay here and never reach the PBS Pro path.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def _slurm_exit(code: str) -> Tuple[Optional[int], Optional[int]]:
 class SlurmTorqueScheduler(TorqueScheduler):
     """Slurm behind Debian's ``slurm-wlm-torque`` wrappers.
 
-    Quirks handled here (pbs.md section 12): job ids are bare numbers; the
+    Quirks handled here (docs/reference/pbs.md section 12): job ids are bare numbers; the
     wrapper overrides the script's ``#PBS -N/-o/-e/-j`` (we repeat them on
     the command line); only the last ``-l`` counts (base already joins);
     unknown ids are silently left out (rc 153 when none is known); states

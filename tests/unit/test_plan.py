@@ -203,7 +203,7 @@ def test_cpu_plan_tiny_model(tmp_path):
     p = make_plan(f, hw, Workload(max_model_len=256), "0.32.0", ["--enforce-eager"], served_model_name="tiny",
                   host="127.0.0.1", port=8011)
     assert (p.tensor_parallel_size, p.data_parallel_size, p.pipeline_parallel_size) == (1, 1, 1)
-    assert p.kv_cache_tokens == 2_097_152          # exactly what real vLLM logged (vllm.md §9)
+    assert p.kv_cache_tokens == 2_097_152          # exactly what real vLLM logged (docs/reference/kv-cache.md)
     assert "CPU" in p.reasons["--tensor-parallel-size"]
     assert "--gpu-memory-utilization" not in p.vllm_args and "--data-parallel-size" not in p.vllm_args
     assert p.vllm_args[:2] == [str(tmp_path), "--served-model-name"]
