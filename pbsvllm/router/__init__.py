@@ -98,9 +98,12 @@ class RouterStatus:
 
 
 def _home(home: Optional[str]) -> str:
-    from pbsvllm.jobs import pbsvllm_home
+    """The given home, or PBSVLLM_HOME as configuration resolves it (pbsvllm.jobs has no default of its own)."""
+    if home:
+        return home
+    from pbsvllm.config import resolve
 
-    return pbsvllm_home(home)
+    return resolve({}).home
 
 
 def available() -> bool:
