@@ -33,7 +33,6 @@ from pbsvllm.errors import PlanError
 from pbsvllm.flags import check_user_args, parse_version
 from pbsvllm.modelfacts import ModelFacts
 from pbsvllm.planrules import (
-    GIB,
     Inputs,
     Shape,
     _alternatives,
@@ -62,6 +61,7 @@ from pbsvllm.planrules import (
 )
 from pbsvllm.plantypes import (
     DEFAULT_MAX_MODEL_LEN_CAP,
+    GIB,
     KV_CACHE_DTYPES,
     TARGET_SEQS_PER_REPLICA,
     Hardware,

@@ -440,7 +440,10 @@ def rule_api_server_count(inp: Inputs, ch: _Layout, dp_mode: str) -> Optional[Pl
 def rule_version_flags(inp: Inputs, sh: Shape, ch: _Layout, args: List[PlanArg]) -> None:
     """Rule 8: only flags the target vLLM knows, and the ones an old or new vLLM needs."""
     version, v = inp.version, parse_version(inp.version)
-    add = lambda flag, vals, why: args.append(PlanArg(flag, tuple(str(x) for x in vals), why))  # noqa: E731
+
+    def add(flag: str, vals: List[str], why: str) -> None:
+        args.append(PlanArg(flag, tuple(str(x) for x in vals), why))
+
     if v < (0, 8, 0):
         add("--enable-chunked-prefill", [], "V0 engine: chunked prefill lets prefill and decode share a step and "
             "allows a batch budget smaller than the max model length")

@@ -23,13 +23,17 @@ import os
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from markupsafe import Markup
 
 from pbsvllm import __version__
 from pbsvllm.config import Settings
 from pbsvllm.errors import ConfigError, PbsvllmError, PlanError, TemplateError
+
+if TYPE_CHECKING:
+    from pbsvllm.modelfacts import ModelFacts
+    from pbsvllm.plan import Plan
 
 TEMPLATE_NAME = "job.sh.j2"
 _DIRECTIVE_RE = re.compile(r"^[A-Za-z0-9_.:=+@/,%~-]+$")
@@ -139,7 +143,8 @@ WORKLOAD_KEYS = ("max_model_len", "concurrency", "prompt_len", "output_len", "kv
 FACT_KEYS = ("params", "dtype", "num_layers", "num_kv_heads", "head_dim", "weight_gib")
 
 
-def plan_for(settings: Settings, model: str, options: Mapping[str, Any], env: Optional[Mapping[str, str]] = None):
+def plan_for(settings: Settings, model: str, options: Mapping[str, Any],
+             env: Optional[Mapping[str, str]] = None) -> Tuple[ModelFacts, Plan]:
     """(facts, plan) for ``model`` on the settings' profile. ``options`` keys:
     served_model_name, port, vllm_args (list of --vllm-arg values), allow_unknown_vllm_args,
     quantization, vllm_version, and the WORKLOAD_KEYS / FACT_KEYS."""
@@ -291,7 +296,8 @@ def render_script(context: Mapping[str, Any], template_dirs: Sequence[str] = (),
 
     env = make_environment(template_dirs)
     try:
-        return env.get_template(template_name).render(**context)
+        text: str = env.get_template(template_name).render(**context)
+        return text
     except PbsvllmError:
         raise
     except jinja2.TemplateNotFound as exc:

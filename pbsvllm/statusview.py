@@ -88,7 +88,7 @@ def build_rows(
 
 
 def _state_cell(row: Mapping[str, Any]) -> str:
-    s = row["state"]
+    s = str(row["state"])
     if row.get("raw_state"):
         s += f" ({row['raw_state']})"
     if row.get("stale"):
@@ -152,7 +152,8 @@ SERVER_COLUMNS: List[Tuple[str, Callable[[Mapping[str, Any]], str]]] = [
 ]
 
 
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Optional[Sequence[Tuple[str, Callable]]] = None) -> str:
+def format_table(rows: Sequence[Mapping[str, Any]],
+                 columns: Optional[Sequence[Tuple[str, Callable[[Mapping[str, Any]], str]]]] = None) -> str:
     cols = list(columns or COLUMNS)
     if not rows:
         return "no tracked jobs"
