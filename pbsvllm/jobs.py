@@ -440,7 +440,7 @@ class JobStore:
                 pass
 
 
-def with_record_key_file(settings: "Settings", records: Iterable[JobRecord]) -> "Settings":
+def with_record_key_file(settings: Settings, records: Iterable[JobRecord]) -> Settings:
     """``settings`` whose ``api_key_file`` is, when none is configured now, the
     one the jobs were submitted with: a later ``watch``/``status`` probes with
     the key the server really has."""

@@ -11,12 +11,13 @@ script is to fix and resubmit by hand.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pbsvllm.errors import PbsvllmError
 from pbsvllm.jobs import JobRecord, JobStore
-from pbsvllm.models import ServerState
+from pbsvllm.models import JobState, ServerState
 from pbsvllm.transport.base import Transport
 
 if TYPE_CHECKING:

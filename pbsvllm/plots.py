@@ -253,7 +253,7 @@ def _seconds(stamp: str) -> Optional[float]:
     return ((month * 31 + day) * 24 + h) * 3600 + m * 60 + s
 
 
-def stats_points(facts: "LogFacts") -> List[StatsPoint]:
+def stats_points(facts: LogFacts) -> List[StatsPoint]:
     """The engine-stats samples vLLM's log holds (``LogFacts.stats``, evenly thinned
     by the parser for long logs), in line order, with time from the log's timestamps."""
     from pbsvllm.vllmlog import split_line
@@ -293,7 +293,8 @@ def doctor_figure(points: Sequence[StatsPoint], title: str = "") -> Any:
         xs = [p.t_s if timed else p.line_no for p in pts]
         hover = [f"{label}, line {p.line_no}" + (f", {p.time}" if p.time else "") for p in pts]
 
-        def add(ys: List[Any], name: str, row: int, dash: str = "solid", key: str = "") -> None:
+        def add(ys: List[Any], name: str, row: int, dash: str = "solid", key: str = "", xs: List[Any] = xs,
+                label: str = label, colour: str = colour, hover: List[str] = hover, engine: str = engine) -> None:
             fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{label} {name}", legendgroup=label, mode="lines+markers",
                                      marker={"size": 4}, line={"color": colour, "dash": dash}, hovertext=hover,
                                      meta={"engine": engine, "figure": key}), row=row, col=1)
@@ -312,7 +313,7 @@ def doctor_figure(points: Sequence[StatsPoint], title: str = "") -> Any:
     return fig
 
 
-def doctor_html(diag: "Diagnosis") -> str:
+def doctor_html(diag: Diagnosis) -> str:
     """The doctor report as one page: the log's timelines with the findings beside them."""
     facts = diag.facts
     points = stats_points(facts)

@@ -158,11 +158,24 @@ def main(argv: List[str]) -> int:
     sample = "the city of new school"
     ids = tokenizer(sample)["input_ids"]
     back = tokenizer.decode(ids)
-    print(json.dumps({
-        "model_dir": args.out, "shape": args.shape, "architecture": config.architectures,
-        "params": n_params, "vocab": len(tokenizer), "seconds": round(time.time() - t0, 1),
-        "tokenizer_check": {"text": sample, "ids": ids, "decoded": back, "decoded_id_9999": tokenizer.decode([9999 % len(tokenizer)])},
-    }))
+    print(
+        json.dumps(
+            {
+                "model_dir": args.out,
+                "shape": args.shape,
+                "architecture": config.architectures,
+                "params": n_params,
+                "vocab": len(tokenizer),
+                "seconds": round(time.time() - t0, 1),
+                "tokenizer_check": {
+                    "text": sample,
+                    "ids": ids,
+                    "decoded": back,
+                    "decoded_id_9999": tokenizer.decode([9999 % len(tokenizer)]),
+                },
+            }
+        )
+    )
     if back.strip() != sample:
         print(f"gpu_make_model: tokenizer round trip changed {sample!r} into {back!r}", file=sys.stderr)
         return 1

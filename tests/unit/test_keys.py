@@ -231,10 +231,10 @@ def test_key_file_given_at_submit_is_used_by_a_later_status(tmp_path, fake_sched
     --api-key-file probes with it (the CRLF in the file does not matter)."""
     import json as _json
 
-    from tests.fakevllm import FakeVllm, free_port
     from pbsvllm.api import Client
     from pbsvllm.jobs import JobRecord, JobStore
     from pbsvllm.models import ServerState
+    from tests.fakes.vllm import FakeVllm, free_port
 
     key = tmp_path / "key"
     key.write_bytes(b"sk-remembered-1\r\n")

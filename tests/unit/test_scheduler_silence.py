@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Dict, List
+from typing import Dict
 
 import pytest
 from hypothesis import HealthCheck, given, settings

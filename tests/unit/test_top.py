@@ -53,7 +53,7 @@ def test_engines_sum_but_kv_use_averages_and_a_restart_gives_no_rate():
 
 def test_render_table_with_history():
     v = top.ServerView(alias="q", job_id="12.pbs", state="RUNNING", server_state="ready", url="http://n:8000/v1")
-    for i, g in enumerate([0, 100, 200, 400]):
+    for i, _g in enumerate([0, 100, 200, 400]):
         v.update(top.Scrape(t=float(i), generation_tokens=float(sum([0, 100, 200, 400][: i + 1])), running=2.0,
                             waiting=1.0, kv_pct=12.5, ttft_sum=0.5 * (i + 1), ttft_count=float(i + 1)))
     text = top.render([v])

@@ -30,7 +30,7 @@ from pbsvllm.jobs import JobRecord, JobStore, WatchState
 from pbsvllm.models import Phase, ServerState
 from pbsvllm.registry import Endpoint, open_registry
 from pbsvllm.watcher import watch_records
-from tests.fakevllm import FakeVllm, free_port
+from tests.fakes.vllm import FakeVllm, free_port
 from tests.plugins.fakesched import FakeScheduler
 
 LIVE, PENDING = "100.pbs01", "101.pbs01"
