@@ -194,6 +194,7 @@ def _cancel_command(scheduler_name: str, job_id: str) -> str:
 def _keep_record_elsewhere(record: JobRecord) -> Optional[str]:
     """Write the record where it can still go (the temp folder); None if nowhere."""
     import json
+    import os
     import tempfile
 
     from pbsvllm.fileio import atomic_write
@@ -220,6 +221,7 @@ def refresh_statuses(
     transport_for: Optional[Callable[[Optional[str]], Transport]] = None,
     scheduler_for: Optional[Callable[[Optional[str], str], Scheduler]] = None,
     skip_terminal: bool = True,
+    timeout_s: Optional[float] = None,
 ) -> Tuple[Dict[str, JobStatus], List[str]]:
     """Ask each (host, scheduler) group of ``records`` for its jobs' states in
     ONE scheduler call per group; cache the answers in the records.
@@ -244,7 +246,7 @@ def refresh_statuses(
             if scheduler_for is not None:
                 sched = scheduler_for(host, sched_name)
             else:
-                sched = get_scheduler(sched_name, transport_for(host), home=store.home)
+                sched = get_scheduler(sched_name, transport_for(host), home=store.home, timeout_s=timeout_s)
             got = sched.status([r.job_id for r in recs])
         except PbsvllmError as exc:
             errors.append(f"{host or 'localhost'} ({sched_name}): {exc}")

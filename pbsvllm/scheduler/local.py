@@ -14,7 +14,6 @@ grace period.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import time
 from typing import Any, Dict, Iterable, Optional
 
 from pbsvllm.errors import ConfigError, SchedulerError
+from pbsvllm.fileio import file_lock
 from pbsvllm.models import JobState
 from pbsvllm.scheduler.base import (
     JobStatus,
@@ -67,8 +67,8 @@ class LocalScheduler(Scheduler):
 
     def _next_id(self) -> str:
         makedirs_private(self.root)
-        with open(os.path.join(self.root, ".counter.lock"), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(os.path.join(self.root, ".counter.lock"), f"the local job counter in {self.root}",
+                       error=SchedulerError):
             path = os.path.join(self.root, "counter")
             try:
                 with open(path, encoding="utf-8") as fh:
