@@ -625,9 +625,11 @@ def gpu_section(gpu_dir: str) -> List[str]:
         "`tests/data/gpu-real/` (its `SOURCE.md` says what produced each file). The GPU machine has no network; "
         "the whole run repeats with:",
         "",
-        "    bash scripts/gpu-stage.sh            # here: vLLM 0.24.0 + the packages the image lacks + pbsvllm, in parts",
+        "    bash scripts/gpu-stage.sh            # here: vLLM 0.24.0 + the packages the image lacks + "
+        "pbsvllm, in parts",
         "    # then, on the GPU machine, back to back (the device tool's calls print as the script ends):",
-        "    bash .gpu/kit/gpu-run.sh stage 1 3; ...; bash .gpu/kit/gpu-run.sh stage 3 3 && bash .gpu/kit/gpu-run.sh model",
+        "    bash .gpu/kit/gpu-run.sh stage 1 3; ...; bash .gpu/kit/gpu-run.sh stage 3 3 && "
+        "bash .gpu/kit/gpu-run.sh model",
         "    bash .gpu/kit/gpu-run.sh kv          # plan vs vLLM's KV figure, and submit/status/doctor/cancel",
         "    bash .gpu/kit/gpu-run.sh vs          # the seed's flags vs the plan's through pbsvllm bench --vs",
         "",
@@ -643,8 +645,15 @@ def gpu_section(gpu_dir: str) -> List[str]:
     for name, s in (("h100-kv", kv), ("h100-vs", vs), ("h100-dp-vs-tp-1gpu", dp)):
         for c in (s or {}).get("kv_checks", []):
             model = "Qwen3-1.7B" if "dp-vs-tp" in name else "Qwen2.5-1.5B"
-            rows.append([f"{name} ({model})", c["gpu_memory_utilization"], f"{c['predicted_tokens']:,}", f"{c['measured_tokens']:,}",
-                         f"**{c['error']:+.1%}**"])
+            rows.append(
+                [
+                    f"{name} ({model})",
+                    c["gpu_memory_utilization"],
+                    f"{c['predicted_tokens']:,}",
+                    f"{c['measured_tokens']:,}",
+                    f"**{c['error']:+.1%}**",
+                ]
+            )
     lines += table(["run", "--gpu-memory-utilization", "plan predicts (tokens)", "vLLM logged", "error"], rows)
     lines.append("")
     c0 = kv["kv_checks"][0] if kv.get("kv_checks") else None
@@ -679,7 +688,7 @@ def gpu_section(gpu_dir: str) -> List[str]:
         "4 warm-up requests per side, levels interleaved A, B:",
         "",
     ]
-    for pair, v in (vs.get("bench") or {}).items():
+    for _pair, v in (vs.get("bench") or {}).items():
         lines += table(RATIO_HEAD, _ratio_rows(v["levels"]))
         lines.append("")
         prompt = v["levels"][0]["a"].get("mean_prompt_tokens")
@@ -735,7 +744,9 @@ def gpu_section(gpu_dir: str) -> List[str]:
             f"`pbsvllm submit --wait` through the local scheduler with a GPU profile: server ready and registered "
             f"after {loop['submit_wait_seconds']} s (vLLM start-up including torch.compile and CUDA-graph capture); "
             "`pbsvllm status` under a 256-concurrency load showed the live figures of vLLM's latest stats line "
-            f"({live_gen(gpu_dir)} generated tokens/s); `pbsvllm doctor` on the real log found " + ids + "; `pbsvllm cancel` "
+            f"({live_gen(gpu_dir)} generated tokens/s); `pbsvllm doctor` on the real log found "
+            + ids
+            + "; `pbsvllm cancel` "
             "ended the job and the registry entry was removed. All outputs are in `tests/data/gpu-real/h100-kv/`.",
             "",
         ]
