@@ -88,7 +88,7 @@ def status(alias: Optional[str], home: Optional[str], as_json: bool) -> None:
         sys.exit(7)
 
 
-def format_status(r: "RouterStatus") -> str:
+def format_status(r: RouterStatus) -> str:
     up = f"up (supervisor pid {r.supervisor_pid})" if r.router_up else \
         ("supervisor running, router not answering" if r.supervisor_pid else "stopped")
     lines = [f"{r.alias}: {r.url}  router {up}"]
@@ -96,7 +96,9 @@ def format_status(r: "RouterStatus") -> str:
         lines.append("  no member: requests get 503 naming the alias")
     for m in r.members:
         where = "routed" if m.in_router else "not routed"
-        lines.append(f"  {m.member.url}  job {m.member.job_id or '-'}  {m.member.state.value}, {where}, health {m.health}")
+        lines.append(
+            f"  {m.member.url}  job {m.member.job_id or '-'}  {m.member.state.value}, {where}, health {m.health}"
+        )
     return "\n".join(lines)
 
 

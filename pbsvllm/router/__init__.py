@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import ConfigError, PbsvllmError, ServerError
 from pbsvllm.router.admin import RouterAdmin, RouterAdminError
@@ -53,10 +53,28 @@ if TYPE_CHECKING:
     from pbsvllm.config import Profile
 
 __all__ = [
-    "Member", "MemberState", "RouterSettings", "RouterState", "RouterStatus", "MemberHealth",
-    "RouterUnavailableError", "NoRouterError",
-    "available", "install_hint", "settings_for", "enabled", "ensure_running", "url", "members", "add_member", "drain_member",
-    "remove_member", "status", "stop", "aliases", "apply_state",
+    "Member",
+    "MemberState",
+    "RouterSettings",
+    "RouterState",
+    "RouterStatus",
+    "MemberHealth",
+    "RouterUnavailableError",
+    "NoRouterError",
+    "available",
+    "install_hint",
+    "settings_for",
+    "enabled",
+    "ensure_running",
+    "url",
+    "members",
+    "add_member",
+    "drain_member",
+    "remove_member",
+    "status",
+    "stop",
+    "aliases",
+    "apply_state",
 ]
 
 INSTALL_HINT = "pip install 'pbsvllm[router]'  (installs vllm-router, vLLM's Rust router)"
@@ -91,7 +109,7 @@ class RouterStatus:
     serving: bool                      # at least one active member is in the router
     log_path: str
 
-    def to_dict(self) -> dict:  # type: ignore[type-arg]
+    def to_dict(self) -> Dict[str, Any]:
         return {
             "alias": self.alias, "url": self.url, "supervisor_pid": self.supervisor_pid,
             "router_up": self.router_up, "workers": list(self.workers), "serving": self.serving,
@@ -117,12 +135,12 @@ def install_hint() -> str:
     return INSTALL_HINT
 
 
-def settings_for(profile: "Profile") -> RouterSettings:
+def settings_for(profile: Profile) -> RouterSettings:
     """The router settings of a site profile (``router_host``, ``router_policy``, ``router_placement``)."""
     return RouterSettings(host=profile.router_host, policy=profile.router_policy, placement=profile.router_placement)
 
 
-def enabled(profile: "Profile") -> bool:
+def enabled(profile: Profile) -> bool:
     """Whether aliases get a router under this profile: ``router = "on"`` (vllm-router must be
     installed), ``"auto"`` (when it is installed, the default) or ``"off"``."""
     if profile.router == "off":

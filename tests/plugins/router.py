@@ -61,7 +61,7 @@ def router_ready() -> None:
 
 
 @pytest.fixture
-def router_home(tmp_path: "os.PathLike[str]", router_ready: None) -> Iterator[str]:
+def router_home(tmp_path: os.PathLike[str], router_ready: None) -> Iterator[str]:
     home = os.path.join(str(tmp_path), "home")
     os.makedirs(home, mode=0o700)
     yield home
