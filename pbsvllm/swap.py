@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from pbsvllm.errors import PbsvllmError, RegistryError, ServerError
 from pbsvllm.jobs import JobRecord, JobStore, with_record_key_file
-from pbsvllm.models import JobState, ServerState
+from pbsvllm.models import ServerState
 from pbsvllm.transport.base import Transport
 
 if TYPE_CHECKING:
