@@ -292,7 +292,8 @@ class Profile:
     ray_wait_s: int = 600              # how long the job waits for every Ray node and GPU
     dp_rpc_port: int = 13345           # vLLM multi-node data parallel RPC port (first free one from here)
     ssh_client: str = "paramiko"       # paramiko | openssh (the system ssh over a ControlMaster: MFA sites)
-    max_walltime: Dict[str, str] = field(default_factory=dict)  # queue -> longest walltime it takes (checked before qsub)
+    # queue -> the longest walltime it takes (checked before qsub)
+    max_walltime: Dict[str, str] = field(default_factory=dict)
     router: str = "auto"               # stable URL per alias: auto (when vllm-router is installed) | on | off
     router_host: str = "127.0.0.1"     # address the alias's router binds and clients use (docs/router.md)
     router_policy: str = "cache_aware"  # vllm-router --policy

@@ -22,10 +22,9 @@ import pytest
 from pbsvllm.api import Client
 from pbsvllm.config import resolve
 from pbsvllm.jobs import JobRecord, JobStore, WatchState
-from pbsvllm.models import JobState as _JS
-from pbsvllm.models import Phase, ServerState
+from pbsvllm.models import JobState, Phase, ServerState
 from pbsvllm.registry import open_registry
-from pbsvllm.scheduler.base import JobStatus as _Status
+from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.watcher import watch_records
 from tests.fakes.vllm import FakeVllm, free_port
 
@@ -61,7 +60,7 @@ def world(tmp_path, fake_sched):
     store = JobStore(str(home))
     store.save(JobRecord(job_id=JID, alias="svc", served_model_name="svc", scheduler="pbspro",
                          registries=[spec], server_state=ServerState.READY, url=server.url,
-                         last_status=_Status(JID, _JS.RUNNING, raw_state="R"), last_status_at=1.0,
+                         last_status=JobStatus(JID, JobState.RUNNING, raw_state="R"), last_status_at=1.0,
                          log_path=str(tmp_path / "svc.log"),
                          watch=WatchState(phase=Phase.READY, urls=[server.url], registered=[spec])))
     (tmp_path / "svc.log").write_text("")
@@ -83,7 +82,7 @@ def test_status_on_a_non_answer_changes_nothing(world, fake_sched, case):
     assert row["state"] in ("UNKNOWN", "RUNNING"), row
     rec = store.get(JID)
     assert rec.server_state == ServerState.READY
-    assert rec.last_state == _JS.RUNNING, "UNKNOWN is never cached over what was known"
+    assert rec.last_state is JobState.RUNNING, "UNKNOWN is never cached over what was known"
     assert [e.url for e in _entry(reg_path)] == [server.url], report.notes
     # watch still follows it afterwards
     assert [r.job_id for r in client.pending(follow_ready=True)] == [JID]
