@@ -34,6 +34,9 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "probe": ("probe", "Describe this node's GPUs and their links (pynvml)."),
     "cleanup": ("cleanup", "End this user's leftover pbsvllm servers on this node."),
     "bench": ("bench", "Load-test an endpoint: throughput and latency per concurrency."),
+    "router": ("router", "The alias's router: one stable URL for all its servers (start|stop|status)."),
+    "url": ("url", "Print an alias's stable base URL (its router's); --json: url, model, api_key_var."),
+    "scale": ("scale", "Submit or cancel jobs until N servers of an alias run (behind its router)."),
     "profiles": ("profiles", "List built-in and user site profiles."),
 }
 

@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.plugins.sshd",
     "tests.plugins.vllm",
     "tests.plugins.router",
+    "tests.plugins.verifiers",
 ]

@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import ConfigError, PbsvllmError, ServerError
 from pbsvllm.router.admin import RouterAdmin, RouterAdminError
@@ -101,14 +101,30 @@ class RouterStatus:
 
 
 def _home(home: Optional[str]) -> str:
-    from pbsvllm.jobs import pbsvllm_home
+    """``home``, else the configured one (flags > PBSVLLM_HOME > config file > ~/.pbsvllm)."""
+    if home:
+        return os.path.abspath(os.path.expanduser(home))
+    from pbsvllm.config import resolve
 
-    return pbsvllm_home(home)
+    return os.path.abspath(resolve({}).home)
 
 
-def available() -> bool:
-    """Whether ``vllm-router`` is importable by this Python (the optional extra)."""
-    return importlib.util.find_spec("vllm_router") is not None
+_AVAILABLE: Dict[str, bool] = {}
+
+
+def available(python: str = "") -> bool:
+    """Whether ``vllm-router`` is importable: by this Python (the optional extra
+    ``pbsvllm[router]``), or by ``python`` (the profile's ``router_python``)."""
+    if not python:
+        return importlib.util.find_spec("vllm_router") is not None
+    if python not in _AVAILABLE:
+        try:
+            rc = subprocess.run([python, "-c", "import vllm_router"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode
+        except (OSError, subprocess.SubprocessError):
+            rc = 1
+        _AVAILABLE[python] = rc == 0
+    return _AVAILABLE[python]
 
 
 def install_hint() -> str:
@@ -117,7 +133,8 @@ def install_hint() -> str:
 
 def settings_for(profile: "Profile") -> RouterSettings:
     """The router settings of a site profile (``router_host``, ``router_policy``, ``router_placement``)."""
-    return RouterSettings(host=profile.router_host, policy=profile.router_policy, placement=profile.router_placement)
+    return RouterSettings(host=profile.router_host, policy=profile.router_policy, placement=profile.router_placement,
+                          python=os.path.expanduser(profile.router_python) if profile.router_python else "")
 
 
 def enabled(profile: "Profile") -> bool:
@@ -125,10 +142,12 @@ def enabled(profile: "Profile") -> bool:
     installed), ``"auto"`` (when it is installed, the default) or ``"off"``."""
     if profile.router == "off":
         return False
-    if profile.router == "on" and not available():
-        raise RouterUnavailableError(f"profile '{profile.name}' sets router = \"on\" but vllm-router is not installed",
+    python = settings_for(profile).python
+    if profile.router == "on" and not available(python):
+        raise RouterUnavailableError(f"profile '{profile.name}' sets router = \"on\" but vllm-router is not installed"
+                                     + (f" for {python}" if python else ""),
                                      hint=INSTALL_HINT + "; or set router = \"off\"")
-    return available()
+    return available(python)
 
 
 def aliases(home: Optional[str] = None) -> List[str]:
@@ -189,10 +208,10 @@ def ensure_running(alias: str, settings: Optional[RouterSettings] = None, *, hom
     ``api_key_var`` are recorded for ``pbsvllm url`` and the registries.
     """
     check_alias(alias)
-    if not available():
-        raise RouterUnavailableError("vllm-router is not installed in this Python environment",
-                                     hint=INSTALL_HINT)
     cfg = settings or RouterSettings()
+    if not available(cfg.python):
+        raise RouterUnavailableError(f"vllm-router is not installed for {cfg.python or sys.executable}",
+                                     hint=INSTALL_HINT + " (or set the profile's router_python)")
     if cfg.placement != "local":
         raise ConfigError(f"router placement {cfg.placement!r} is not supported by this version; "
                           "use placement = \"local\" (see docs/router.md)")
@@ -206,10 +225,14 @@ def ensure_running(alias: str, settings: Optional[RouterSettings] = None, *, hom
         new = old
         if new.port == 0:
             new = dataclasses.replace(new, port=cfg.port or _free_port(cfg.host))
+        if new.metrics_port == 0:  # vllm-router's default (29000) would clash between two routers
+            new = dataclasses.replace(new, metrics_port=_free_port("127.0.0.1"))
         if model:
             new = dataclasses.replace(new, model=model)
         if api_key_var:
             new = dataclasses.replace(new, api_key_var=api_key_var)
+        if cfg.python:
+            new = dataclasses.replace(new, python=cfg.python)
         return new
 
     state = store.update(change)
