@@ -11,6 +11,11 @@ over the rounds: throughput (requests/s) and p50 latency, with the ratio
 routed / direct and the p50 added. Targets: throughput >= 0.95x direct and
 p50 added <= 2 ms.
 
+With the cache_aware policy, vllm-router first asks the server to render
+(tokenize) the prompt (``POST /v1/completions/render``), then sends the
+request: two requests to the server per client request; the stand-in
+answers the render at once, as a tokenizer would.
+
 Also: the time from a server's readiness (pbsvllm's check passed) to the
 first request routed to it, for an alias that had no server (its clients
 were getting the 503 naming the alias): add_member + the router's own
@@ -57,8 +62,8 @@ async def handle(reader, writer):
                     n = int(l.split(":", 1)[1])
             if n:
                 await reader.readexactly(n)
-            if SERVICE_S and path.startswith("/v1/completions"):
-                await asyncio.sleep(SERVICE_S)
+            if SERVICE_S and path in ("/v1/completions", "/v1/chat/completions"):
+                await asyncio.sleep(SERVICE_S)  # generation; /render (tokenizing, asked by cache_aware) is quick
             body = b"" if path == "/health" else (MODELS if path.startswith("/v1/models") else BODY)
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                          % len(body) + body)
@@ -211,22 +216,13 @@ def readiness_to_first_routed(home: str, settings: Any, workdir: str, runs: int)
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--levels", default="1,8,64")
-    ap.add_argument("--service-ms", default="10,0",
-                    help="the stand-in server's time per completion, ms (10: a short completion; 0: free)")
-    args = ap.parse_args()
-    sys.path.insert(0, ROOT)
+def run_policy(args: argparse.Namespace, python: str, policy: str, out: str) -> None:
     from pbsvllm import router
 
-    python = router_python()
     workdir = tempfile.mkdtemp(prefix="bench-router-")
     home = os.path.join(workdir, "home")
     os.makedirs(home, mode=0o700)
-    settings = router.RouterSettings(python=python)
+    settings = router.RouterSettings(python=python, policy=policy)
     levels_out: List[Dict[str, Any]] = []
     servers = []
     try:
@@ -284,13 +280,30 @@ def main() -> None:
         "targets": {"throughput_ratio_at_least": 0.95, "p50_added_ms_at_most": 2.0},
         "meets_targets": {"throughput": worst_ratio >= 0.95, "p50_added": worst_added <= 2.0},
         "targets_judged_at_service_ms": levels_out[0]["service_ms"],
-        "headline": ("%g ms server: throughput " % levels_out[0]["service_ms"]
+        "headline": ("%s, %g ms server: throughput " % (policy, levels_out[0]["service_ms"])
                      + ", ".join("c=%d: %.2fx" % (lv["concurrency"], lv["throughput_ratio"]) for lv in main_levels)
                      + " direct; p50 added " + ", ".join("%.2f" % lv["p50_added_ms"] for lv in main_levels)
                      + " ms; readiness to first routed request %.0f ms (median)" % (statistics.median(first) * 1000)),
     }
-    print(write_result("router", doc))
+    print(write_result(out, doc))
     print(doc["headline"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--levels", default="1,8,64")
+    ap.add_argument("--policies", default="cache_aware,round_robin",
+                    help="vllm-router policies, each its own result (the first, pbsvllm's default, is router.json; "
+                         "the others router-POLICY.json)")
+    ap.add_argument("--service-ms", default="10,0",
+                    help="the stand-in server's time per completion, ms (10: a short completion; 0: free)")
+    args = ap.parse_args()
+    sys.path.insert(0, ROOT)
+    python = router_python()
+    for i, policy in enumerate(args.policies.split(",")):
+        run_policy(args, python, policy, "router" if i == 0 else f"router-{policy}")
 
 
 if __name__ == "__main__":

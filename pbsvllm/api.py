@@ -57,6 +57,7 @@ class StatusReport:
     notes: List[str]
     errors: List[str]
     live: bool  # server columns filled (not --offline)
+    routers: List["RouterStatus"] = dataclasses.field(default_factory=list)  # aliases' routers, members, health
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +190,18 @@ class Client:
             notes = list(view.notes)
             if remove_ended:
                 notes += remove_ended_entries(view, rows)
-        return StatusReport(rows=rows, notes=notes, errors=errors, live=live)
+        routers: List["RouterStatus"] = []
+        if not offline:
+            from pbsvllm import router
+            from pbsvllm.router.membership import prune_ended
+
+            if remove_ended:  # a job that ended leaves its alias's router (when no watcher saw it end)
+                notes += prune_ended(self.settings.home, records,
+                                     [j for j, st in statuses.items() if st.state.is_terminal])
+            with_router = router.aliases(home=self.settings.home)
+            wanted = {r.alias for r in records} if target else set(with_router)
+            routers = [router.status(a, home=self.settings.home) for a in with_router if a in wanted]
+        return StatusReport(rows=rows, notes=notes, errors=errors, live=live, routers=routers)
 
     # ------------------------------------------------------------------ logs
 
@@ -355,7 +367,7 @@ class Client:
             now = [u for r in self.store.list() if r.alias == alias and r.server_state == ServerState.READY
                    for u in r.urls]
             where = f"; it is served now at {', '.join(now)}, which changes with each job" if now else ""
-            if not router.available():
+            if not router.available(router.settings_for(self.settings.profile).python):
                 raise router.NoRouterError(f"alias {alias!r} has no stable URL: vllm-router is not installed{where}",
                                            hint=router.install_hint())
             raise router.NoRouterError(f"alias {alias!r} has no router yet{where}",

@@ -59,7 +59,7 @@ __all__ = [
     "remove_member", "status", "stop", "aliases", "apply_state",
 ]
 
-INSTALL_HINT = "pip install 'pbsvllm[router]'  (installs vllm-router, vLLM's Rust router)"
+INSTALL_HINT = "pip install 'pbsvllm[router]' installs vllm-router, vLLM's own router"
 START_TIMEOUT_S = 30.0
 
 

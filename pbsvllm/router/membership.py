@@ -140,3 +140,17 @@ def swap_via_router(settings: "Settings", store: JobStore, alias: str, target: J
             item["message"] = "no tracked job serves this URL; not cancelled"
         out.append(item)
     return stable, out
+
+
+def prune_ended(home: str, records: Sequence[JobRecord], ended: Sequence[str]) -> List[str]:
+    """Take the servers of jobs that have ended (``ended``: their ids) out of their
+    aliases' routers; returns one note per server removed."""
+    notes: List[str] = []
+    gone = set(ended)
+    for rec in records:
+        if rec.job_id not in gone:
+            continue
+        for u in member_urls(rec, home):
+            if router.remove_member(rec.alias, u, home=home):
+                notes.append(f"{u} ({rec.job_id}, ended) left the {rec.alias} router")
+    return notes

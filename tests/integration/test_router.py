@@ -196,3 +196,40 @@ def test_verifiers_loads_the_vf_config_and_gets_the_aliases_503_not_a_cloud_fall
     open_registry(cfg).unregister("tiny")
     out = run_vf_client(verifiers_python, cfg, env)
     assert out["base_url"] == st.url
+
+
+def test_the_cli_shows_the_url_the_members_and_their_health(router_home, router_settings, tmp_path):
+    """`pbsvllm url`, `router status`, `status`: what a user types, on the real router."""
+    import subprocess
+    import sys
+
+    from tests.paths import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PBSVLLM_")}
+    env.update(PBSVLLM_HOME=router_home, PBSVLLM_ROUTER_PYTHON=router_settings.python,
+               PBSVLLM_CONFIG=str(tmp_path / "none.toml"))
+    (tmp_path / "none.toml").write_text("")
+
+    def cli(*args: str) -> "subprocess.CompletedProcess[str]":
+        return subprocess.run([sys.executable, "-m", "pbsvllm", *args], capture_output=True, text=True, cwd=ROOT,
+                              env=env, timeout=120)
+
+    out = cli("url", "tiny")
+    assert out.returncode == 7 and "has no router yet" in out.stderr and "pbsvllm router start tiny" in out.stderr
+    out = cli("router", "start", "tiny", "--model", "tiny")
+    assert out.returncode == 0, out.stderr
+    st = router.ensure_running("tiny", router_settings, home=router_home)
+    with FakeVllm(["tiny"]) as a:
+        router.add_member("tiny", a.url, job_id="7.pbs", home=router_home)
+        out = cli("url", "tiny", "--json")
+        assert json.loads(out.stdout) == {"url": st.url, "model": "tiny", "api_key_var": "VLLM_API_KEY",
+                                          "alias": "tiny"}
+        out = cli("router", "status", "tiny")
+        assert out.returncode == 0 and st.url in out.stdout
+        assert f"{a.url}  job 7.pbs  active, routed, health ok" in out.stdout, out.stdout
+        out = cli("status")
+        assert out.returncode == 0 and f"{a.url}  job 7.pbs  active, routed, health ok" in out.stdout, out.stdout
+    out = cli("router", "stop", "tiny")
+    assert out.returncode == 0 and "router stopped" in out.stdout
+    out = cli("router", "status", "tiny")
+    assert out.returncode == 7 and "router stopped" in out.stdout
