@@ -235,13 +235,18 @@ def view_status(r: Result) -> List[str]:
 
 
 def view_ssh(r: Result) -> List[str]:
-    rows = [[x.get("jobs"), x.get("round_trips_per_status"), x.get("connections_in_process_6_statuses"),
-             x.get("cli_connections_seen_by_sshd"), f"{fmt(x.get('status_cold_s_incl_connect'))} s",
-             f"{fmt(x.get('status_warm_s_median'))} s", f"{fmt(x.get('cli_status_s'))} s", x.get("all_known")]
+    rows = [[x.get("client", "paramiko"), x.get("jobs"), x.get("round_trips_per_status"),
+             x.get("connections_in_process_6_statuses"),
+             str(x.get("cli_connections_seen_by_sshd"))
+             + (f", then {x['cli_again_connections_seen_by_sshd']}"
+                if "cli_again_connections_seen_by_sshd" in x else ""),
+             f"{fmt(x.get('status_cold_s_incl_connect'))} s",
+             f"{fmt(x.get('status_warm_s_median'))} s", f"{fmt(x.get('cli_status_s'))} s"
+             + (f", then {fmt(x['cli_again_status_s'])} s" if "cli_again_status_s" in x else ""), x.get("all_known")]
             for x in r["runs"]]
-    return table(["jobs", "round trips per status", "connections for 6 statuses (in-process)",
-                  "connections of one CLI `status` (sshd log)", "first status (with connect)", "later status (median)",
-                  "CLI `status`", "all states known"], rows)
+    return table(["client", "jobs", "round trips per status", "connections for 6 statuses (in-process)",
+                  "logins seen by sshd per CLI `status` (first, then next)", "first status (with connect)",
+                  "later status (median)", "CLI `status`", "all states known"], rows)
 
 
 def view_readiness(r: Result) -> List[str]:

@@ -38,4 +38,5 @@ sleep 1
 "$PY" -m pbsvllm cancel sleeper
 sleep 1
 "$PY" -m pbsvllm status --offline
+"$PY" -m pbsvllm status --keep-ended --json   # leaves registry entries of ended jobs alone
 "$PY" -m pbsvllm status

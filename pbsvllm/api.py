@@ -35,6 +35,7 @@ from pbsvllm.models import JobState, ServerState
 
 if TYPE_CHECKING:
     from pbsvllm.bench import BenchReport, BenchRequest, Target
+    from pbsvllm.catalog import CatalogRow
     from pbsvllm.config import Settings
     from pbsvllm.doctor import Diagnosis
     from pbsvllm.logtail import LogTail
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from pbsvllm.scale import ScaleResult
     from pbsvllm.scheduler.base import JobStatus
     from pbsvllm.swap import SwapResult
+    from pbsvllm.vllmlog import LogFacts
     from pbsvllm.watcher import Reporter, WatchResult
 
 
@@ -79,7 +81,7 @@ class Client:
     """One user's pbsvllm: settings resolved once, the job records under
     ``settings.home``, and every operation of the command line."""
 
-    def __init__(self, settings: "Settings", store: Optional[JobStore] = None) -> None:
+    def __init__(self, settings: Settings, store: Optional[JobStore] = None) -> None:
         from pbsvllm import transport
 
         self.settings = settings
@@ -87,7 +89,7 @@ class Client:
         transport.configure(**settings.transport_options())
 
     @classmethod
-    def from_flags(cls, flags: Optional[Mapping[str, Any]] = None) -> "Client":
+    def from_flags(cls, flags: Optional[Mapping[str, Any]] = None) -> Client:
         """Resolve ``flags`` > ``PBSVLLM_*`` environment > user config > site
         profile > defaults, once."""
         from pbsvllm.config import resolve
@@ -96,25 +98,27 @@ class Client:
 
     # ------------------------------------------------------------------ plan and submit
 
-    def plan(self, model: str, options: Mapping[str, Any]) -> Tuple["ModelFacts", "Plan"]:
+    def plan(self, model: str, options: Mapping[str, Any]) -> Tuple[ModelFacts, Plan]:
         """The model's facts and the tuned vLLM flags (each with its reason)
         for the profile's node."""
         from pbsvllm.render import plan_for
 
-        return plan_for(self.settings, model, options)
+        facts, plan = plan_for(self.settings, model, options)
+        return facts, plan
 
-    def prepare(self, model: str, alias: str, options: Mapping[str, Any]) -> "PreparedJob":
+    def prepare(self, model: str, alias: str, options: Mapping[str, Any]) -> PreparedJob:
         """Plan and render the job script; nothing is written or submitted."""
         from pbsvllm.render import prepare_job
 
         return prepare_job(self.settings, model, alias, options)
 
-    def submit(self, prepared: "PreparedJob", *, add_replica: bool = False) -> JobRecord:
+    def submit(self, prepared: PreparedJob, *, add_replica: bool = False) -> JobRecord:
         """Write the script on the target, qsub it, save the job record.
         ``add_replica``: once ready, register it as one more server of the
         alias instead of replacing the alias's entry."""
         from pbsvllm.launch import submit_prepared
 
+        self.preflight(prepared)
         record = submit_prepared(self.settings, prepared, store=self.store)
         if add_replica:
             record = self.store.update(record.job_id,
@@ -130,14 +134,13 @@ class Client:
     def pending(self, *, follow_ready: bool = False) -> List[JobRecord]:
         """Tracked jobs a watcher still has to follow: not failed or stopped,
         not ready (unless ``follow_ready``), not ended, not cancelled."""
-        final = {s.value for s in JobState if s.is_terminal}
         return [r for r in self.store.list()
                 if not r.server_state.is_final and (follow_ready or r.server_state != ServerState.READY)
-                and r.last_status.get("state") not in final and not r.cancelled_at]
+                and not (r.last_state is not None and r.last_state.is_terminal) and not r.cancelled_at]
 
     def follow(self, records: Sequence[JobRecord], *, registries: Optional[Sequence[str]] = None,
                add_replica: bool = False, timeout_s: Optional[float] = None, follow_ready: bool = False,
-               reporter: Optional["Reporter"] = None) -> "WatchResult":
+               reporter: Optional[Reporter] = None) -> WatchResult:
         """Follow ``records`` until each server is ready (then registered),
         failed, or gone; ``follow_ready`` also follows ready ones until their
         jobs end (their entries are then removed). Resumable."""
@@ -176,7 +179,7 @@ class Client:
         from pbsvllm.launch import refresh_statuses
 
         records = [self.store.find(target)] if target else self.store.list()
-        statuses: Dict[str, "JobStatus"] = {}
+        statuses: Dict[str, JobStatus] = {}
         errors: List[str] = []
         if not offline:
             statuses, errors = refresh_statuses(self.store, records)
@@ -186,7 +189,8 @@ class Client:
         if live:
             from pbsvllm.liveview import live_rows, remove_ended_entries
 
-            view = live_rows(self.settings, records, rows, store=self.store)
+            view = live_rows(self.settings, records, rows, store=self.store,
+                             gone={jid for jid, st in statuses.items() if st.gone})
             notes = list(view.notes)
             if remove_ended:
                 notes += remove_ended_entries(view, rows)
@@ -205,7 +209,7 @@ class Client:
 
     # ------------------------------------------------------------------ logs
 
-    def log_tail(self, target: str, *, must_exist: bool = True) -> Tuple[JobRecord, "LogTail"]:
+    def log_tail(self, target: str, *, must_exist: bool = True) -> Tuple[JobRecord, LogTail]:
         """The job's realtime log, to read (or follow) through its host's transport."""
         from pbsvllm.logtail import LogTail
         from pbsvllm.transport import get_transport
@@ -227,15 +231,15 @@ class Client:
 
         statuses, _errors = refresh_statuses(self.store, [record], skip_terminal=False)
         st = statuses.get(record.job_id)
-        if st is not None and (st.state.is_terminal or st.state == JobState.UNKNOWN):
-            return st.state
+        if st is not None and (st.state.is_terminal or (st.state == JobState.UNKNOWN and st.gone)):
+            return st.state  # UNKNOWN only when the scheduler says it does not know the id
         return None
 
     # ------------------------------------------------------------------ swap and cancel
 
     def swap(self, alias: str, to_job: str, *, registries: Optional[Sequence[str]] = None, add: bool = False,
              cancel_old: bool = False, drain_timeout_s: float = 120.0,
-             say: Callable[[str], None] = lambda s: None) -> "SwapResult":
+             say: Callable[[str], None] = lambda s: None) -> SwapResult:
         """Point ``alias`` at ``to_job``'s server (checked ready first) in every
         registry that holds it; ``cancel_old`` drains then cancels the old one."""
         from pbsvllm.swap import swap_endpoint
@@ -265,7 +269,7 @@ class Client:
 
     # ------------------------------------------------------------------ doctor
 
-    def doctor(self, target: str, options: DoctorOptions = DoctorOptions()) -> "Diagnosis":
+    def doctor(self, target: str, options: DoctorOptions = DoctorOptions()) -> Diagnosis:
         """Diagnose a vLLM server from its log: ``target`` is a log file, or
         the alias / id of a tracked job (its log, profile and model come from
         the record; a remote job's log is read through its transport)."""
@@ -318,36 +322,39 @@ class Client:
         return diag
 
     @staticmethod
-    def _log_facts(log_path: str, record: Optional[JobRecord]) -> Any:
-        """The fast local parser for a file on this machine; a remote job's
-        log is read through the job's transport with the one log tailer."""
+    def _log_facts(log_path: str, record: Optional[JobRecord]) -> LogFacts:
+        """The log's facts, with the fast byte-level scanner either way: a
+        file on this machine is read directly (gzip too); a remote job's log
+        is read through the job's transport in large ranges."""
         from pbsvllm import vllmlog
 
         if record is None or record.host is None:
             return vllmlog.parse_file(log_path)
-        from pbsvllm.logtail import LogTail
+        from pbsvllm.logtail import LogTail, RangeReader
         from pbsvllm.transport import get_transport
 
-        tail = LogTail(get_transport(record.host), log_path)
+        transport = get_transport(record.host)
+        tail = LogTail(transport, log_path)
         if not tail.exists():
             raise LogParseError(f"the log {log_path} of job {record.job_id} does not exist on {record.host} (yet)",
                                 hint="`pbsvllm status` shows whether the job has started")
-        return vllmlog.parse_log(tail.read_lines(final=True))
+        # the bytes path over range reads: bounded memory per line and per log
+        return vllmlog.parse_stream(RangeReader(transport, log_path))
 
     # ------------------------------------------------------------------ bench
 
     def bench_target(self, name: str, model: Optional[str] = None, api_key_env: str = "VLLM_API_KEY",
-                     registries: Sequence[str] = ()) -> "Target":
+                     registries: Sequence[str] = ()) -> Target:
         """A URL (``model`` required), or an alias looked up in ``registries``,
         else the alias's configured registries, else the job records."""
         from pbsvllm import bench
 
         return bench.resolve_target(name, model, api_key_env, registries=list(registries), settings=self.settings)
 
-    def bench(self, targets: Sequence["Target"], requests: Sequence["BenchRequest"], levels: Sequence[int], *,
+    def bench(self, targets: Sequence[Target], requests: Sequence[BenchRequest], levels: Sequence[int], *,
               timeout_s: float, ignore_eos: bool = True, warmup: int = 0,
               settings: Optional[Dict[str, Any]] = None,
-              progress: Optional[Callable[[str, int, int, int], None]] = None) -> "BenchReport":
+              progress: Optional[Callable[[str, int, int, int], None]] = None) -> BenchReport:
         """Load-test ``targets`` level by level; ServerError when every request failed."""
         from pbsvllm import bench
 
@@ -411,6 +418,32 @@ class Client:
         return scale(self.settings, self.store, alias, n, wait=wait, timeout_s=timeout_s,
                      drain_timeout_s=drain_timeout_s, say=say)
 
+    # ------------------------------------------------------------------ before qsub (ux)
+
+    def preflight(self, prepared: "PreparedJob") -> None:
+        """Everything checkable before ``qsub`` (registries, script, walltime, key file, folders:
+        :mod:`pbsvllm.preflight`); raises before anything is written on the target."""
+        from pbsvllm.preflight import check_submit
+        from pbsvllm.transport import get_transport
+
+        check_submit(self.settings, prepared, transport=get_transport(self.settings.host))
+
+    # ------------------------------------------------------------------ model catalog
+
+    def models(self, name: Optional[str] = None, *, family: Optional[str] = None,
+               max_model_len: Optional[int] = None, vllm_version: Optional[str] = None) -> List["CatalogRow"]:
+        """The built-in model catalog planned on the profile's node (one row, or every row of a
+        family): numbers, real checkpoint size and source, the estimate, the plan or why none."""
+        from pbsvllm.catalog import catalog_row, catalog_rows
+        from pbsvllm.plan import Hardware, Workload
+
+        hw = Hardware.from_profile(self.settings.profile)
+        version = vllm_version or self.settings.profile.vllm_version
+        workload = Workload(max_model_len=max_model_len)
+        if name:
+            return [catalog_row(name, hw, version, workload)]
+        return catalog_rows(hw, version, workload, family=family)
+
 
 @dataclasses.dataclass(frozen=True)
 class AliasUrl:
@@ -425,7 +458,7 @@ class AliasUrl:
         return {"url": self.url, "model": self.model, "api_key_var": self.api_key_var, "alias": self.alias}
 
 
-def all_failed_error(report: "BenchReport", targets: Sequence["Target"]) -> Optional[ServerError]:
+def all_failed_error(report: BenchReport, targets: Sequence[Target]) -> Optional[ServerError]:
     """The error to raise when no request of a bench run succeeded (None otherwise)."""
     if report.total_ok() != 0:
         return None

@@ -110,7 +110,7 @@ def node_servers(home: str, node: str, warnings: List[str]) -> List[NodeServers]
 
     local = LocalTransport()
     out: List[NodeServers] = []
-    for path in sorted(glob.glob(os.path.join(home, "run", "*.server.json"))):
+    for path in sorted(glob.glob(serverinfo.default_path(home, "*"))):
         try:
             mtime = os.stat(path).st_mtime
             info = serverinfo.read(local, path)

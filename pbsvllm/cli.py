@@ -13,6 +13,7 @@ stderr and the error's exit code here, in ``main`` and nowhere else.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
@@ -38,6 +39,9 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "url": ("url", "Print an alias's stable base URL (its router's); --json: url, model, api_key_var."),
     "scale": ("scale", "Submit or cancel jobs until N servers of an alias run (behind its router)."),
     "profiles": ("profiles", "List built-in and user site profiles."),
+    "models": ("models", "Browse the built-in model catalog and what plan would do for each."),
+    "completion": ("completion", "Print the shell-completion script (bash, zsh, fish)."),
+    "top": ("top", "Live view of every server: tokens/s, running/waiting, KV use, prefix hits, TTFT."),
 }
 
 
@@ -54,8 +58,12 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module = importlib.import_module(f"pbsvllm.commands.{COMMANDS[name][0]}")
-        cmd = getattr(module, "command")
+        cmd = module.command
         cmd.name = name
+        if os.environ.get("_PBSVLLM_COMPLETE"):  # a TAB in the shell: aliases, job ids, profiles
+            from pbsvllm.completion import attach
+
+            attach(cmd, name)
         return cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -78,18 +86,37 @@ def cli() -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: the one place where domain errors become exit codes."""
+    from pbsvllm.safety import clean, install_output_filter
+
+    install_output_filter()  # API keys are redacted from everything printed
+    said = ""
     try:
-        rv = cli.main(args=argv, prog_name="pbsvllm", standalone_mode=False)
-    except PbsvllmError as exc:
-        click.echo(f"pbsvllm: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("pbsvllm: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("pbsvllm: interrupted", err=True)
-        sys.exit(130)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        try:
+            rv = cli.main(args=argv, prog_name="pbsvllm", standalone_mode=False)
+        except PbsvllmError as exc:
+            # one line, whatever a server, a log or a scheduler put into the message
+            said = clean(str(exc), one_line=True)
+            click.echo(f"pbsvllm: error: {said}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("pbsvllm: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("pbsvllm: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    finally:
+        _name_bad_records(said)
+
+
+def _name_bad_records(already_said: str) -> None:
+    """Name each job record this command had to skip, once, with the fix."""
+    jobs = sys.modules.get("pbsvllm.jobs")
+    if jobs is None:
+        return
+    for path, note in zip(sorted(jobs.BAD_RECORDS), jobs.bad_record_notes()):
+        if path not in already_said:
+            click.echo(f"pbsvllm: warning: {note}", err=True)

@@ -56,6 +56,10 @@ SCHEDULERS = ("auto", "pbspro", "torque", "local")
 DIALECTS = ("pbspro", "torque")
 INTERCONNECTS = ("nvlink", "pcie", "none")
 DEVICES = ("cuda", "cpu")
+NODE_LAUNCHERS = ("auto", "mpiexec", "pbsdsh", "srun", "ssh", "local")
+_NODE_RANGE_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_IFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{0,15}$")
+SSH_CLIENTS = ("paramiko", "openssh")
 
 _WALLTIME_RE = re.compile(r"^(\d+:)?\d{1,2}:\d{2}:\d{2}$|^\d+$")
 _VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?([.+-]?[A-Za-z0-9.]+)?$")
@@ -105,8 +109,8 @@ def _posfloat(v: Any, where: str) -> float:
         fv = float(v)
     except (TypeError, ValueError):
         raise ConfigError(f"{where} must be a positive number, got {v!r}") from None
-    if not fv > 0:
-        raise ConfigError(f"{where} must be a positive number, got {v!r}")
+    if not fv > 0 or fv == float("inf"):
+        raise ConfigError(f"{where} must be a positive (finite) number, got {v!r}")
     return fv
 
 
@@ -168,6 +172,65 @@ def _envmap(v: Any, where: str) -> Dict[str, str]:
     return out
 
 
+def _interface(v: Any, where: str) -> str:
+    s = _str(v, where)
+    if not _IFACE_RE.match(s):
+        raise ConfigError(f"{where} must be a network interface name like hsn0 or ib0 (letters, digits, _.:@-; "
+                          f"at most 15 characters), got {v!r}")
+    return s
+
+
+def _abspath(v: Any, where: str) -> str:
+    s = _str(v, where)
+    if not s.startswith("/"):
+        raise ConfigError(f"{where} must be an absolute path on the compute nodes (e.g. /tmp), got {v!r}")
+    return s
+
+
+def _port(v: Any, where: str) -> int:
+    p = _int(1024)(v, where)
+    if p > 65000:
+        raise ConfigError(f"{where} must be a port from 1024 to 65000 (the job takes the next free ones above it), "
+                          f"got {v!r}")
+    return p
+
+
+def _node_range(v: Any) -> Tuple[int, int]:
+    m = _NODE_RANGE_RE.match(str(v).strip())
+    if not m:
+        raise ValueError(v)
+    lo = int(m.group(1))
+    hi = int(m.group(2)) if m.group(2) else lo
+    if lo < 1 or hi < lo:
+        raise ValueError(v)
+    return lo, hi
+
+
+def _queue_nodes(v: Any, where: str) -> Dict[str, str]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where} must be a table of queue = \"MIN-MAX\" node counts, e.g. debug = \"1-2\"")
+    out: Dict[str, str] = {}
+    for q, r in v.items():
+        try:
+            lo, hi = _node_range(r)
+        except ValueError:
+            raise ConfigError(f"{where}.{q} must be a node count range like \"1-2\" or \"10-496\", got {r!r}") from None
+        out[_str(str(q), f"{where} (queue name)")] = f"{lo}-{hi}"
+    return out
+
+
+def _walltime_map(v: Any, where: str) -> Dict[str, str]:
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where} must be a table of QUEUE = \"HH:MM:SS\", got {v!r}")
+    out: Dict[str, str] = {}
+    for q, w in v.items():
+        text = _str(w, f"{where}.{q}")
+        if not re.match(r"^\d+:\d{2}:\d{2}$", text):
+            raise ConfigError(f"{where}.{q} must be a walltime like 01:00:00 or 168:00:00, got {w!r}")
+        out[str(q)] = text
+    return out
+
+
 def _url_template(v: Any, where: str) -> str:
     s = _str(v, where)
     for name in re.findall(r"{([^{}]*)}", s):
@@ -217,6 +280,18 @@ class Profile:
     extra_directives: Tuple[str, ...] = ()  # verbatim '#PBS ...' lines, placed BEFORE the generated ones
     registries: Tuple[str, ...] = ()
     queues: Tuple[str, ...] = ()       # documentation: the site's queues
+    # --- multi-node jobs (docs/multinode.md) ---
+    max_nodes: int = 0                 # most nodes a job may ask for at this site (0: no limit known)
+    queue_nodes: Dict[str, str] = field(default_factory=dict)  # queue -> "MIN-MAX" nodes a job of it may use
+    node_launcher: str = "auto"        # starts a command on another node of the job: auto|mpiexec|pbsdsh|srun|ssh|local
+    node_launcher_args: Tuple[str, ...] = ()  # extra words after the launcher (e.g. mpiexec --cpu-bind none)
+    node_interface: str = ""           # fast interface Ray / vLLM / NCCL bind to (Polaris: hsn0); "" = the node's name
+    ray_port: int = 6379               # Ray head (GCS) port; the job takes the first free one from here
+    ray_temp_dir: str = "/tmp"         # node-local directory for Ray's session files (short: socket paths <108 chars)
+    ray_wait_s: int = 600              # how long the job waits for every Ray node and GPU
+    dp_rpc_port: int = 13345           # vLLM multi-node data parallel RPC port (first free one from here)
+    ssh_client: str = "paramiko"       # paramiko | openssh (the system ssh over a ControlMaster: MFA sites)
+    max_walltime: Dict[str, str] = field(default_factory=dict)  # queue -> longest walltime it takes (checked before qsub)
     router: str = "auto"               # stable URL per alias: auto (when vllm-router is installed) | on | off
     router_host: str = "127.0.0.1"     # address the alias's router binds and clients use (docs/router.md)
     router_policy: str = "cache_aware"  # vllm-router --policy
@@ -234,6 +309,26 @@ class Profile:
             raise ConfigError(
                 f"profile '{self.name}' ({self.source}): env.VLLM_CPU_KVCACHE_SPACE must be a number of GiB, got {raw!r}"
             ) from None
+
+    def node_range(self) -> Tuple[int, int, str]:
+        """(min, max, why) nodes a job of this profile's queue may use; max 0 = no known limit."""
+        lo, hi, why = 1, self.max_nodes, f"max_nodes = {self.max_nodes}" if self.max_nodes else ""
+        if self.queue and self.queue in self.queue_nodes:
+            qlo, qhi = _node_range(self.queue_nodes[self.queue])
+            lo, why = qlo, f"queue {self.queue} takes {qlo}-{qhi} nodes (queue_nodes)"
+            if not hi or qhi < hi:
+                hi = qhi
+        return lo, hi, why
+
+    def check_nodes(self, nodes: int, what: str) -> None:
+        """Refuse ``nodes`` (from ``what``: --nodes, the plan) outside the site's limits, in one line."""
+        lo, hi, why = self.node_range()
+        if hi and nodes > hi:
+            raise ConfigError(f"{what}: {nodes} nodes, but profile '{self.name}' allows at most {hi} ({why}); "
+                              f"use --nodes {hi} or another queue (-q)")
+        if nodes < lo:
+            raise ConfigError(f"{what}: {nodes} node(s), but profile '{self.name}' needs at least {lo} ({why}); "
+                              f"pick a queue for small jobs (-q)")
 
 
 PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
@@ -267,6 +362,17 @@ PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
     "extra_directives": _strlist,
     "registries": _strlist,
     "queues": _strlist,
+    "max_nodes": _int(0),
+    "queue_nodes": _queue_nodes,
+    "node_launcher": _choice(NODE_LAUNCHERS),
+    "node_launcher_args": _strlist,
+    "node_interface": _interface,
+    "ray_port": _port,
+    "ray_temp_dir": _abspath,
+    "ray_wait_s": _int(10),
+    "dp_rpc_port": _port,
+    "ssh_client": _choice(SSH_CLIENTS),
+    "max_walltime": _walltime_map,
     "router": _choice(("auto", "on", "off")),
     "router_host": _str,
     "router_policy": _choice(("cache_aware", "round_robin", "random", "power_of_two", "consistent_hash")),
@@ -277,8 +383,9 @@ PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
 # Profile fields that PBSVLLM_<NAME> environment variables and flags may override.
 ENV_PROFILE_FIELDS = (
     "queue", "account", "walltime", "filesystems", "log_dir", "vllm_version", "nodes",
-    "gpus_per_node", "gpu_memory_gib", "interconnect", "device", "launcher", "hostname_suffix",
+    "gpus_per_node", "gpu_memory_gib", "interconnect", "device", "launcher", "hostname_suffix", "ssh_client",
     "router", "router_host", "router_policy", "router_python",
+    "node_launcher", "node_interface", "ray_port", "ray_temp_dir", "ray_wait_s", "dp_rpc_port",
 )
 
 SETTINGS_KEYS: Dict[str, Callable[[Any, str], Any]] = {
@@ -346,16 +453,41 @@ class Settings:
 # loading
 # ---------------------------------------------------------------------------
 
+#: A config file larger than this is not one (a log or a binary given by mistake).
+MAX_CONFIG_BYTES = 4 << 20
+
+
 def _read_toml(path: str) -> Dict[str, Any]:
+    """A TOML config file as a table; every failure is one ConfigError naming
+    the file: missing, not a regular file (a FIFO never blocks), too large,
+    not UTF-8 (a binary), not TOML, or nested too deeply."""
+    from pbsvllm.fileio import read_regular
+    from pbsvllm.safety import nesting_depth
+
+    if os.path.realpath(path) == os.devnull:
+        return {}  # PBSVLLM_CONFIG=/dev/null: "no config file", the usual idiom
+    data = read_regular(path, "config file", error=ConfigError, max_bytes=MAX_CONFIG_BYTES,
+                        hint="set PBSVLLM_CONFIG (or --config) to your TOML config file")
+    if data is None:
+        raise ConfigError(f"config file {path} does not exist (set PBSVLLM_CONFIG to an existing file or unset it)")
     try:
-        with open(path, "rb") as fh:
-            return _toml.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist (set PBSVLLM_CONFIG to an existing file or unset it)") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}): is it a binary file?",
+                          hint="a config file is TOML text") from None
+    try:
+        table = _toml.loads(text)
     except _toml.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (RecursionError, MemoryError):
+        raise ConfigError(f"{path} is nested too deeply to be a config file") from None
+    if nesting_depth(table, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"{path} is nested deeper than {MAX_CONFIG_DEPTH} levels; no pbsvllm setting is")
+    return table
+
+
+#: Deepest nesting a config file needs: [profiles.NAME.env] is 3.
+MAX_CONFIG_DEPTH = 8
 
 
 def user_profile_tables(config_path: Optional[str]) -> Dict[str, Any]:
@@ -558,6 +690,8 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
 
     # Paths the JOB uses (home, log_dir, api_key_file) live on the cluster: with a
     # remote host, '~' is left for the remote side (transport / job script) to expand.
+    if host and profile.ssh_client == "openssh" and "://" not in host:
+        host = "openssh://" + host  # the job record keeps it: later commands reach the host the same way
     expand = (lambda x: x) if host else os.path.expanduser
     home = expand(pick("home", "PBSVLLM_HOME", DEFAULT_HOME))
     scheduler = pick("scheduler", "PBSVLLM_SCHEDULER", None) or profile.scheduler
@@ -578,6 +712,11 @@ def resolve(cli_flags: Mapping[str, Any], env: Mapping[str, str] = os.environ,
     )
     if "registries" in flags:  # explicit flag wins for every alias
         alias_regs = ()
+    if not host:
+        # the folder whose files receive the API key must be the user's alone
+        from pbsvllm.fileio import check_private_dir
+
+        check_private_dir(home, "PBSVLLM_HOME", error=ConfigError)
     ssh_config = pick("ssh_config", "PBSVLLM_SSH_CONFIG", None)
     return Settings(
         home=home,

@@ -99,6 +99,131 @@ def remove_stale_temps(path: str) -> None:
                 os.unlink(os.path.join(folder, name))
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"))
+
+
+def kind_of(mode: int) -> str:
+    """``a FIFO (named pipe)``, ``a character device``, ... for a non-regular ``st_mode``."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def read_regular(path: str, what: str, *, error: Type[PbsvllmError] = PbsvllmError,
+                 max_bytes: Optional[int] = None, hint: str = "", mine_only: bool = False) -> Optional[bytes]:
+    """The bytes of ``path`` (symlinks followed), None if it does not exist.
+
+    Only a regular file is read: it is opened without blocking and checked
+    with ``fstat`` before a byte is read, so a FIFO never hangs the caller
+    and a device is never read. ``what`` names the file in errors
+    (``config file``, ``registry``); ``max_bytes`` bounds what is read.
+    ``mine_only``: a file owned by another user is refused (run files that
+    another user could have planted: their URL must never receive your key).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            real = os.path.realpath(path)
+            via = f" (through the link to {real})" if real != os.path.abspath(path) else ""
+            raise error(f"{what} {path}{via} is {kind_of(st.st_mode)}, not a regular file; pbsvllm only reads"
+                        " regular files", hint=hint or f"point pbsvllm at the real {what}")
+        if mine_only and st.st_uid != os.geteuid():
+            raise error(f"{what} {path} belongs to {user_name(st.st_uid)}, not to you; pbsvllm ignores files"
+                        " another user wrote there", hint=hint or "remove it, or use a private PBSVLLM_HOME")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise error(f"{what} {path} is {st.st_size} bytes, more than the {max_bytes} such a file can be",
+                        hint=hint or f"point pbsvllm at the real {what}")
+        chunks = []
+        total = 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if max_bytes is not None and total > max_bytes:
+                raise error(f"{what} {path} is more than the {max_bytes} bytes such a file can be")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def user_name(uid: int) -> str:
+    """``user alice (uid 1001)``, or ``uid 1001`` when it has no name here."""
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (KeyError, ImportError):
+        return f"uid {uid}"
+
+
+def check_private_dir(path: str, what: str, *, error: Type[PbsvllmError] = PbsvllmError) -> None:
+    """Refuse a folder where another user could plant or swap files that
+    pbsvllm trusts (job records, server-info files that receive your API key).
+
+    Refused: the folder (or, while it does not exist yet, the nearest folder
+    that does) owned by another user or writable by group or others; any
+    symbolic link on the way owned by another user (other than root); any
+    folder above it that others may write without the sticky bit (they could
+    rename the folder and put their own in its place).
+    """
+    me = os.geteuid()
+    path = os.path.abspath(path)
+    # symbolic links on the way: whoever owns a link decides where it points
+    parts = path.strip(os.sep).split(os.sep)
+    cur = os.sep
+    for part in parts:
+        cur = os.path.join(cur, part)
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            break
+        except OSError:
+            return
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (me, 0):
+            raise error(f"{what} {path} is reached through the symbolic link {cur}, which belongs to "
+                        f"{user_name(st.st_uid)}: that user decides where your files go",
+                        hint=f"use a {what} on a path only you (or root) control")
+    real = os.path.realpath(path)
+    existing = real
+    while not os.path.isdir(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            return
+        existing = parent
+    st = os.stat(existing)
+    target = existing == real
+    if st.st_uid != me and (target or st.st_uid != 0 and st.st_mode & 0o022):
+        raise error(f"{what} {real} {'' if target else '(to be created in ' + existing + ') '}belongs to "
+                    f"{user_name(st.st_uid)}, not to you", hint=f"use a {what} of your own (it is created 0700)")
+    if target and st.st_mode & 0o022:
+        raise error(f"{what} {real} is writable by {'others' if st.st_mode & 0o002 else 'its group'} "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o}): another user could plant job files there that "
+                    "receive your API key", hint=f"chmod 700 {real}")
+    above = existing if not target else os.path.dirname(existing)
+    while True:
+        try:
+            pst = os.stat(above)
+        except OSError:
+            return
+        if pst.st_mode & 0o002 and not pst.st_mode & stat.S_ISVTX:
+            raise error(f"{what} {real} is inside {above}, which every user may write (mode "
+                        f"{stat.S_IMODE(pst.st_mode):04o}, no sticky bit): another user could replace it",
+                        hint=f"use a {what} under a folder only you can write")
+        parent = os.path.dirname(above)
+        if parent == above:
+            return
+        above = parent
+
+
 def _holder_text(fd: int) -> str:
     try:
         os.lseek(fd, 0, os.SEEK_SET)

@@ -52,7 +52,9 @@ class Flag:
         return True
 
     def deprecated_in(self, version: str) -> bool:
-        return bool(self.deprecated) and parse_version(version) >= parse_version(self.deprecated) and self.known_in(version)
+        if not self.deprecated:
+            return False
+        return parse_version(version) >= parse_version(self.deprecated) and self.known_in(version)
 
 
 _V = True   # takes a value
@@ -180,7 +182,7 @@ def canonical(name: str) -> str:
 
 def is_known(name: str, version: str) -> bool:
     f = lookup(name)
-    return bool(f) and f.known_in(version)
+    return f is not None and f.known_in(version)
 
 
 def split_user_args(values: Iterable[str]) -> List[str]:

@@ -29,6 +29,7 @@ import urllib.request
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pbsvllm.errors import ConfigError
+from pbsvllm.safety import clean, remember_secret
 
 DEFAULT_TIMEOUT_S = 3.0
 COMPLETION_TIMEOUT_S = 30.0
@@ -86,6 +87,7 @@ def _request(url: str, *, api_key: Optional[str], timeout: float, body: Optional
     if data is not None:
         req.add_header("Content-Type", "application/json")
     if api_key:
+        remember_secret(api_key)  # whatever is printed later is redacted of it
         req.add_header("Authorization", f"Bearer {api_key}")
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
@@ -99,8 +101,10 @@ def _request(url: str, *, api_key: Optional[str], timeout: float, body: Optional
 
 
 def _short(payload: bytes, limit: int = 300) -> str:
+    """A server's reply as one printable line: keys it echoed redacted, control
+    bytes shown as escapes, cut to ``limit`` characters."""
     text = payload.decode("utf-8", "replace").strip().replace("\n", " ")
-    return text[:limit] + ("..." if len(text) > limit else "")
+    return clean(text, one_line=True, limit=limit)
 
 
 def _conn_error(exc: BaseException) -> str:
@@ -140,7 +144,8 @@ def check_models(url: str, model: str, api_key: Optional[str] = None,
                          http_status=status, elapsed_s=dt)
     if model not in ids:
         return Readiness(url, model, False, "model_missing",
-                         f"GET {base}/models lists {list(ids)}, not {model!r}: a wrong --served-model-name, "
+                         f"GET {base}/models lists {clean(repr(list(ids)), one_line=True, limit=300)}, not {model!r}: "
+                         "a wrong --served-model-name, "
                          "or another server answers on this port",
                          http_status=status, models=ids, elapsed_s=dt)
     return Readiness(url, model, True, "models_ok", "", http_status=status, models=ids, elapsed_s=dt)
@@ -267,29 +272,61 @@ def wait_for_drain(url: str, *, timeout_s: float, poll_s: float = 1.0,
 
 # ------------------------------------------------------------------ API key
 
+#: The one rule for an API key file, shared with the job script (templates/base.sh.j2):
+#: the key is the file's first line without surrounding spaces, tabs and the
+#: line end (LF or CRLF); it must be printable ASCII with no space inside.
+KEY_FILE_RULE = ("the key is the first line of the file, without surrounding whitespace or the line end;"
+                 " it must be printable ASCII with no spaces")
+_KEY_RE = re.compile(r"^[!-~]+$")
+
+
+def key_from_text(text: str, path: str) -> str:
+    """The key in an API key file's text (:data:`KEY_FILE_RULE`)."""
+    key = text.split("\n", 1)[0].strip(" \t\r\v\f")
+    if not key:
+        raise ConfigError(f"API key file {path} is empty (its first line holds no key)",
+                          hint=KEY_FILE_RULE)
+    if not _KEY_RE.match(key):
+        raise ConfigError(f"API key file {path} holds a key with spaces, control or non-ASCII characters",
+                          hint=KEY_FILE_RULE)
+    return key
+
+
+def read_api_key_file(path: str) -> str:
+    """The key in ``path``: a regular file not readable by others (the job
+    checks the same), read by :func:`key_from_text`."""
+    from pbsvllm.fileio import read_regular
+
+    path = os.path.expanduser(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"API key file {path} (api_key_file) does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read API key file {path}: {exc.strerror}") from None
+    if st.st_mode & 0o077:
+        raise ConfigError(
+            f"API key file {path} is readable by other users (mode {st.st_mode & 0o777:o})",
+            hint=f"chmod 600 {path}",
+        )
+    data = read_regular(path, "API key file", error=ConfigError, max_bytes=64 << 10)
+    if data is None:
+        raise ConfigError(f"API key file {path} (api_key_file) does not exist")
+    key = key_from_text(data.decode("utf-8", "replace"), path)
+    remember_secret(key)
+    return key
+
+
 def resolve_api_key(api_key_file: Optional[str] = None, api_key_env: str = "VLLM_API_KEY",
                     env: Optional[Mapping[str, str]] = None) -> Optional[str]:
-    """The key the probes send: from ``api_key_file`` if set, else ``$<api_key_env>``.
+    """The key the probes send: from ``api_key_file`` if set (:func:`read_api_key_file`,
+    the rule the job uses too), else ``$<api_key_env>``.
 
-    The file must not be readable by others (same rule as the job uses).
     Returns None when neither is set (a server started without --api-key).
     """
     env = os.environ if env is None else env
     if api_key_file:
-        path = os.path.expanduser(api_key_file)
-        try:
-            st = os.stat(path)
-            if st.st_mode & 0o077:
-                raise ConfigError(
-                    f"API key file {path} is readable by other users (mode {st.st_mode & 0o777:o})",
-                    hint=f"chmod 600 {path}",
-                )
-            with open(path, "r", encoding="utf-8") as fh:
-                key = fh.read().strip()
-        except FileNotFoundError:
-            raise ConfigError(f"API key file {path} (api_key_file) does not exist") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read API key file {path}: {exc.strerror}") from None
-        return key or None
-    value = env.get(api_key_env, "")
+        return read_api_key_file(api_key_file)
+    value = env.get(api_key_env, "").strip(" \t\r\n")
+    remember_secret(value)
     return value or None

@@ -11,13 +11,12 @@ script is to fix and resubmit by hand.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pbsvllm.errors import PbsvllmError
 from pbsvllm.jobs import JobRecord, JobStore
-from pbsvllm.models import JobState, ServerState
+from pbsvllm.models import ServerState
 from pbsvllm.transport.base import Transport
 
 if TYPE_CHECKING:
@@ -45,13 +44,14 @@ class SubmitTarget:
     profile: str = ""
     registries: Tuple[str, ...] = ()
     api_key_env: str = "VLLM_API_KEY"
+    api_key_file: str = ""
 
     @classmethod
-    def from_settings(cls, settings: "Settings", alias: str) -> "SubmitTarget":
+    def from_settings(cls, settings: Settings, alias: str) -> SubmitTarget:
         return cls(home=settings.home, host=settings.host,
                    scheduler=settings.scheduler or settings.profile.scheduler or "auto",
                    profile=settings.profile.name, registries=tuple(settings.registries_for(alias)),
-                   api_key_env=settings.api_key_env or "VLLM_API_KEY")
+                   api_key_env=settings.api_key_env or "VLLM_API_KEY", api_key_file=settings.api_key_file or "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,16 +71,16 @@ class SubmitJob:
     plan: Dict[str, Any] = dataclasses.field(default_factory=dict)  # Plan.to_json()
 
     @classmethod
-    def from_prepared(cls, prepared: "PreparedJob") -> "SubmitJob":
+    def from_prepared(cls, prepared: PreparedJob) -> SubmitJob:
         return cls(alias=prepared.alias, script_text=prepared.script_text, script_path=prepared.script_path,
                    model=prepared.model, served_model_name=prepared.served_model_name,
                    log_path=prepared.log_path, server_info_path=prepared.server_info_path,
                    dirs=tuple(prepared.dirs), port=prepared.port, plan=prepared.plan.to_json())
 
 
-def submit_prepared(settings: "Settings", prepared: "PreparedJob", *, transport: Optional[Transport] = None,
-                    scheduler: Optional["Scheduler"] = None, store: Optional[JobStore] = None,
-                    options: Optional["SubmitOptions"] = None) -> JobRecord:
+def submit_prepared(settings: Settings, prepared: PreparedJob, *, transport: Optional[Transport] = None,
+                    scheduler: Optional[Scheduler] = None, store: Optional[JobStore] = None,
+                    options: Optional[SubmitOptions] = None) -> JobRecord:
     """:func:`submit_job` for the render step's PreparedJob and the resolved settings."""
     return submit_job(SubmitTarget.from_settings(settings, prepared.alias), SubmitJob.from_prepared(prepared),
                       transport=transport, scheduler=scheduler, store=store, options=options)
@@ -91,9 +91,9 @@ def submit_job(
     job: SubmitJob,
     *,
     transport: Optional[Transport] = None,
-    scheduler: Optional["Scheduler"] = None,
+    scheduler: Optional[Scheduler] = None,
     store: Optional[JobStore] = None,
-    options: Optional["SubmitOptions"] = None,
+    options: Optional[SubmitOptions] = None,
 ) -> JobRecord:
     """Write ``job``'s script on the target, submit it, record the job.
 
@@ -130,6 +130,9 @@ def submit_job(
         if rc != 0:
             raise PbsvllmError(f"cannot create {', '.join(dirs)} on {transport.host}: {err.strip()}",
                                hint="check that PBSVLLM_HOME and the profile's log_dir are writable")
+    # the record must be writable BEFORE qsub: a job that runs untracked holds a node
+    # and never gets registered, cleaned up or cancelled by pbsvllm
+    store.check_writable()
     try:
         job_id = scheduler.submit(script_path, options)
     except PbsvllmError as exc:
@@ -143,7 +146,9 @@ def submit_job(
     if info_path:
         info_path = transport.expanduser(fill_job_id(info_path, job_id))
     else:
-        info_path = os.path.join(target.home, "run", f"{job_id}.server.json")
+        from pbsvllm.serverinfo import default_path
+
+        info_path = default_path(target.home, job_id)
     record = JobRecord(
         job_id=job_id,
         alias=job.alias,
@@ -159,11 +164,45 @@ def submit_job(
         port=job.port,
         registries=list(target.registries),
         api_key_env=target.api_key_env,
+        api_key_file=target.api_key_file,
         plan=dict(job.plan),
         server_state=ServerState.NONE,
     )
-    store.save(record)
+    try:
+        store.create(record)
+    except (OSError, PbsvllmError) as exc:
+        kept = _keep_record_elsewhere(record)
+        why = exc.message if isinstance(exc, PbsvllmError) else (exc.strerror or str(exc))
+        raise PbsvllmError(
+            f"job {job_id} WAS SUBMITTED and runs, but its record could not be written in {store.dir} ({why}); "
+            f"pbsvllm does not track it. Cancel it with: {_cancel_command(scheduler.name, job_id)}"
+            + (f"; its record was kept at {kept} (copy it into {store.dir} to track the job)" if kept else ""),
+            hint="free space or fix PBSVLLM_HOME's permissions",
+        ) from None
     return record
+
+
+def _cancel_command(scheduler_name: str, job_id: str) -> str:
+    if scheduler_name == "local":
+        return f"pbsvllm cancel {job_id} (once its record is back), or kill the job's process group"
+    if scheduler_name == "slurm-torque":
+        return f"scancel {job_id.split('.', 1)[0]}"
+    return f"qdel {job_id}"
+
+
+def _keep_record_elsewhere(record: JobRecord) -> Optional[str]:
+    """Write the record where it can still go (the temp folder); None if nowhere."""
+    import json
+    import tempfile
+
+    from pbsvllm.fileio import atomic_write
+
+    path = os.path.join(tempfile.gettempdir(), f"pbsvllm-record-{os.getuid()}-{record.job_id}.json")
+    try:
+        atomic_write(path, json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n", 0o600)
+    except OSError:
+        return None
+    return path
 
 
 # ---------------------------------------------------------------- status / cancel
@@ -178,9 +217,9 @@ def refresh_statuses(
     records: Sequence[JobRecord],
     *,
     transport_for: Optional[Callable[[Optional[str]], Transport]] = None,
-    scheduler_for: Optional[Callable[[Optional[str], str], "Scheduler"]] = None,
+    scheduler_for: Optional[Callable[[Optional[str], str], Scheduler]] = None,
     skip_terminal: bool = True,
-) -> Tuple[Dict[str, "JobStatus"], List[str]]:
+) -> Tuple[Dict[str, JobStatus], List[str]]:
     """Ask each (host, scheduler) group of ``records`` for its jobs' states in
     ONE scheduler call per group; cache the answers in the records.
 
@@ -194,11 +233,10 @@ def refresh_statuses(
     transport_for = transport_for or get_transport
     groups: Dict[Tuple[Optional[str], str], List[JobRecord]] = {}
     for rec in records:
-        cached = rec.last_status or {}
-        if skip_terminal and cached.get("state") in [s.value for s in JobState if s.is_terminal]:
+        if skip_terminal and rec.last_state is not None and rec.last_state.is_terminal:
             continue
         groups.setdefault((rec.host, rec.scheduler or "auto"), []).append(rec)
-    statuses: Dict[str, "JobStatus"] = {}
+    statuses: Dict[str, JobStatus] = {}
     errors: List[str] = []
     for (host, sched_name), recs in groups.items():
         try:
@@ -217,17 +255,20 @@ def refresh_statuses(
             if st is None:
                 continue
             statuses[rec.job_id] = st
+            if st.state == JobState.UNKNOWN:
+                continue  # shown as unknown, never cached: the record keeps what was last known
             d = st.to_dict()
-            if _status_key(d) != _status_key(rec.last_status or {}) or now - (rec.last_status_at or 0) > 60:
-                rec.last_status, rec.last_status_at = d, now
-                changed[rec.job_id] = {"last_status": d, "last_status_at": now}
+            cached = rec.last_status.to_dict() if rec.last_status is not None else {}
+            if _status_key(d) != _status_key(cached) or now - (rec.last_status_at or 0) > 60:
+                rec.last_status, rec.last_status_at = st, now
+                changed[rec.job_id] = {"last_status": st, "last_status_at": now}
         if changed:
             store.update_many(changed)
     return statuses, errors
 
 
 def cancel_job(store: JobStore, alias_or_id: str, *, force: bool = False, transport: Optional[Transport] = None,
-               scheduler: Optional["Scheduler"] = None) -> Tuple[JobRecord, str]:
+               scheduler: Optional[Scheduler] = None) -> Tuple[JobRecord, str]:
     """Cancel a tracked job (qdel / qdel -W force / local SIGTERM+SIGKILL);
     records ``cancelled_at``. Returns the record and the scheduler's message."""
     from pbsvllm.scheduler import get_scheduler

@@ -16,14 +16,13 @@ points at a live server).
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
-
 import dataclasses
+import os
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from pbsvllm import serverinfo
 from pbsvllm.errors import PbsvllmError, ServerError
-from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.jobs import JobRecord, JobStore, with_record_key_file
 from pbsvllm.logtail import LOG_END_BYTES, read_end
 from pbsvllm.models import JobState, ServerState
 from pbsvllm.transport.base import Transport
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
     from pbsvllm.registry.base import Registry
 
 METRIC_KEYS = ("generation_tokens_per_s", "prompt_tokens_per_s", "running", "waiting",
-               "kv_cache_usage_pct", "prefix_cache_hit_pct")
+               "kv_cache_usage_pct", "prefix_cache_hit_pct", "kv_device", "engines")  # = status.schema.json
 
 
 def metrics_from_lines(lines: Iterable[str]) -> Optional[Dict[str, Any]]:
@@ -77,7 +76,7 @@ class EndedEntry:
     """A registry entry that points at the server of a job that has ended."""
 
     row: int  # index of the job's status row
-    registry: "Registry"
+    registry: Registry
     alias: str
     url: str
     job_id: str
@@ -90,9 +89,10 @@ class LiveView:
     ended: List[EndedEntry] = dataclasses.field(default_factory=list)
 
 
-def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dict[str, Any]], *,
+def live_rows(settings: Settings, records: Sequence[JobRecord], rows: List[Dict[str, Any]], *,
               store: Optional[JobStore] = None, probe_timeout: float = 1.5,
-              transport_for: Optional[Callable[[Optional[str]], Optional[Transport]]] = None) -> LiveView:
+              transport_for: Optional[Callable[[Optional[str]], Optional[Transport]]] = None,
+              gone: Optional[Set[str]] = None) -> LiveView:
     """Fill ``server_state``, ``url``, ``metrics`` and ``registries`` of status rows.
 
     Servers of running jobs are probed concurrently (short timeouts); metrics
@@ -100,6 +100,12 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
     (configured, the record's, where the watcher wrote) with an entry for the
     server's URL. No registry is changed: the entries of jobs that have ended
     are returned in ``LiveView.ended`` for :func:`remove_ended_entries`.
+
+    A job has ended only on positive evidence: a final state from its
+    scheduler, or the scheduler saying it does not know the id (``gone``:
+    job ids) while the job's server does not answer at all. UNKNOWN alone
+    (silence, garbage, an unfamiliar letter) changes nothing: the row shows
+    it and the record, the registries and the saved server state stay.
     """
     from pbsvllm import health
     from pbsvllm.registry import open_registries, spec_of
@@ -111,18 +117,19 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
     view = LiveView()
     notes = view.notes
     by_id = {r.job_id: r for r in records}
-    ended = {s.value for s in JobState if s.is_terminal} | {JobState.UNKNOWN.value}
+    ended = {s.value for s in JobState if s.is_terminal}
+    dead_gone = _gone_and_silent(rows, by_id, gone or set(), probe_timeout)
     # URLs of servers still alive: never removed, even if an ended job once had the same host:port
     live_urls = set()
     for row in rows:
-        if (row.get("state") or "UNKNOWN") not in ended:
+        if (row.get("state") or "UNKNOWN") not in ended and str(row.get("job_id")) not in dead_gone:
             rec = by_id.get(str(row.get("job_id")))
             for u in [row.get("url") or ""] + (list(rec.watch.urls) if rec else []):
                 if u:
                     live_urls.add(u.rstrip("/"))
     to_probe: List[Tuple[int, str, str]] = []
     api_key_err: Optional[str] = None
-    reg_cache: Dict[str, Optional[Tuple["Registry", Dict[str, List[Any]]]]] = {}
+    reg_cache: Dict[str, Optional[Tuple[Registry, Dict[str, List[Any]]]]] = {}
     for i, row in enumerate(rows):
         rec = by_id.get(str(row.get("job_id")))
         if rec is None:
@@ -142,7 +149,7 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
                 except ServerError:
                     url = ""
         row["url"] = url
-        terminal = state in ended
+        terminal = state in ended or str(row.get("job_id")) in dead_gone
         metrics = None
         if tr is not None and state in (JobState.RUNNING.value, JobState.COMPLETING.value):
             # only a live server has current figures
@@ -155,11 +162,16 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
                 row["server_state"] = ServerState.FAILED.value
             else:
                 row["server_state"] = ServerState.STOPPED.value
+        elif state == JobState.UNKNOWN.value:
+            # shown as unknown; the server is probed for the row, nothing is saved
+            row["server_state"] = saved.value
+            if url:
+                to_probe.append((i, url, rec.served_model_name or rec.alias))
         elif state == JobState.RUNNING.value and url:
             to_probe.append((i, url, rec.served_model_name or rec.alias))
-            row["server_state"] = ServerState.FAILED.value if saved == ServerState.FAILED else ServerState.STARTING.value
+            row["server_state"] = (ServerState.FAILED if saved == ServerState.FAILED else ServerState.STARTING).value
         elif state == JobState.RUNNING.value:
-            row["server_state"] = ServerState.FAILED.value if saved == ServerState.FAILED else ServerState.STARTING.value
+            row["server_state"] = (ServerState.FAILED if saved == ServerState.FAILED else ServerState.STARTING).value
         else:
             row["server_state"] = saved.value
         # registries pointing at it
@@ -201,7 +213,8 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
                 pass
     if to_probe:
         try:
-            key = health.resolve_api_key(settings.api_key_file, settings.api_key_env or "VLLM_API_KEY")
+            keyed = with_record_key_file(settings, [by_id[str(rows[i].get("job_id"))] for i, _u, _m in to_probe])
+            key = health.resolve_api_key(keyed.api_key_file, settings.api_key_env or "VLLM_API_KEY")
         except PbsvllmError as exc:
             key, api_key_err = None, str(exc)
         results = health.check_many([(u, m) for _, u, m in to_probe], key, timeout=probe_timeout,
@@ -218,6 +231,31 @@ def live_rows(settings: "Settings", records: Sequence[JobRecord], rows: List[Dic
     if api_key_err:
         notes.append(api_key_err)
     return view
+
+
+def _gone_and_silent(rows: List[Dict[str, Any]], by_id: Dict[str, JobRecord], gone: Set[str],
+                     timeout: float) -> Set[str]:
+    """Job ids of UNKNOWN rows whose scheduler said it does not know the id and
+    whose every server URL is unreachable (or that never had one)."""
+    from pbsvllm import health
+
+    out: Set[str] = set()
+    targets: List[Tuple[str, str, str]] = []
+    for row in rows:
+        jid = str(row.get("job_id"))
+        if jid not in gone or (row.get("state") or "UNKNOWN") != JobState.UNKNOWN.value:
+            continue
+        rec = by_id.get(jid)
+        urls = [u for u in [row.get("url") or (rec.url if rec else "")] + (list(rec.watch.urls) if rec else []) if u]
+        if not urls:
+            out.add(jid)
+        targets.extend((jid, u, (rec.served_model_name or rec.alias) if rec else "") for u in urls)
+    if targets:
+        # no key: a live server answering 401 still counts as live
+        results = health.check_many([(u, m) for _, u, m in targets], None, timeout=timeout, completion_timeout=timeout)
+        answering = {jid for (jid, _u, _m), res in zip(targets, results) if res.stage != "unreachable"}
+        out |= {jid for jid, _u, _m in targets} - answering
+    return out
 
 
 def remove_ended_entries(view: LiveView, rows: List[Dict[str, Any]]) -> List[str]:

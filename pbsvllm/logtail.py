@@ -100,6 +100,31 @@ class LogTail:
         return lines
 
 
+class RangeReader:
+    """A read-only, forward-only file over ``Transport.read_range``: what a
+    byte-level parser that reads ``fh.read(n)`` in a loop (the vLLM log
+    scanner's ``LogFollower.read_from``) needs to parse a log on any host."""
+
+    def __init__(self, transport: Transport, path: str, offset: int = 0, end: Optional[int] = None,
+                 chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.transport = transport
+        self.path = path
+        self.pos = offset
+        self.end = end  # stop here (the size when the read began); None: the file's end
+        self.chunk_bytes = chunk_bytes
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.chunk_bytes
+        if self.end is not None:
+            n = min(n, self.end - self.pos)
+        if n <= 0:
+            return b""
+        data = self.transport.read_range(self.path, self.pos, n)
+        self.pos += len(data)
+        return data
+
+
 def read_end(transport: Transport, path: str, nbytes: int) -> List[str]:
     """The complete lines among the last ``nbytes`` of a log ([] when it is
     missing or unreadable)."""
@@ -115,3 +140,4 @@ def read_end(transport: Transport, path: str, nbytes: int) -> List[str]:
         return []
     lines = split_lines(data)
     return lines[1:] if start > 0 and lines else lines
+

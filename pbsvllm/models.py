@@ -44,7 +44,7 @@ class ServerState(str, enum.Enum):
         return self in (ServerState.FAILED, ServerState.STOPPED)
 
     @classmethod
-    def parse(cls, value: object) -> "ServerState":
+    def parse(cls, value: object) -> ServerState:
         """A stored value as a state (``UNKNOWN`` for one this version does not know)."""
         try:
             return cls(value or cls.NONE.value)
@@ -91,7 +91,7 @@ class Phase(str, enum.Enum):
             return -1
 
     @classmethod
-    def parse(cls, value: object, default: "Phase") -> "Phase":
+    def parse(cls, value: object, default: Phase) -> Phase:
         """``value`` as a phase; ``default`` for anything unknown (a record
         written by a newer version)."""
         try:

@@ -62,9 +62,12 @@ def check_plot_path(path: str) -> None:
 
 def write_page(path: str, text: str) -> None:
     """Replace ``path`` atomically with the page (mode 0644: a report is meant to be shared)."""
-    from pbsvllm.transport.local import atomic_write_text
+    from pbsvllm.fileio import atomic_write, write_error_text
 
-    atomic_write_text(path, text, mode=0o644)
+    try:
+        atomic_write(path, text, mode=0o644)
+    except OSError as exc:
+        raise ConfigError(write_error_text(path, exc)) from None
 
 
 # --------------------------------------------------------------------------- bench
@@ -178,7 +181,7 @@ def bench_html(report: Mapping[str, Any]) -> str:
     raw_settings = report.get("settings")
     settings: Mapping[str, Any] = raw_settings if isinstance(raw_settings, Mapping) else {}
     title = f"pbsvllm bench: {names}"
-    fig = bench_figure(series, title)
+    fig = bench_figure(series)  # the page's heading is the title
     rows = []
     for s in series:
         for lv in s.levels:
@@ -198,7 +201,8 @@ def bench_html(report: Mapping[str, Any]) -> str:
                     "requests_per_s", "output_tokens_per_s", "ttft_p50_s", "latency_p50_s", "latency_p99_s"))])
         ratio = (f"<h2>Ratio {html.escape(str(comparison.get('ratio', '')))}</h2>"
                  + _html_table(["concurrency", "req/s", "out tok/s", "TTFT p50", "latency p50", "latency p99"], crow))
-    facts = [f"{html.escape(s.name)}: {html.escape(s.url)} model {html.escape(s.model)}" for s in series]
+    facts = [html.escape(f"{s.name}: {s.url}" if s.name != s.url else s.url) + f" (model {html.escape(s.model)})"
+             for s in series]
     setting_text = ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
     body = (f"<h1>{html.escape(title)}</h1>"
             f"<p class='meta'>{'<br>'.join(facts)}<br>started {html.escape(str(report.get('started_at', '')))}; "
@@ -324,7 +328,7 @@ def doctor_html(diag: "Diagnosis") -> str:
     else:
         left = ("<p class='empty'>The log has no engine-stats lines (vLLM prints them every 10 s while "
                 "serving unless --disable-log-stats), so there is no timeline to draw.</p>")
-    load = _html_table(["figure", "value"], _load_rows(diag.load))
+    load = _html_table(["figure", "value"], _load_rows(diag.load.to_dict()))
     findings = "".join(_finding_html(f) for f in diag.findings) or "<p>No findings: nothing to change.</p>"
     rec = diag.recommendation
     if rec.available:

@@ -8,7 +8,11 @@
 - Every ``{{ value }}`` must pass through a filter that makes it safe for its
   place (``shquote``, ``directive``, ``comment``, ``raw_shell``, ``envname``);
   a bare string is refused at render time, so a template cannot forget to
-  quote. Numbers are allowed as they are.
+  quote. Numbers are allowed as they are. The guard holds for every filter
+  and operator: Jinja's own filters may not produce script text (``e``,
+  ``safe``, ``tojson``, ``urlize``, ``forceescape``, ``replace`` on a quoted
+  value... are refused), and the sandboxed environment allows no string
+  methods, slicing, ``~`` or ``+`` on text, which could unquote a value.
 - Jinja comments are ``{## ... ##}`` (bash's ``${#array[@]}`` would open a
   default ``{# #}`` comment).
 
@@ -19,16 +23,17 @@ The job-file contract (paths, server-info keys) is in docs/architecture.md.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from markupsafe import Markup
 
 from pbsvllm import __version__
-from pbsvllm.config import Settings
+from pbsvllm.config import Profile, Settings
 from pbsvllm.errors import ConfigError, PbsvllmError, PlanError, TemplateError
 
 TEMPLATE_NAME = "job.sh.j2"
@@ -95,6 +100,16 @@ def _raw_shell(v: Any) -> Safe:
     return Safe(s)
 
 
+def _heredoc(v: Any, delimiter: str) -> Safe:
+    """A block of rendered text that goes between ``<<'DELIMITER'`` and ``DELIMITER``: no line of it
+    may equal the delimiter (that line would end the here-document early and run the rest as script)."""
+    s = str(v)
+    if any(line.strip() == delimiter for line in s.splitlines()):
+        raise TemplateError(f"a rendered value contains a line {delimiter!r}, which would end the node helper "
+                            f"script early; remove it (profile env_lines / env)")
+    return Safe(s)
+
+
 def _envname(v: Any) -> Safe:
     s = str(v)
     if not _ENVNAME_RE.match(s):
@@ -109,6 +124,73 @@ def _finalize(v: Any) -> Any:
                         f"| directive (#PBS value) or | comment (comment text)")
 
 
+#: pbsvllm's own filters: the only ones whose output may be (or become) script text.
+QUOTING_FILTERS = ("shquote", "shpath", "directive", "directive_line", "comment", "raw_shell", "envname")
+
+
+def _no_markup_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """A Jinja built-in filter that may not produce script text: ``e``, ``safe``,
+    ``tojson``, ``urlize``, ``forceescape``, ``replace`` or ``trim`` on a quoted
+    value... would all hand the guard "markup" that is not quoted for a shell.
+    Their results are fine as input to a quoting filter (``v | upper | shquote``)."""
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        out = func(*args, **kwargs)
+        if isinstance(out, Markup):
+            raise TemplateError(
+                f"filter '{name}' cannot put text into a job script: its result is not quoted for the shell; "
+                f"end the expression with one of pbsvllm's quoting filters ({', '.join(QUOTING_FILTERS)})"
+            )
+        return out
+
+    return guarded
+
+
+def _sandbox_class() -> Any:
+    """A sandboxed Jinja environment in which a template can change a string only
+    through filters: no string methods, no slicing, no ``~``/``+``/``%`` on
+    strings (each could turn a quoted value back into bare shell text)."""
+    import jinja2.compiler
+    import jinja2.sandbox
+
+    class NoConcat(jinja2.compiler.CodeGenerator):
+        def visit_Concat(self, node: Any, frame: Any) -> None:
+            self.fail("'~' cannot be used in a pbsvllm job template: it joins text the guard cannot check; "
+                      "print each value with its own quoting filter", node.lineno)
+
+        def visit_Getitem(self, node: Any, frame: Any) -> None:
+            import jinja2.nodes
+
+            if isinstance(node.arg, jinja2.nodes.Slice):  # Jinja slices bypass environment.getitem
+                self.fail("slicing ([a:b]) cannot be used in a pbsvllm job template: it can cut the quotes off a "
+                          "quoted value", node.lineno)
+            super().visit_Getitem(node, frame)
+
+    class ScriptEnvironment(jinja2.sandbox.SandboxedEnvironment):
+        code_generator_class = NoConcat
+        intercepted_binops = frozenset(["+", "*", "%"])
+
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            if isinstance(obj, str):
+                return False  # Markup.replace/strip/format... would keep it "markup"
+            return bool(super().is_safe_attribute(obj, attr, value))
+
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            if isinstance(obj, str):
+                raise TemplateError("a pbsvllm job template cannot index or slice text "
+                                    f"({obj[:40]!r}[{argument!r}]); print whole values through a quoting filter")
+            return super().getitem(obj, argument)
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if isinstance(left, str) or isinstance(right, str):
+                raise TemplateError(f"'{operator}' on text cannot be used in a pbsvllm job template; "
+                                    "print each value with its own quoting filter")
+            return super().call_binop(context, operator, left, right)
+
+    return ScriptEnvironment
+
+
 def make_environment(template_dirs: Sequence[str] = ()) -> Any:
     import jinja2
 
@@ -121,11 +203,15 @@ def make_environment(template_dirs: Sequence[str] = ()) -> Any:
         jinja2.PrefixLoader({"builtin": jinja2.FileSystemLoader(builtin)}),
         jinja2.FileSystemLoader(user + [builtin]),
     ])
-    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=True,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                             finalize=_finalize, comment_start_string="{##", comment_end_string="##}")
+    env = _sandbox_class()(loader=loader, undefined=jinja2.StrictUndefined, autoescape=True,
+                           trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                           finalize=_finalize, comment_start_string="{##", comment_end_string="##}")
+    for name, func in list(env.filters.items()):
+        env.filters[name] = _no_markup_filter(name, func)
     env.filters.update(shquote=_shquote, shpath=_shpath, directive=_directive, directive_line=_directive_line,
-                       comment=_comment, raw_shell=_raw_shell, envname=_envname)
+                       comment=_comment, raw_shell=_raw_shell, envname=_envname,
+                       heredoc=_heredoc)
+    env.globals.pop("lipsum", None)  # returns markup
     return env
 
 
@@ -148,6 +234,10 @@ def plan_for(settings: Settings, model: str, options: Mapping[str, Any], env: Op
     o = {k: v for k, v in options.items() if v is not None}
     facts = load_model_facts(model, {k: o[k] for k in FACT_KEYS if k in o}, **({"env": env} if env is not None else {}))
     p = settings.profile
+    lo, hi, why = p.node_range()
+    if hi and p.nodes > hi:
+        raise ConfigError(f"--nodes {p.nodes}: profile '{p.name}' allows at most {hi} ({why})",
+                          hint=f"use --nodes {hi}, or a queue that takes more nodes (-q)")
     user_args = split_user_args(o.get("vllm_args", ()))
     if o.get("quantization"):
         user_args += ["--quantization", str(o["quantization"])]
@@ -159,6 +249,74 @@ def plan_for(settings: Settings, model: str, options: Mapping[str, Any], env: Op
         model_arg=model_arg, model_flag=p.model_flag, allow_unknown_flags=bool(o.get("allow_unknown_vllm_args")),
     )
     return facts, plan
+
+
+# ---------------------------------------------------------------------------
+# multi-node layouts (docs/multinode.md)
+# ---------------------------------------------------------------------------
+
+def multinode_mode(plan: Any) -> str:
+    """How a plan spans its nodes: ``ray`` (TP inside a node, PP across nodes, vLLM's Ray executor on a
+    Ray cluster the job forms) or ``dp`` (vLLM's native multi-node data parallel: each node runs its own
+    engine ranks, the other nodes headless). ``""`` for a one-node plan."""
+    if plan.nodes <= 1:
+        return ""
+    if plan.pipeline_parallel_size > 1 or plan.arg("--distributed-executor-backend") is not None:
+        return "ray"
+    if plan.data_parallel_size > 1 and plan.data_parallel_mode == "vllm":
+        return "dp"
+    raise PlanError(f"the plan spans {plan.nodes} nodes with TP={plan.tensor_parallel_size} "
+                    f"PP={plan.pipeline_parallel_size} DP={plan.data_parallel_size}: neither pipeline parallel "
+                    f"(Ray) nor vLLM data parallel across the nodes, so pbsvllm cannot render it")
+
+
+def multinode_context(p: Profile, plan: Any) -> Optional[Dict[str, Any]]:
+    """The template's ``multinode`` values for a plan of several nodes (None for one node); refuses
+    layouts the site's limits or the target vLLM version cannot run, before anything is queued."""
+    from pbsvllm.flags import is_known
+
+    p.check_nodes(plan.nodes, f"the plan ({plan.nodes} nodes)")
+    mode = multinode_mode(plan)
+    if not mode:
+        return None
+    version = plan.vllm_version
+    dp_local = 0
+    if mode == "ray":
+        backend = plan.arg("--distributed-executor-backend")
+        if backend is None or tuple(backend.values) != ("ray",):
+            raise PlanError(f"the plan spans {plan.nodes} nodes with PP={plan.pipeline_parallel_size} but does not "
+                            f"use --distributed-executor-backend ray; pbsvllm forms a Ray cluster for it",
+                            hint="drop the --vllm-arg that sets another backend")
+        if plan.tensor_parallel_size * plan.pipeline_parallel_size > plan.nodes * max(1, plan.gpus_per_node) and \
+                plan.device == "cuda":
+            raise PlanError(f"TP={plan.tensor_parallel_size} x PP={plan.pipeline_parallel_size} needs more GPUs than "
+                            f"{plan.nodes} nodes x {plan.gpus_per_node}")
+    else:
+        missing = [f for f in ("--data-parallel-size-local", "--data-parallel-address", "--data-parallel-rpc-port",
+                               "--data-parallel-start-rank", "--headless") if not is_known(f, version)]
+        if missing:
+            raise PlanError(f"multi-node data parallel needs {', '.join(missing)}, which vLLM {version} does not have "
+                            f"(added in 0.9.2)", hint="serve with a newer vLLM (--vllm-version) or on one node")
+        if plan.data_parallel_size % plan.nodes:
+            raise PlanError(f"DP={plan.data_parallel_size} does not split evenly over {plan.nodes} nodes; "
+                            f"use a multiple of {plan.nodes}")
+        dp_local = plan.data_parallel_size // plan.nodes
+    if p.node_launcher == "pbsdsh" and p.scheduler == "local":
+        raise ConfigError(f"profile {p.name}: node_launcher pbsdsh needs a PBS job; the local backend uses 'local'")
+    return {
+        "nodes": plan.nodes,
+        "mode": mode,
+        "launcher": p.node_launcher,
+        "launcher_args": list(p.node_launcher_args),
+        "interface": p.node_interface,
+        "ray_port": p.ray_port,
+        "ray_temp_dir": p.ray_temp_dir,
+        "ray_wait_s": p.ray_wait_s,
+        "dp_rpc_port": p.dp_rpc_port,
+        "dp_local": dp_local,
+        "gpus_per_node": plan.gpus_per_node if plan.device == "cuda" else 0,
+        "cpus_per_node": p.cpus_per_node,
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -213,15 +371,10 @@ def job_name_for(alias: str, dialect: str) -> str:
 
 
 def build_context(settings: Settings, model: str, alias: str, plan: Any, *, served_model_name: str,
-                  port: int) -> Dict[str, Any]:
+                  port: int, extra_directives: Sequence[str] = (),
+                  submit_env: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     p = settings.profile
-    if plan.nodes > 1:
-        alt = "; ".join(a["summary"] for a in plan.alternatives if a.get("nodes", 1) == 1) or \
-            "a quantized checkpoint (--quantization fp8) or a node with more GPU memory"
-        raise PlanError(
-            f"the plan needs {plan.nodes} nodes (TP={plan.tensor_parallel_size} PP={plan.pipeline_parallel_size}); "
-            f"multi-node jobs (a Ray cluster across the job's nodes) are not rendered yet",
-            hint=f"one-node options: {alt}")
+    multinode = multinode_context(p, plan)
     # replicas mode: N independent servers on the node, each on its own TP x PP GPU set
     replicas = plan.data_parallel_size if plan.data_parallel_mode == "replicas" else 1
     home = settings.home
@@ -244,7 +397,7 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
         # '#PBS -o <dir>/': a path without a file name; PBS Pro then names the spool file <dir>/<jobid>.OU (qsub(1B)); a '~' path
         # (remote host, not yet expanded) cannot go into a directive: PBS's default then applies
         "output": "" if log_dir.startswith("~") else log_dir.rstrip("/") + "/",
-        "extra_directives": list(p.extra_directives),
+        "extra_directives": list(extra_directives) + list(p.extra_directives),  # per-submit ones first: they win
     }
     launcher = shlex.split(p.launcher)
     if not launcher:
@@ -278,6 +431,8 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
         "args": list(plan.args),
         "plan": plan,
         "plan_summary": summary,
+        "submit_env": dict(submit_env or {}),  # --env NAME=VALUE: exported after the profile's lines
+        "multinode": multinode,
     }
 
 
@@ -297,6 +452,10 @@ def render_script(context: Mapping[str, Any], template_dirs: Sequence[str] = (),
         raise TemplateError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"template {template_name}: {exc.message} (a variable the template uses is not provided)") from None
+    except jinja2.exceptions.SecurityError as exc:
+        raise TemplateError(f"template {template_name}: {exc} (job templates may not do this)") from None
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError, LookupError, RecursionError) as exc:
+        raise TemplateError(f"template {template_name} failed: {type(exc).__name__}: {exc}") from None
 
 
 def prepare_job(settings: Settings, model: str, alias: str, options: Mapping[str, Any],
@@ -312,7 +471,11 @@ def prepare_job(settings: Settings, model: str, alias: str, options: Mapping[str
     opts["served_model_name"] = served
     opts["port"] = port
     _facts, plan = plan_for(settings, model, opts, env=env)
-    context = build_context(settings, model, alias, plan, served_model_name=served, port=port)
+    from pbsvllm.extras import parse as parse_extras
+
+    directives, submit_env = parse_extras(options.get("directives") or (), options.get("env") or ())
+    context = build_context(settings, model, alias, plan, served_model_name=served, port=port,
+                            extra_directives=directives, submit_env=submit_env)
     text = render_script(context, settings.template_dirs, options.get("template") or TEMPLATE_NAME)
     stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%S.%f")  # microseconds: two submits in one second differ
     script_path = os.path.join(settings.home, "scripts", f"{alias}-{stamp}.pbs")

@@ -9,7 +9,7 @@ to validate.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pbsvllm.doctor import Capacity, Diagnosis, Finding
 
@@ -33,43 +33,44 @@ def _counts(findings: List[Finding]) -> str:
     return ", ".join(f"{n} {s}" for s, n in c.items()) or "none"
 
 
-def _capacity_rows(before: Optional[Capacity], after: Optional[Capacity]) -> List[List[str]]:
-    def g(c: Optional[Capacity], k: str, d: int = 0) -> str:
-        return _n(getattr(c, k), d) if c is not None else "?"
+#: The capacity table: label, the figure of a Capacity, digits after the point.
+_CAPACITY_ROWS: List[Tuple[str, Callable[[Capacity], Optional[float]], int]] = [
+    ("replicas (data parallel)", lambda c: c.replicas, 0),
+    ("KV-cache tokens per replica", lambda c: c.kv_cache_tokens_per_replica, 0),
+    ("max model length", lambda c: c.max_model_len, 0),
+    ("max concurrency at max length (server)", lambda c: c.max_concurrency_at_max_len, 1),
+    ("requests of the observed size the KV cache holds (server)", lambda c: c.requests_at_observed_size, 0),
+    ("max-num-seqs (server)", lambda c: c.max_num_seqs_total, 0),
+]
 
-    rows = [
-        ["replicas (data parallel)", g(before, "replicas"), g(after, "replicas")],
-        ["KV-cache tokens per replica", g(before, "kv_cache_tokens_per_replica"), g(after, "kv_cache_tokens_per_replica")],
-        ["max model length", g(before, "max_model_len"), g(after, "max_model_len")],
-        ["max concurrency at max length (server)", g(before, "max_concurrency_at_max_len", 1),
-         g(after, "max_concurrency_at_max_len", 1)],
-        ["requests of the observed size the KV cache holds (server)", g(before, "requests_at_observed_size"),
-         g(after, "requests_at_observed_size")],
-        ["max-num-seqs (server)", g(before, "max_num_seqs_total"), g(after, "max_num_seqs_total")],
-    ]
-    return rows
+
+def _capacity_rows(before: Optional[Capacity], after: Optional[Capacity]) -> List[List[str]]:
+    def g(c: Optional[Capacity], pick: Callable[[Capacity], Optional[float]], digits: int) -> str:
+        return _n(pick(c), digits) if c is not None else "?"
+
+    return [[label, g(before, pick, digits), g(after, pick, digits)] for label, pick, digits in _CAPACITY_ROWS]
 
 
 def _load_lines(d: Diagnosis) -> List[str]:
     ld = d.load
-    if not ld.get("stats_lines"):
+    if not ld.stats_lines:
         return ["no engine-stats lines in the log"]
     out = [
-        f"{ld['stats_lines']} stats lines from {ld['engines']} engine(s), {ld.get('busy_lines', 0)} while busy",
-        f"generation {_n(ld.get('mean_busy_generation_tokens_per_s_per_engine'), 1)} tokens/s and prompt "
-        f"{_n(ld.get('mean_busy_prompt_tokens_per_s_per_engine'), 1)} tokens/s per engine (mean while busy)",
-        f"running requests per engine: mean {_n(ld.get('mean_busy_running_per_engine'), 1)}, peak "
-        f"{_n(ld.get('peak_running_per_engine'))}; waiting peak {_n(ld.get('peak_waiting_per_engine'))}",
-        f"KV cache usage: mean {_n(ld.get('mean_busy_kv_cache_usage_pct'), 2)}%, peak "
-        f"{_n(ld.get('peak_kv_cache_usage_pct'), 2)}%",
+        f"{ld.stats_lines} stats lines from {ld.engines} engine(s), {ld.busy_lines} while busy",
+        f"generation {_n(ld.mean_busy_generation_tokens_per_s_per_engine, 1)} tokens/s and prompt "
+        f"{_n(ld.mean_busy_prompt_tokens_per_s_per_engine, 1)} tokens/s per engine (mean while busy)",
+        f"running requests per engine: mean {_n(ld.mean_busy_running_per_engine, 1)}, peak "
+        f"{_n(ld.peak_running_per_engine)}; waiting peak {_n(ld.peak_waiting_per_engine if ld.engines else None)}",
+        f"KV cache usage: mean {_n(ld.mean_busy_kv_cache_usage_pct, 2)}%, peak "
+        f"{_n(ld.peak_kv_cache_usage_pct, 2)}%",
     ]
-    if ld.get("mean_busy_prefix_cache_hit_pct") is not None:
-        out.append(f"prefix-cache hit rate: {ld['mean_busy_prefix_cache_hit_pct']:g}% (mean while busy)")
-    if ld.get("context_tokens_per_request"):
-        out.append(f"context per running request: ~{ld['context_tokens_per_request']:,} tokens "
+    if ld.mean_busy_prefix_cache_hit_pct is not None:
+        out.append(f"prefix-cache hit rate: {ld.mean_busy_prefix_cache_hit_pct:g}% (mean while busy)")
+    if ld.context_tokens_per_request:
+        out.append(f"context per running request: ~{ld.context_tokens_per_request:,} tokens "
                    f"(KV tokens in use / running requests)")
-    if ld.get("preemptions"):
-        out.append(f"preemptions: {ld['preemptions']}")
+    if ld.preemptions:
+        out.append(f"preemptions: {ld.preemptions}")
     return out
 
 
@@ -156,9 +157,9 @@ def render_markdown(d: Diagnosis) -> str:
     else:
         L.append("- No issues found in this log.")
     if rec.available and rec.before and rec.after:
-        b, a = rec.before, rec.after
         L.append(f"- 🎯 **Recommended layout**: TP={rec.plan['tensor_parallel_size'] if rec.plan else '?'}, "
-                 f"DP={a.replicas} (now TP={f.tensor_parallel_size or 1}, DP={b.replicas}); see the command below")
+                 f"DP={rec.after.replicas} (now TP={f.tensor_parallel_size or 1}, DP={rec.before.replicas}); "
+                 "see the command below")
     assumed = [f"{k}: {v}" for k, v in d.node.sources.items() if v.startswith(("assumed", "unknown"))]
     if assumed:
         L.append("- **Assumptions**: " + "; ".join(assumed))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pbsvllm.errors import PbsvllmError, ServerError
@@ -34,6 +35,7 @@ from pbsvllm.transport.base import Transport
 #: Addresses a server binds to that are never a destination.
 WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
 DEFAULT_URL_TEMPLATE = "http://{host}:{port}/v1"
+SUFFIX = ".server.json"
 
 
 class ServerInfoMissing(ServerError):
@@ -74,7 +76,7 @@ class ServerInfo:
     path: str = ""  # where it was read from ("" when parsed from text)
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], path: str = "") -> "ServerInfo":
+    def from_dict(cls, doc: Mapping[str, Any], path: str = "") -> ServerInfo:
         """Validate a decoded file; ServerError names what is wrong."""
         where = path or "the server-info file"
         if not isinstance(doc, Mapping):
@@ -120,7 +122,7 @@ class ServerInfo:
             d.pop("hostname")
         return d
 
-    def servers(self) -> List["ServerInfo"]:
+    def servers(self) -> List[ServerInfo]:
         """One ServerInfo per server of the job: the replicas when there are
         several (replicas mode), else the job's one server."""
         if len(self.replicas) > 1:
@@ -149,6 +151,11 @@ def _port(v: Any, where: str) -> Optional[int]:
     return p
 
 
+def default_path(home: str, job_id: str) -> str:
+    """Where a job writes its server-info file: ``<home>/run/<job_id>.server.json``."""
+    return os.path.join(home, "run", f"{job_id}{SUFFIX}")
+
+
 def parse(text: str, path: str = "") -> ServerInfo:
     """The file's text as a ServerInfo; ServerError if it is not one."""
     try:
@@ -169,12 +176,31 @@ def read(transport: Transport, path: str) -> ServerInfo:
     try:
         if not transport.exists(path):
             raise ServerInfoMissing(f"{path} does not exist on {transport.host} (yet)")
+        if transport.is_local:
+            _check_owner(transport.expanduser(path))
         text = transport.read_text(path)
     except ServerInfoMissing:
         raise
     except PbsvllmError as exc:  # TransportError: unreadable, connection lost
         raise ServerError(f"cannot read the server-info file {path} on {transport.host}: {exc.message}") from None
     return parse(text, path)
+
+
+def _check_owner(path: str) -> None:
+    """A server-info file someone else wrote is never believed: its URL would
+    receive your API key and take over your registry entry."""
+    import os
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # read_text reports it
+    if st.st_uid != os.geteuid():
+        from pbsvllm.fileio import user_name
+
+        raise ServerError(f"the server-info file {path} belongs to {user_name(st.st_uid)}, not to you; pbsvllm "
+                          "ignores it (its URL would receive your API key)",
+                          hint="remove it, and keep PBSVLLM_HOME private (chmod 700)")
 
 
 def try_read(transport: Transport, path: str) -> Optional[ServerInfo]:

@@ -26,15 +26,14 @@ def fmt_duration(seconds: Optional[float]) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def build_row(record: JobRecord, status: Optional["JobStatus"] = None, *, now: Optional[float] = None,
+def build_row(record: JobRecord, status: Optional[JobStatus] = None, *, now: Optional[float] = None,
               stale: bool = False) -> Dict[str, Any]:
     """One status row. ``status``: the scheduler's answer; None -> the
     record's cached ``last_status`` (``stale`` True)."""
     now = time.time() if now is None else now
+    if status is None:
+        status, stale = record.last_status, True
     st: Dict[str, Any] = status.to_dict() if status is not None else {}
-    if not st:
-        st = dict(record.last_status)
-        stale = True
     state = str(st.get("state") or JobState.UNKNOWN.value)
     cancelled_at = record.cancelled_at
     if cancelled_at and state in (JobState.COMPLETED.value, JobState.FAILED.value, JobState.UNKNOWN.value):
@@ -74,7 +73,7 @@ def build_row(record: JobRecord, status: Optional["JobStatus"] = None, *, now: O
 
 def build_rows(
     records: Iterable[JobRecord],
-    statuses: Mapping[str, "JobStatus"],
+    statuses: Mapping[str, JobStatus],
     *,
     now: Optional[float] = None,
 ) -> List[Dict[str, Any]]:
@@ -88,7 +87,7 @@ def build_rows(
 
 
 def _state_cell(row: Mapping[str, Any]) -> str:
-    s = row["state"]
+    s = str(row["state"])
     if row.get("raw_state"):
         s += f" ({row['raw_state']})"
     if row.get("stale"):
@@ -152,7 +151,10 @@ SERVER_COLUMNS: List[Tuple[str, Callable[[Mapping[str, Any]], str]]] = [
 ]
 
 
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Optional[Sequence[Tuple[str, Callable]]] = None) -> str:
+Column = Tuple[str, Callable[[Mapping[str, Any]], str]]
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Optional[Sequence[Column]] = None) -> str:
     cols = list(columns or COLUMNS)
     if not rows:
         return "no tracked jobs"

@@ -21,8 +21,8 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from pbsvllm.errors import RegistryError, ServerError
-from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.errors import PbsvllmError, RegistryError, ServerError
+from pbsvllm.jobs import JobRecord, JobStore, with_record_key_file
 from pbsvllm.models import JobState, ServerState
 from pbsvllm.transport.base import Transport
 
@@ -46,7 +46,7 @@ class SwapResult:
         return dataclasses.asdict(self)
 
 
-def target_url(settings: "Settings", record: JobRecord, transport: Transport) -> str:
+def target_url(settings: Settings, record: JobRecord, transport: Transport) -> str:
     """The new server's URL: the job record's, else its server-info file,
     read through ``transport`` (the job's host: over SSH for a remote job)."""
     if record.url:
@@ -66,7 +66,7 @@ def target_url(settings: "Settings", record: JobRecord, transport: Transport) ->
                                    alias=record.alias)
 
 
-def _candidate_registries(settings: "Settings", alias: str, store: JobStore,
+def _candidate_registries(settings: Settings, alias: str, store: JobStore,
                           explicit: Optional[Sequence[str]]) -> List[str]:
     if explicit:
         return list(explicit)
@@ -78,7 +78,7 @@ def _candidate_registries(settings: "Settings", alias: str, store: JobStore,
 
 
 def swap_endpoint(
-    settings: "Settings",
+    settings: Settings,
     alias: str,
     to_job: str,
     *,
@@ -87,7 +87,7 @@ def swap_endpoint(
     add: bool = False,
     cancel_old: bool = False,
     drain_timeout_s: float = 120.0,
-    probe: Optional[Callable[[str, str], "Readiness"]] = None,
+    probe: Optional[Callable[[str, str], Readiness]] = None,
     cancel: Optional[Callable[[str], str]] = None,
     drain: Optional[Callable[[str, float], Tuple[bool, str]]] = None,
     transport_for: Optional[Callable[[Optional[str]], Transport]] = None,
@@ -113,7 +113,7 @@ def swap_endpoint(
     if probe is None:
         from pbsvllm.watcher import make_probe
 
-        probe = make_probe(settings, timeout=3.0, completion_timeout=30.0)
+        probe = make_probe(with_record_key_file(settings, [target]), timeout=3.0, completion_timeout=30.0)
     r = probe(url, model)
     if not r.ready:
         raise ServerError(
@@ -153,23 +153,38 @@ def swap_endpoint(
         for u in before:
             if u.rstrip("/") != url.rstrip("/") and u not in old_urls:
                 old_urls.append(u)
-    # remember, in the target's record, where it is registered (status, and removal when it ends)
-    watch = dataclasses.replace(target.watch, registered=list(dict.fromkeys(
-        [*target.watch.registered, *(str(item["registry"]) for item in reg_results)])))
-    aliases = list(dict.fromkeys([*target.registered_aliases, alias]))
-    store.update(target.job_id, watch=watch, registered_aliases=aliases,
-                 server_state=ServerState.READY, url=url)
+    # remember, in the target's record, where it is registered (status, and removal when it ends);
+    # read and written under the record lock: concurrent swaps each add their registries
+    written = [str(item["registry"]) for item in reg_results]
+
+    def remember(rec: JobRecord) -> JobRecord:
+        rec.watch = dataclasses.replace(rec.watch, registered=list(dict.fromkeys([*rec.watch.registered, *written])))
+        rec.registered_aliases = list(dict.fromkeys([*rec.registered_aliases, alias]))
+        rec.server_state, rec.url = ServerState.READY, url
+        return rec
+
+    try:
+        store.modify(target.job_id, remember)
+    except PbsvllmError as exc:
+        done = ", ".join(str(item["registry"]) for item in reg_results)
+        raise PbsvllmError(
+            f"{alias!r} now points at {url} in {done}, but job {target.job_id}'s record could not be updated "
+            f"({exc.message}): `pbsvllm status` will not remove these entries when the job ends",
+            hint=f"fix the record, or remove {alias!r} from those registries by hand when the job ends",
+        ) from None
 
     old_jobs: List[Dict[str, Any]] = []
     if add:
         return SwapResult(alias, target.job_id, url, reg_results, old_jobs, added=True)
     by_url: Dict[str, JobRecord] = {}
-    final = tuple(s.value for s in JobState if s.is_terminal)
+
+    def ended(r: JobRecord) -> bool:
+        return r.last_state is not None and r.last_state.is_terminal
+
     for rec in store.list():  # oldest first; a job still running wins over an ended one at the same URL
         for u in rec.urls:
             prev = by_url.get(u.rstrip("/"))
-            if prev is None or (rec.last_status or {}).get("state") not in final or \
-                    (prev.last_status or {}).get("state") in final:
+            if prev is None or not ended(rec) or ended(prev):
                 by_url[u.rstrip("/")] = rec
     for u in old_urls:
         old = by_url.get(u.rstrip("/"))
@@ -236,7 +251,11 @@ def _swap_behind_router(settings: "Settings", store: JobStore, alias: str, targe
     return SwapResult(alias, target.job_id, stable, reg_results, old_jobs, added=add)
 
 
-def _drain_twice(wait_for_drain: Any, url: str, timeout_s: float, sleep: Callable[[float], None]) -> Any:
+DrainFn = Callable[..., Tuple[bool, str]]  # pbsvllm.health.wait_for_drain(url, timeout_s=, sleep=)
+
+
+def _drain_twice(wait_for_drain: DrainFn, url: str, timeout_s: float,
+                 sleep: Callable[[float], None]) -> Tuple[bool, str]:
     """Idle on two scrapes a moment apart (a request may be on its way)."""
     deadline = time.monotonic() + timeout_s
     ok, how = wait_for_drain(url, timeout_s=timeout_s, sleep=sleep)

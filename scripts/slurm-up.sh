@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bring up (or reuse) the single-node Slurm test scheduler with Debian's
 # slurm-wlm-torque wrappers (qsub/qstat/qdel), as described in
-# docs/schedulers.md and ../shared/reference/pbs.md section 12.
+# docs/schedulers.md and docs/reference/pbs.md section 12.
 #
 #   bash scripts/slurm-up.sh          # prints SLURM_CONF=<file> on its last line
 #   export SLURM_CONF=$(bash scripts/slurm-up.sh | tail -1 | cut -d= -f2)

@@ -12,9 +12,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 pytest_plugins = [
+    "tests.plugins.fakesched",
     "tests.plugins.slurm",
     "tests.plugins.sshd",
     "tests.plugins.vllm",
+    "tests.plugins.ray",
     "tests.plugins.router",
     "tests.plugins.verifiers",
 ]

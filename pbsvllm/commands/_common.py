@@ -7,12 +7,13 @@ the API (:mod:`pbsvllm.api`) is imported inside the command function.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
 
 import click
 
 if TYPE_CHECKING:
     from pbsvllm.api import Client
+    from pbsvllm.jobs import JobRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +48,7 @@ def registry_options(f: F) -> F:
     return f
 
 
-def client(home: Optional[str] = None, **flags: Any) -> "Client":
+def client(home: Optional[str] = None, **flags: Any) -> Client:
     """The API client for these flags (config resolved once)."""
     from pbsvllm.api import Client
 
@@ -65,15 +66,19 @@ def exit_with(code: int) -> None:
         raise click.exceptions.Exit(code)
 
 
-def follow_and_report(api: "Client", records: Any, *, registries: Optional[Any] = None, add_replica: bool = False,
-                      timeout_s: Optional[float] = None, as_json: bool = False, follow_ready: bool = False) -> int:
+def follow_and_report(api: Client, records: Sequence[JobRecord], *, registries: Optional[Sequence[str]] = None,
+                      add_replica: bool = False, timeout_s: Optional[float] = None, as_json: bool = False,
+                      follow_ready: bool = False, quiet: bool = False) -> int:
     """Follow ``records`` with progress on the terminal (watch, submit --wait);
-    return the exit code: 0 all ready, 7 a server failed or the timeout ran out."""
+    return the exit code: 0 all ready and registered, 7 a server failed or the
+    timeout ran out, 6 a server is ready but a registration asked for did not
+    happen. ``quiet``: no progress; failures still get one line on stderr."""
     import sys
 
-    from pbsvllm.errors import ServerError
+    from pbsvllm.errors import RegistryError, ServerError
     from pbsvllm.models import ServerState
-    from pbsvllm.watcher import TextReporter
+    from pbsvllm.progress import ProgressReporter
+    from pbsvllm.watcher import Reporter
 
     stream = sys.stderr if as_json else sys.stdout
 
@@ -81,7 +86,8 @@ def follow_and_report(api: "Client", records: Any, *, registries: Optional[Any] 
         stream.write(text)
         stream.flush()
 
-    reporter = TextReporter(write, tty=stream.isatty(), single_job=len(records) == 1)
+    reporter: Reporter = Reporter() if quiet else ProgressReporter(write, tty=stream.isatty(),
+                                                                     single_job=len(records) == 1)
     res = api.follow(records, registries=registries, add_replica=add_replica, timeout_s=timeout_s,
                      reporter=reporter, follow_ready=follow_ready)
     if as_json:
@@ -91,4 +97,12 @@ def follow_and_report(api: "Client", records: Any, *, registries: Optional[Any] 
         click.echo(f"pbsvllm: timed out after {timeout_s:g} s; still not ready: {', '.join(pending)} "
                    "(run `pbsvllm watch` to resume)", err=True)
     failed = [j for j in res.jobs if j.server_state == ServerState.FAILED]
-    return ServerError.exit_code if failed or res.timed_out else 0
+    if quiet:
+        for j in failed:
+            click.echo(f"pbsvllm: {j.name} failed: {j.failure_detail or j.failure}", err=True)
+        for j in res.unregistered:
+            click.echo(f"pbsvllm: {j.name} is ready but NOT registered: {'; '.join(j.registration_problems)}",
+                       err=True)
+    if failed or res.timed_out:
+        return ServerError.exit_code
+    return RegistryError.exit_code if res.unregistered else 0

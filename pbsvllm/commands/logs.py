@@ -13,10 +13,12 @@ from pbsvllm.commands._common import client, echo_json, home_option, json_option
 @click.argument("target", metavar="ALIAS|JOB")
 @click.option("-f", "--follow", is_flag=True,
               help="Keep printing new lines as they are written, until the job ends (or Ctrl-C).")
-@click.option("--stats", is_flag=True, help="Only the engine-stats lines (throughput, running/waiting, KV cache, prefix hits).")
+@click.option("--stats", is_flag=True,
+              help="Only the engine-stats lines (throughput, running/waiting, KV cache, prefix hits).")
 @click.option("-n", "--lines", "n_lines", type=int, default=None, metavar="N",
               help="Only the last N lines (default: all; with -f, the last 20).")
-@click.option("--interval", type=float, default=0.5, show_default=True, metavar="SECONDS", help="Poll interval with -f.")
+@click.option("--interval", type=float, default=0.5, show_default=True, metavar="SECONDS",
+              help="Poll interval with -f.")
 @json_option
 @home_option
 def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], interval: float, as_json: bool,

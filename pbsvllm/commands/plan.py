@@ -5,11 +5,15 @@ Also home of the option groups ``submit`` shares (site, workload, model facts).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, List
 
 import click
 
 from pbsvllm.commands._common import echo_json, json_option
+
+# the --kv-cache-dtype values vLLM accepts (kept here so --help stays free of the planner's import)
+KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla")
 
 
 def _apply(f: Callable, options: List[Callable]) -> Callable:
@@ -18,16 +22,30 @@ def _apply(f: Callable, options: List[Callable]) -> Callable:
     return f
 
 
+def _finite(lo: float, hi: float) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback: a finite number in [lo, hi] (click's FloatRange lets nan through)."""
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return value
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise click.BadParameter(f"must be a finite number between {lo:g} and {hi:g}, got {value!r}")
+        return value
+    return check
+
+
 def site_options(f: Callable) -> Callable:
     """Which profile / node: shared by plan, submit (and usable by doctor)."""
     return _apply(f, [
         click.option("--profile", "-P", help="Site profile (built-in: polaris, sophia, pbspro, torque, local; "
                      "or one from your config file)."),
-        click.option("--gpus", "gpus_per_node", type=int, help="GPUs per node (overrides the profile)."),
-        click.option("--gpu-memory", "gpu_memory_gib", type=float, help="Memory per GPU in GiB (overrides the profile)."),
+        click.option("--gpus", "gpus_per_node", type=click.IntRange(1, 1024),
+                     help="GPUs per node (overrides the profile)."),
+        click.option("--gpu-memory", "gpu_memory_gib", type=float, callback=_finite(1, 4096),
+                     help="Memory per GPU in GiB (overrides the profile)."),
         click.option("--interconnect", type=click.Choice(["nvlink", "pcie", "none"]),
                      help="How the node's GPUs are linked (overrides the profile)."),
-        click.option("--nodes", type=int, help="Most nodes one server may use (default 1; PP across nodes only "
+        click.option("--nodes", type=click.IntRange(1, 10000),
+                     help="Most nodes one server may use (default 1; PP across nodes only "
                      "when one node cannot hold the model)."),
         click.option("--device", type=click.Choice(["cuda", "cpu"]), help="cuda or cpu (vLLM's CPU build)."),
         click.option("--vllm-version", help="vLLM version on the cluster (flags are checked against it)."),
@@ -37,17 +55,23 @@ def site_options(f: Callable) -> Callable:
 def workload_options(f: Callable) -> Callable:
     """Workload hints and model-facts overrides: shared by plan and submit."""
     return _apply(f, [
-        click.option("--max-model-len", type=int, help="Longest request (prompt + output) to serve, in tokens."),
-        click.option("--concurrency", type=int, help="Expected concurrent requests for the whole server."),
-        click.option("--prompt-len", type=int, help="Expected prompt length in tokens (average)."),
-        click.option("--output-len", type=int, help="Expected output length in tokens (average)."),
-        click.option("--kv-cache-dtype", help="KV cache dtype, e.g. fp8 (half the bytes per token)."),
+        click.option("--max-model-len", type=click.IntRange(1, 10**9),
+                     help="Longest request (prompt + output) to serve, in tokens."),
+        click.option("--concurrency", type=click.IntRange(1, 10**7),
+                     help="Expected concurrent requests for the whole server."),
+        click.option("--prompt-len", type=click.IntRange(1, 10**9), help="Expected prompt length in tokens (average)."),
+        click.option("--output-len", type=click.IntRange(1, 10**9), help="Expected output length in tokens (average)."),
+        click.option("--kv-cache-dtype", type=click.Choice(list(KV_CACHE_DTYPES)),
+                     help="KV cache dtype, e.g. fp8 (half the bytes per token)."),
         click.option("--params", help="Parameter count when no config is on disk, e.g. 7B."),
         click.option("--dtype", help="Weight dtype when not in the config (bfloat16, float16, fp8)."),
-        click.option("--num-layers", type=int, help="Override the model's layer count (with --params, for exact KV sizes)."),
-        click.option("--num-kv-heads", type=int, help="Override the model's KV-head count."),
-        click.option("--head-dim", type=int, help="Override the model's attention head size."),
+        click.option("--num-layers", type=click.IntRange(1, 10**4),
+                     help="Override the model's layer count (with --params, for exact KV sizes)."),
+        click.option("--num-kv-heads", type=click.IntRange(1, 10**5), help="Override the model's KV-head count."),
+        click.option("--head-dim", type=click.IntRange(1, 10**5), help="Override the model's attention head size."),
         click.option("--quantization", help="Serve quantized weights (passed to vLLM as --quantization), e.g. fp8."),
+        click.option("--weight-gib", type=float, callback=_finite(0.001, 1e6),
+                     help="Weight size in GiB when neither an index nor the architecture gives it."),
         click.option("--vllm-arg", "vllm_args", multiple=True,
                      help="Extra vLLM flag(s), repeatable, e.g. --vllm-arg '--max-num-seqs 512'. Wins over the plan."),
         click.option("--allow-unknown-vllm-args", is_flag=True,
@@ -57,6 +81,7 @@ def workload_options(f: Callable) -> Callable:
 
 PROFILE_FLAG_KEYS = ("profile", "gpus_per_node", "gpu_memory_gib", "interconnect", "nodes", "device")
 OPTION_KEYS = ("max_model_len", "concurrency", "prompt_len", "output_len", "kv_cache_dtype", "params", "dtype",
+               "weight_gib",
                "num_layers", "num_kv_heads", "head_dim",
                "quantization", "vllm_args", "allow_unknown_vllm_args", "vllm_version", "served_model_name", "port")
 
@@ -79,9 +104,21 @@ def format_plan(plan: Any, facts: Any, hardware_text: str) -> str:
         f"layout     TP={plan.tensor_parallel_size} PP={plan.pipeline_parallel_size} DP={plan.data_parallel_size} "
         f"on {plan.nodes} node(s), {plan.gpus_per_node} GPU(s) per node",
         f"capacity   {plan.kv_cache_tokens:,} KV-cache tokens per replica; max concurrency {plan.max_concurrency:.1f} "
-        f"at {plan.max_model_len:,} tokens, ~{plan.kv_cache_tokens // max(1, plan.expected_request_tokens) * plan.data_parallel_size:,} "
+        f"at {plan.max_model_len:,} tokens, "
+        f"~{plan.kv_cache_tokens // max(1, plan.expected_request_tokens) * plan.data_parallel_size:,} "
         f"at {plan.expected_request_tokens:,} tokens",
     ]
+    if getattr(plan, "expert_parallel", False):
+        lines.append(f"experts    {plan.decisions.get('expert_parallel', 'expert parallel')}")
+    layers = getattr(plan, "kv_cache_layers", ())
+    if len(layers) > 1 or (layers and layers[0].get("kind") not in ("full_attention", "mla")):
+        lines.append("kv layers  " + "; ".join(
+            f"{lay['layers']} {lay['kind'].replace('_', ' ')}"
+            + (f" (window {lay['window']})" if lay.get("window") else "")
+            + (f": {lay['bytes_per_token_per_layer']:,} B/token, {lay['tokens_held_per_request']:,} tokens kept per "
+               f"max-length request" if "bytes_per_token_per_layer" in lay else
+               f": {lay.get('state_bytes_per_sequence_per_layer', 0):,} B fixed state per sequence")
+            for lay in layers))
     if "memory" in plan.decisions:
         lines.append(f"memory     {plan.decisions['memory']}")
     lines.append("")

@@ -24,8 +24,18 @@ def submit_options(f: Any) -> Any:
                      help="Scheduler on the target (default: the profile's, auto-detected)."),
         click.option("--api-key-file", type=click.Path(dir_okay=False),
                      help="File (mode 0600) holding the API key; the job reads it into VLLM_API_KEY."),
-        click.option("--template", help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
+        click.option("--template",
+                     help="Template name to render (default job.sh.j2; searched in template_dirs first)."),
         click.option("--dry-run", is_flag=True, help="Print the rendered script; submit nothing."),
+        click.option("--directive", "directives", multiple=True, metavar="'-X VALUE'",
+                     help="Extra scheduler directive for this job, e.g. '-l mem=200gb' (repeatable; placed first, "
+                          "so it wins over the profile's; -N/-o/-e/-j are pbsvllm's)."),
+        click.option("--env", "env", multiple=True, metavar="NAME=VALUE",
+                     help="Extra environment variable for the server (repeatable; exported after the profile's "
+                          "environment; quoted; no secrets: they would be written into the script)."),
+        click.option("--quiet", is_flag=True,
+                      help="Print only the job id (like qsub, sbatch --parsable); with --wait, no progress: "
+                           "the exit status tells, failures get one line on stderr."),
     ]):
         f = opt(f)
     return f
@@ -50,7 +60,9 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     script, nothing is submitted)."""
     from pbsvllm.api import Client
 
+    extras = {"directives": kwargs.pop("directives", ()), "env": kwargs.pop("env", ())}
     flags, options = split_kwargs(kwargs)
+    options.update({k: v for k, v in extras.items() if v})
     specs = Client.registry_specs(kwargs.get("registries") or (), kwargs.get("registry_format"))
     if specs:
         flags["registries"] = tuple(specs)  # recorded in the job: watch/status use them later
@@ -68,13 +80,26 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
             click.echo(prepared.script_text, nl=False)
         return
     record = api.submit(prepared, add_replica=bool(kwargs.get("add_replica")))
+    if api.store.last_replaced:  # a reused job id: the earlier job's record is kept, not overwritten
+        click.echo(f"pbsvllm: warning: job id {record.job_id} was used before; the earlier job's record was "
+                   f"moved to {api.store.last_replaced}", err=True)
+    if kwargs.get("quiet"):
+        click.echo(record.job_id)
+        if kwargs.get("wait"):
+            exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),
+                                        timeout_s=kwargs.get("timeout_s"), quiet=True))
+        return
     if as_json and not kwargs.get("wait"):
         echo_json(record.to_dict())
         return
     say = (lambda t: click.echo(t, err=True)) if as_json else click.echo
     say(f"submitted {record.job_id}  alias {record.alias}  ({settings.profile.name}, "
-        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size})")
+        f"TP={prepared.plan.tensor_parallel_size} DP={prepared.plan.data_parallel_size}"
+        + (f" PP={prepared.plan.pipeline_parallel_size} on {prepared.plan.nodes} nodes" if prepared.plan.nodes > 1
+           else "") + ")")
     say(f"log     {record.log_path}")
+    if prepared.plan.nodes > 1:  # docs/multinode.md
+        say(f"nodes   {record.log_path.rsplit('.log', 1)[0]}.node<i>.log (Ray / headless ranks per node)")
     say(f"script  {record.script_path}")
     if kwargs.get("wait"):
         exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),

@@ -13,7 +13,8 @@ from pbsvllm.commands._common import client, echo_json, home_option, json_option
 @click.argument("alias")
 @click.option("--to", "to_job", required=True, metavar="JOB", help="The job (id or alias) whose server takes over.")
 @click.option("--add", is_flag=True, help="Add the server as one more replica of the alias instead of replacing it.")
-@click.option("--cancel-old", is_flag=True, help="Drain the old server(s) (no running request on /metrics), then cancel their jobs.")
+@click.option("--cancel-old", is_flag=True,
+              help="Drain the old server(s) (no running request on /metrics), then cancel their jobs.")
 @click.option("--drain-timeout", "drain_timeout_s", type=float, default=120.0, show_default=True, metavar="SECONDS",
               help="Longest wait for the old server to drain before cancelling it anyway.")
 @click.option("--registry", "registries", multiple=True, metavar="PATH",

@@ -6,8 +6,15 @@ from typing import Optional, Sequence
 
 import click
 
-from pbsvllm.commands._common import client, echo_json, exit_with, follow_and_report, home_option, json_option, \
-    registry_options
+from pbsvllm.commands._common import (
+    client,
+    echo_json,
+    exit_with,
+    follow_and_report,
+    home_option,
+    json_option,
+    registry_options,
+)
 
 
 @click.command()

@@ -33,7 +33,9 @@ import stat
 from typing import Any, Callable, Dict, List, Optional
 
 from pbsvllm.errors import RegistryError
-from pbsvllm.fileio import TMP_MARK, atomic_write, file_lock, remove_stale_temps, temp_prefix, write_error_text
+from pbsvllm.safety import nesting_depth
+from pbsvllm.fileio import (atomic_write, file_lock, kind_of, read_regular, remove_stale_temps, temp_prefix,
+                            write_error_text)
 
 DEFAULT_KEY_ENV = "VLLM_API_KEY"
 #: Deepest nesting of a value inside an entry (``headers = {...}`` is 1).
@@ -102,29 +104,11 @@ class Registry:
         a folder is no registry. The file is opened without blocking and
         checked with ``fstat`` (no window between the check and the read).
         """
-        real = self.real_path()
-        try:
-            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
-        except FileNotFoundError:
+        data = read_regular(self.path, "registry", error=RegistryError, hint="point --registry at the real registry file")
+        if data is None:
             return None
-        except OSError as exc:
-            raise RegistryError(f"cannot read registry {self.path}: {exc.strerror}") from None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise not_a_file(self.path, real, st.st_mode)
-            chunks = []
-            while True:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        except OSError as exc:
-            raise RegistryError(f"cannot read registry {self.path}: {exc.strerror}") from None
-        finally:
-            os.close(fd)
-        try:
-            return b"".join(chunks).decode("utf-8")
+            return data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RegistryError(
                 f"registry {self.path} is not UTF-8 text (byte {exc.start}); it was left as it is",
@@ -140,7 +124,7 @@ class Registry:
             raise not_parsable(self.path, self.path, "it is nested too deeply to be a registry") from None
         for eps in entries.values():
             for ep in eps:
-                if _depth(ep.extra) > MAX_DEPTH:
+                if nesting_depth(ep.extra, MAX_DEPTH) > MAX_DEPTH:
                     raise not_parsable(self.path, f"{self.path}, alias {ep.alias!r}",
                                        f"a value is nested deeper than {MAX_DEPTH} levels")
         return entries
@@ -316,15 +300,10 @@ class Registry:
             raise RegistryError(write_error_text(self.path, exc)) from None
 
 
-_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"))
-
-
 def not_a_file(path: str, real: str, mode: int) -> RegistryError:
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
     via = f" (through the link to {real})" if real != path else ""
     return RegistryError(
-        f"registry {path}{via} is {kind}, not a regular file; pbsvllm only reads and edits regular files",
+        f"registry {path}{via} is {kind_of(mode)}, not a regular file; pbsvllm only reads and edits regular files",
         hint="point --registry at the real registry file",
     )
 
@@ -333,27 +312,6 @@ def _all_crlf(text: str) -> bool:
     """Every line end is CRLF (such a file is edited as LF and written back as CRLF)."""
     n = text.count("\n")
     return n > 0 and text.count("\r\n") == n
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of dicts/lists (iterative: no recursion on hostile input)."""
-    deepest = 0
-    stack = [(value, 0)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, dict):
-            items = list(v.values())
-        elif isinstance(v, (list, tuple)):
-            items = list(v)
-        else:
-            continue
-        d += 1
-        if d > deepest:
-            deepest = d
-            if deepest > MAX_DEPTH:
-                return deepest
-        stack.extend((x, d) for x in items)
-    return deepest
 
 
 def _freeze(value: Any) -> Any:

@@ -101,10 +101,9 @@ class RouterStatus:
 
 
 def _home(home: Optional[str]) -> str:
-    """``home``, else the configured one (flags > PBSVLLM_HOME > config file > ~/.pbsvllm)."""
     if home:
         return os.path.abspath(os.path.expanduser(home))
-    from pbsvllm.config import resolve
+    from pbsvllm.config import resolve  # the one default of PBSVLLM_HOME (flags > env > config file)
 
     return os.path.abspath(resolve({}).home)
 

@@ -21,13 +21,15 @@ _ALIASES = {"pbs": "pbspro", "openpbs": "pbspro", "pbs_pro": "pbspro", "slurm": 
 
 def get_scheduler(name: Optional[str], transport: Transport, **opts: Any) -> Scheduler:
     """The backend ``name`` on ``transport``. Options (``home``, ``retries``,
-    ``backoff_s``, ``sleep``, ``grace_s`` for local) go to the backend."""
+    ``backoff_s``, ``sleep``, ``timeout_s`` (the caller's overall time limit:
+    no scheduler command runs past it), ``grace_s`` for local) go to the backend."""
     key = (name or "auto").strip().lower()
     key = _ALIASES.get(key, key)
     if key == "auto":
         from pbsvllm.scheduler.detect import detect
 
-        key = detect(transport)
+        limit = opts.get("timeout_s")
+        key = detect(transport, timeout=30.0 if limit is None else max(0.1, min(30.0, float(limit))))
         if key == "local" and not transport.is_local:
             raise ConfigError(
                 f"no scheduler answered on {transport.host}: `qstat` is not on the PATH of a"

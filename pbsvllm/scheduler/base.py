@@ -82,34 +82,55 @@ def map_state(letter: Optional[str], table: Mapping[str, JobState]) -> JobState:
     return table.get(str(letter).strip()[:1].upper(), JobState.UNKNOWN)
 
 
-def _signal_name(n: int) -> str:
+#: Highest signal number (Linux: SIGRTMAX = 64). 128+N and 256+N name a signal
+#: only for N in 1..MAX_SIGNAL; other numbers are plain exit codes.
+MAX_SIGNAL = int(getattr(signal, "SIGRTMAX", 64))
+
+
+def signal_name(n: int) -> str:
+    """``SIGTERM``, ``SIGRTMIN+3``, or ``signal N`` for a number Python has no name for."""
     try:
         return signal.Signals(n).name
     except ValueError:
+        rtmin = int(getattr(signal, "SIGRTMIN", 34))
+        if rtmin <= n <= MAX_SIGNAL:
+            return f"SIGRTMIN+{n - rtmin}"
         return f"signal {n}"
 
 
-def interpret_exit_status(code: Optional[int]) -> Tuple[JobState, str]:
-    """Terminal state and a human reason for a PBS/Torque exit status.
+def exit_phrase(code: Optional[int]) -> str:
+    """What an exit status says, as a phrase that reads alone and after
+    ``cancelled; `` alike (one wording for every backend; a tested table).
 
-    0 success; 1-255 the script's own exit code (128+N: it ended on signal N);
-    256+N the top shell was killed by signal N; negative: PBS JOB_EXEC codes
-    (-29 walltime exceeded). None: the scheduler did not say.
+    0 success; 1..128 the script's own code; 129..128+MAX_SIGNAL the script
+    ended with 128+N (its last command, or the shell itself, ended on signal
+    N); higher codes up to 255 are plain codes (255 is often ``exit -1``);
+    256+N (N a signal) PBS's way of saying the job's top shell was killed by
+    signal N; negative numbers are PBS ``JOB_EXEC`` codes.
     """
     if code is None:
-        return JobState.COMPLETED, "finished; the scheduler did not report an exit status"
+        return "the scheduler did not report an exit status"
     if code == 0:
-        return JobState.COMPLETED, "exited 0 (success)"
+        return "the script exited 0 (success)"
     if code < 0:
         text = PBS_EXEC_CODES.get(code, "the scheduler ended the job (PBS exec code)")
-        return JobState.FAILED, f"{text} (Exit_status {code})"
-    if code > 256:
+        return f"{text} (Exit_status {code})"
+    if 256 < code <= 256 + MAX_SIGNAL:
         n = code - 256
-        return JobState.FAILED, f"killed by {_signal_name(n)} ({n}) (exit status {code} = 256+{n})"
-    if code > 128:
+        return f"the job's shell was killed by {signal_name(n)} (exit status {code} = 256+{n})"
+    if 128 < code <= 128 + MAX_SIGNAL:
         n = code - 128
-        return JobState.FAILED, f"the script exited {code} = 128+{n}: it ended on {_signal_name(n)}"
-    return JobState.FAILED, f"the script exited with status {code}"
+        return f"the script exited {code} = 128+{n}: it ended on {signal_name(n)}"
+    return f"the script exited with status {code}"
+
+
+def interpret_exit_status(code: Optional[int]) -> Tuple[JobState, str]:
+    """Terminal state and a human reason for a PBS/Torque exit status
+    (:func:`exit_phrase`). None: the scheduler did not say; the job counts
+    as COMPLETED with that reason, never as a success."""
+    if code is None:
+        return JobState.COMPLETED, "finished; the scheduler did not report an exit status"
+    return (JobState.COMPLETED if code == 0 else JobState.FAILED), exit_phrase(code)
 
 
 # ---------------------------------------------------------------- job status
@@ -130,6 +151,13 @@ class JobStatus:
     walltime_limit_s: Optional[int] = None
     comment: str = ""
     name: str = ""
+    #: The scheduler said outright that it does not know this id ("Unknown Job
+    #: Id", rc 153). Not proof that the job ended (a restarted server, another
+    #: server answering): callers end a job on it only when its server is gone too.
+    gone: bool = False
+    #: When the scheduler expects a queued job to start (epoch seconds), where it says
+    #: (PBS Pro's ``estimated.start_time``); None otherwise.
+    estimated_start: Optional[float] = None
 
     @property
     def walltime_left_s(self) -> Optional[int]:
@@ -144,7 +172,7 @@ class JobStatus:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "JobStatus":
+    def from_dict(cls, d: Mapping[str, Any]) -> JobStatus:
         fields = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in fields}
         try:
@@ -155,12 +183,14 @@ class JobStatus:
         return cls(**kw)
 
 
-def unknown_status(job_id: str, why: str = "") -> JobStatus:
-    return JobStatus(
-        job_id=job_id,
-        state=JobState.UNKNOWN,
-        comment=why or "the scheduler no longer knows this job (finished and purged, or no history kept)",
-    )
+def unknown_status(job_id: str, why: str = "", *, gone: bool = False) -> JobStatus:
+    """UNKNOWN: the scheduler's answer does not tell this job's state. ``gone``:
+    it named the id as unknown (see :attr:`JobStatus.gone`); else it just left
+    the job out (an empty or partial answer: silence, not evidence)."""
+    if not why:
+        why = ("the scheduler says it does not know this job id (finished and purged, or never its job)"
+               if gone else "the scheduler's answer did not include this job")
+    return JobStatus(job_id=job_id, state=JobState.UNKNOWN, comment=why, gone=gone)
 
 
 # ---------------------------------------------------------------- submit options
@@ -187,7 +217,7 @@ class SubmitOptions:
     ncpus: Optional[int] = None
 
     @classmethod
-    def coerce(cls, options: Any) -> "SubmitOptions":
+    def coerce(cls, options: Any) -> SubmitOptions:
         if options is None:
             return cls()
         if isinstance(options, cls):
@@ -246,6 +276,17 @@ def first_host(exec_host: Any) -> str:
         return ""
     text = str(exec_host)
     return text.split("+", 1)[0].split("/", 1)[0].strip()
+
+
+def all_hosts(exec_host: Any) -> str:
+    """``h1/0*64+h2/0*64`` -> ``h1+h2``: every node of a (multi-node) job, once each, mother superior
+    first (docs/multinode.md); ``host/0+host/1`` -> ``host``."""
+    seen: List[str] = []
+    for part in str(exec_host or "").split("+"):
+        host = part.split("/", 1)[0].strip()
+        if host and host not in seen:
+            seen.append(host)
+    return "+".join(seen)
 
 
 def _int_or_none(value: Any) -> Optional[int]:
@@ -434,6 +475,12 @@ def status_from_attrs(
     exit_status = _int_or_none(exit_raw)
     reason = ""
     comment = str(attrs.get("comment", "") or "")
+    if state is JobState.UNKNOWN and exit_status is None:
+        note = (f"job_state {raw[:20]!r} is not one pbsvllm knows; its state is unknown" if raw
+                else "the scheduler gave no job_state")
+        comment = f"{note}; {comment}" if comment else note
+    elif state is JobState.UNKNOWN:
+        state = JobState.COMPLETED  # an exit status is positive evidence, whatever the letter
     if state is JobState.COMPLETED:
         state, reason = interpret_exit_status(exit_status)
     elif exit_status is not None:
@@ -454,11 +501,12 @@ def status_from_attrs(
         exit_status=exit_status,
         exit_reason=reason,
         queue=str(attrs.get("queue", "") or ""),
-        exec_host=first_host(attrs.get("exec_host")),
+        exec_host=all_hosts(attrs.get("exec_host")),  # every node of a multi-node job (status shows them)
         walltime_used_s=used,
         walltime_limit_s=limit,
         comment=comment,
         name=str(attrs.get("Job_Name", "") or ""),
+        estimated_start=parse_ctime(attrs.get("estimated.start_time")) if state is JobState.PENDING else None,
     )
 
 
@@ -500,6 +548,7 @@ class Scheduler:
         retries: int = 3,
         backoff_s: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        timeout_s: Optional[float] = None,
     ) -> None:
         self.transport = transport
         self.retries = retries
@@ -507,6 +556,36 @@ class Scheduler:
         self._sleep = sleep
         #: Scheduler commands run (benchmarks and tests count them).
         self.calls = 0
+        #: The caller's own time limit (``--timeout``): no command, retry or
+        #: backoff runs past it (monotonic clock; None: only ``command_timeout``).
+        self.deadline: Optional[float] = None
+        if timeout_s is not None:
+            self.set_timeout(timeout_s)
+
+    def set_timeout(self, timeout_s: Optional[float]) -> None:
+        """Every scheduler command from now on ends within ``timeout_s`` seconds
+        in all (None: no overall limit)."""
+        self.deadline = None if timeout_s is None else time.monotonic() + max(0.0, float(timeout_s))
+
+    def _time_left(self, argv: Sequence[str]) -> float:
+        """Seconds the next command may take; raises once the caller's time is up."""
+        if self.deadline is None:
+            return self.command_timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise SchedulerError(
+                f"`{describe_argv(argv)}` on {self.transport.host} was not run: the time limit"
+                " (--timeout) ran out before the scheduler answered",
+                hint="the scheduler may be slow or unreachable; nothing was changed, try again later",
+            )
+        return min(self.command_timeout, left)
+
+    def _backoff(self, argv: Sequence[str], attempt: int) -> None:
+        delay = self.backoff_s * (2 ** attempt)
+        if self.deadline is not None:
+            delay = min(delay, max(0.0, self.deadline - time.monotonic()))
+        self._sleep(delay)
+        self._time_left(argv)
 
     # -- the interface
     def submit(self, script_path: str, options: Any = None) -> str:
@@ -530,17 +609,18 @@ class Scheduler:
         """
         attempt = 0
         while True:
+            limit = self._time_left(argv)
             self.calls += 1
             try:
-                rc, out, err = self.transport.run(argv, timeout=self.command_timeout, input=input)
+                rc, out, err = self.transport.run(argv, timeout=limit, input=input)
             except TransportError as exc:
                 if safe_to_repeat and getattr(exc, "transient", False) and attempt < self.retries:
-                    self._sleep(self.backoff_s * (2 ** attempt))
+                    self._backoff(argv, attempt)
                     attempt += 1
                     continue
                 raise
             if rc != 0 and is_transient(out + "\n" + err) and attempt < self.retries:
-                self._sleep(self.backoff_s * (2 ** attempt))
+                self._backoff(argv, attempt)
                 attempt += 1
                 continue
             if rc != 0 and is_transient(out + "\n" + err):

@@ -31,6 +31,7 @@ from pbsvllm.scheduler.base import (
     JobStatus,
     Scheduler,
     SubmitOptions,
+    exit_phrase,
     interpret_exit_status,
     not_found,
     parse_duration,
@@ -192,7 +193,7 @@ class LocalScheduler(Scheduler):
             code = ex.get("exit_status")
             state, reason = interpret_exit_status(code if isinstance(code, int) else None)
             if ex.get("cancelled"):
-                state, reason = JobState.CANCELLED, f"cancelled; the job script then {reason}"
+                state, reason = JobState.CANCELLED, f"cancelled; {exit_phrase(code if isinstance(code, int) else None)}"
             if ex.get("error"):
                 reason = f"the local supervisor failed: {ex['error']}"
             used = None

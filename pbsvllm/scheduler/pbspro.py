@@ -46,10 +46,11 @@ class PBSProScheduler(QsubScheduler):
         for jid in ids:
             key = mapping.get(jid)
             if key is None:
-                result[jid] = unknown_status(jid)
+                # named in an "Unknown Job Id" line: the server says it does not know
+                # the id; merely left out of the answer: silence, not evidence
+                result[jid] = unknown_status(jid, gone=jid in unknown)
             else:
-                st = status_from_attrs(jid, found[key], self.states)
-                result[jid] = st
+                result[jid] = status_from_attrs(jid, found[key], self.states)
         return result
 
     def _query(self, ids: Sequence[str]) -> "tuple[Dict[str, Dict[str, Any]], set]":

@@ -20,6 +20,7 @@ from pbsvllm.scheduler.base import (
     WALLTIME_EXIT,
     JobStatus,
     SubmitOptions,
+    ids_match,
     interpret_exit_status,
     match_ids,
     not_found,
@@ -47,11 +48,14 @@ class TorqueScheduler(QsubScheduler):
             raise self._fail(argv, rc, out, err, "cannot read job status")
         found = parse_qstat_f_text(out)
         mapping = match_ids(ids, found)
+        # rc 153 (PBSE_UNKJOBID) with nothing printed: none of the ids is known
+        all_unknown = self._all_unknown_rc(rc) and not out.strip()
         result: Dict[str, JobStatus] = {}
         for jid in ids:
             key = mapping.get(jid)
             if key is None:
-                result[jid] = unknown_status(jid)
+                gone = all_unknown or any(ids_match(jid, n) or ids_match(_numeric(jid), n) for n in named)
+                result[jid] = unknown_status(jid, gone=gone)
             else:
                 result[jid] = status_from_attrs(jid, found[key], self.states)
         return self.refine(result, found, mapping)

@@ -52,9 +52,15 @@ def get_transport(host: Optional[str] = None, *, fresh: bool = False, **opts: An
         cached = _cache.get(key)
         if cached is not None and not getattr(cached, "_closed", False):
             return cached
-    from pbsvllm.transport.ssh import SSHTransport
+    tr: Transport
+    if str(host).startswith("openssh://"):  # the system ssh over a shared master (profile ssh_client = "openssh")
+        from pbsvllm.transport.openssh import OpenSSHTransport
 
-    tr = SSHTransport(str(host), **opts)
+        tr = OpenSSHTransport(str(host), **opts)
+    else:
+        from pbsvllm.transport.ssh import SSHTransport
+
+        tr = SSHTransport(str(host), **opts)
     if not fresh:
         _cache[key] = tr
     return tr

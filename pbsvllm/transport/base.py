@@ -69,10 +69,10 @@ class Transport(abc.ABC):
         """Expand a leading ``~`` against the target's home directory."""
         return path
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- optional: most transports hold nothing to release
         """Release connections; the transport may not be used afterwards."""
 
-    def __enter__(self) -> "Transport":
+    def __enter__(self) -> Transport:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -61,6 +61,7 @@ class LocalTransport(Transport):
                 input=input,
                 capture_output=True,
                 text=True,
+                errors="replace",  # a Latin-1 job name must not stop a status
                 timeout=timeout,
                 env=full_env,
                 stdin=None if input is not None else subprocess.DEVNULL,

@@ -107,7 +107,7 @@ class SSHTransport(Transport):
         self.host = f"{self.user}@{self.hostname}" + (f":{self.port}" if self.port != 22 else "")
         self._client: Any = None
         self._sftp: Any = None
-        self._jump: Optional["SSHTransport"] = None
+        self._jump: Optional[SSHTransport] = None
         self._home: Optional[str] = None
         self._closed = False
 
@@ -196,7 +196,8 @@ class SSHTransport(Transport):
                     hint="connect once with `ssh` to check and record the key, or opt in with"
                     " PBSVLLM_SSH_ACCEPT_NEW=1",
                 ) from None
-            raise TransportError(f"SSH connection to {where} failed: {text}", hint="check the host and that sshd runs") from None
+            raise TransportError(f"SSH connection to {where} failed: {text}",
+                                 hint="check the host and that sshd runs") from None
         except OSError as exc:
             client.close()
             raise TransportError(
@@ -229,7 +230,8 @@ class SSHTransport(Transport):
                 "direct-tcpip", (self.hostname, self.port), ("127.0.0.1", 0), timeout=self.connect_timeout
             )
         except Exception as exc:
-            raise TransportError(f"ProxyJump {last} could not open a channel to {self.hostname}:{self.port}: {exc}") from None
+            raise TransportError(
+                f"ProxyJump {last} could not open a channel to {self.hostname}:{self.port}: {exc}") from None
 
     def _ensure(self) -> Any:
         client = self._client
@@ -268,7 +270,8 @@ class SSHTransport(Transport):
             except (paramiko.SSHException, EOFError, ConnectionError, OSError) as exc:
                 if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
                     raise
-                if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError,)) and exc.errno not in (None, 32, 104, 110):
+                if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) \
+                        and exc.errno not in (None, 32, 104, 110):
                     raise
                 last = exc
                 self._drop()
@@ -374,7 +377,8 @@ class SSHTransport(Transport):
     def expanduser(self, path: str) -> str:
         if path == "~" or path.startswith("~/"):
             if self._home is None:
-                self._home = self._with_retry("finding the home directory", lambda c: self._sftp_client(c).normalize("."))
+                self._home = self._with_retry("finding the home directory",
+                                              lambda c: self._sftp_client(c).normalize("."))
             return self._home + path[1:]
         return path
 
@@ -387,7 +391,7 @@ class SSHTransport(Transport):
 
         try:
             return self._with_retry(f"reading {p}", read)
-        except (FileNotFoundError, PermissionError, IOError) as exc:
+        except (OSError, FileNotFoundError, PermissionError) as exc:
             if isinstance(exc, TransportError):
                 raise
             raise TransportError(f"cannot read {p} on {self.host}: {getattr(exc, 'strerror', None) or exc}") from None
@@ -416,10 +420,11 @@ class SSHTransport(Transport):
         try:
             got: Optional[int] = self._with_retry(f"checking {p}", stat)
             return got
-        except (PermissionError, IOError) as exc:
+        except (OSError, PermissionError) as exc:
             if isinstance(exc, TransportError):
                 raise
-            raise TransportError(f"cannot look at {p} on {self.host}: {getattr(exc, 'strerror', None) or exc}") from None
+            why = getattr(exc, "strerror", None) or exc
+            raise TransportError(f"cannot look at {p} on {self.host}: {why}") from None
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:
@@ -437,7 +442,7 @@ class SSHTransport(Transport):
         try:
             data: bytes = self._with_retry(f"reading {p}", read)
             return data
-        except (FileNotFoundError, PermissionError, IOError) as exc:
+        except (OSError, FileNotFoundError, PermissionError) as exc:
             if isinstance(exc, TransportError):
                 raise
             raise TransportError(f"cannot read {p} on {self.host}: {getattr(exc, 'strerror', None) or exc}") from None
@@ -466,7 +471,7 @@ class SSHTransport(Transport):
 
         try:
             self._with_retry(f"writing {p}", write)
-        except (PermissionError, FileNotFoundError, IOError) as exc:
+        except (OSError, PermissionError, FileNotFoundError) as exc:
             if isinstance(exc, TransportError):
                 raise
             raise TransportError(f"cannot write {p} on {self.host}: {getattr(exc, 'strerror', None) or exc}") from None

@@ -17,6 +17,8 @@ set -euo pipefail
 export HF_HOME=/eagle/datasets/model-weights
 export HF_HUB_OFFLINE=1
 export RAY_TMPDIR=/tmp
+export NCCL_SOCKET_IFNAME=hsn0
+export GLOO_SOCKET_IFNAME=hsn0
 export no_proxy=localhost,127.0.0.1
 export PYTHONUNBUFFERED=1
 set +u  # module / conda scripts read unset variables
@@ -109,10 +111,19 @@ case "$KEY_MODE" in
     exit 2
     ;;
 esac
+# the rule pbsvllm's own probes use (pbsvllm.health.key_from_text): the first
+# line, without surrounding whitespace and the line end (LF or CRLF);
+# printable ASCII, no spaces inside
 VLLM_API_KEY=""
 IFS= read -r VLLM_API_KEY < "$API_KEY_FILE" || true
+VLLM_API_KEY="${VLLM_API_KEY#"${VLLM_API_KEY%%[![:space:]]*}"}"
+VLLM_API_KEY="${VLLM_API_KEY%"${VLLM_API_KEY##*[![:space:]]}"}"
 if [ -z "$VLLM_API_KEY" ]; then
-  log "ERROR: API key file $API_KEY_FILE is empty"
+  log "ERROR: API key file $API_KEY_FILE is empty (its first line holds no key)"
+  exit 2
+fi
+if ! [[ "$VLLM_API_KEY" =~ ^[!-~]+$ ]]; then
+  log "ERROR: API key file $API_KEY_FILE holds a key with spaces, control or non-ASCII characters"
   exit 2
 fi
 export VLLM_API_KEY
@@ -204,7 +215,7 @@ if [ "$STOPPING" = 1 ]; then
   exit 143
 fi
 export PBSVLLM_JOB_ID="$JOB_ID" PBSVLLM_ALIAS="$ALIAS" PBSVLLM_HOME
-log "starting: vllm serve ${VLLM_ARGS[*]}"
+log "starting:" 'vllm serve' "${VLLM_ARGS[*]}"
 vllm serve "${VLLM_ARGS[@]}" >>"$LOG" 2>&1 &
 VLLM_PID=$!
 VLLM_PIDS=("$VLLM_PID")

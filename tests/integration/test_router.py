@@ -20,7 +20,7 @@ import pytest
 
 from pbsvllm import router
 from pbsvllm.router.model import MemberState
-from tests.fakevllm import FakeVllm
+from tests.fakes.vllm import FakeVllm
 
 pytestmark = pytest.mark.router
 

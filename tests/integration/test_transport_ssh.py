@@ -26,13 +26,6 @@ pytestmark = pytest.mark.sshd
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture
-def ssh(sshd_server):
-    t = get_transport(sshd_server.alias, fresh=True, ssh_config=sshd_server.ssh_config)
-    yield t
-    t.close()
-
-
 def test_host_spec_parsing():
     assert parse_host_spec("me@polaris.alcf.anl.gov") == ("me", "polaris.alcf.anl.gov", None)
     assert parse_host_spec("host:2222") == (None, "host", 2222)

@@ -26,13 +26,6 @@ STATS = ("(APIServer pid=1) INFO 11-28 17:58:00 [loggers.py:259] Engine 000: Avg
          "Prefix cache hit rate: 6.0%\n")
 
 
-@pytest.fixture
-def ssh(sshd_server):
-    t = get_transport(sshd_server.alias, fresh=True, ssh_config=sshd_server.ssh_config)
-    yield t
-    t.close()
-
-
 def test_remote_tail_reads_only_new_lines(ssh, tmp_path):
     log = str(tmp_path / "remote.log")
     tail = LogTail(ssh, log)
@@ -90,11 +83,43 @@ def test_swap_reads_a_remote_jobs_server_info_over_ssh(sshd_server, ssh, tmp_pat
 
     monkeypatch.setattr(builtins, "open", guarded_open)
     probed = []
-    res = swap_endpoint(settings, "pool", "77", store=store, registries=[reg],
-                        probe=lambda url, model: probed.append((url, model)) or Readiness(url, model, ready=True, stage="ready"),
+
+    def probe(url, model):
+        probed.append((url, model))
+        return Readiness(url, model, ready=True, stage="ready")
+
+    res = swap_endpoint(settings, "pool", "77", store=store, registries=[reg], probe=probe,
                         transport_for=lambda host: ssh if host == sshd_server.alias else get_transport(host))
     monkeypatch.undo()
     assert probed == [("http://n7:8077/v1", "tiny")] and res.url == "http://n7:8077/v1"
     assert [e.url for e in open_registry(reg).lookup("pool")] == ["http://n7:8077/v1"]
     rec = store.get("77")
     assert rec.server_state == "ready" and rec.registered_aliases == ["pool"] and rec.watch.registered
+
+
+def test_doctor_and_logs_of_a_remote_job_through_the_cli(sshd_server, tmp_path):
+    """`doctor ALIAS` and `logs ALIAS` of a job on an SSH host read its log over
+    SSH (size + ranges), with the same facts as the local fast path."""
+    import subprocess
+    import sys
+
+    from tests.paths import DATA, ROOT
+
+    sample = os.path.join(DATA, "watcher", "vllm-0.32.0-cpu-eager.log")
+    log = tmp_path / "remote" / "tiny.5.log"
+    log.parent.mkdir()
+    log.write_bytes(open(sample, "rb").read())
+    home = str(tmp_path / "home")
+    JobStore(home).save(JobRecord(job_id="5.pbs", alias="tiny-r", host=sshd_server.alias, scheduler="pbspro",
+                                  log_path=str(log)))
+    env = dict(os.environ, PYTHONPATH=ROOT, PBSVLLM_SSH_CONFIG=sshd_server.ssh_config, PBSVLLM_CONFIG=os.devnull)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "pbsvllm", *a, "--home", home],  # noqa: E731
+                                    capture_output=True, text=True, timeout=120, env=env)
+    remote = run("doctor", "tiny-r", "--json")
+    local = run("doctor", str(log), "--json")
+    assert remote.returncode == 0 and local.returncode == 0, remote.stderr + local.stderr
+    r, lo = json.loads(remote.stdout), json.loads(local.stdout)
+    assert [f["id"] for f in r["findings"]] == [f["id"] for f in lo["findings"]] and r["findings"]
+    logs = run("logs", "tiny-r", "-n", "3")
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.splitlines() == open(sample).read().splitlines()[-3:]

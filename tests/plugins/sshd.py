@@ -70,7 +70,7 @@ class SSHDError(RuntimeError):
     pass
 
 
-def start_sshd(d: str) -> "tuple[SSHD, subprocess.Popen]":
+def start_sshd(d: str) -> tuple[SSHD, subprocess.Popen]:
     """Start sshd with everything under folder ``d``; raise SSHDError if it cannot.
     Used by the fixture and by benchmarks/bench_ssh.py."""
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -124,7 +124,7 @@ def start_sshd(d: str) -> "tuple[SSHD, subprocess.Popen]":
     return server, proc
 
 
-def stop_sshd(proc: "subprocess.Popen") -> None:
+def stop_sshd(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
@@ -141,3 +141,13 @@ def sshd_server(tmp_path_factory) -> SSHD:
         pytest.fail(str(exc))
     yield server
     stop_sshd(proc)
+
+
+@pytest.fixture
+def ssh(sshd_server):
+    """A fresh SSH transport to the loopback sshd, closed after the test."""
+    from pbsvllm.transport import get_transport
+
+    t = get_transport(sshd_server.alias, fresh=True, ssh_config=sshd_server.ssh_config)
+    yield t
+    t.close()

@@ -447,13 +447,13 @@ def test_cli_prompts_file_and_api_key_from_env(fake_server, tmp_path):
 
 
 def test_cli_bad_options_are_one_line_errors(tmp_path):
-    proc = run_cli("http://127.0.0.1:9/v1", "--model", "m", "--json", "--csv", check_rc=2)
+    proc = run_cli("http://127.0.0.1:9/v1", "--model", "m", "--json", "--csv", check_rc=10)
     assert "exclusive" in proc.stderr
-    proc = run_cli("http://127.0.0.1:9/v1", check_rc=2)
+    proc = run_cli("http://127.0.0.1:9/v1", check_rc=10)
     assert "--model" in proc.stderr and "Traceback" not in proc.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{oops\n")
-    proc = run_cli("http://127.0.0.1:9/v1", "--model", "m", "--prompts", str(bad), check_rc=2)
+    proc = run_cli("http://127.0.0.1:9/v1", "--model", "m", "--prompts", str(bad), check_rc=10)
     assert "bad.jsonl:1: not valid JSON" in proc.stderr
 
 

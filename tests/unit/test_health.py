@@ -8,7 +8,7 @@ import pytest
 
 from pbsvllm import health
 from pbsvllm.errors import ConfigError
-from tests.fakevllm import FakeVllm, free_port
+from tests.fakes.vllm import FakeVllm, free_port
 
 
 def test_ready_needs_model_listed_and_one_token():

@@ -10,12 +10,13 @@ from pbsvllm.launch import refresh_statuses
 from pbsvllm.models import JobState
 from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.statusview import build_rows, fmt_duration, format_table
+from tests.fakes import FakeScheduler
 
 
 def test_rows_from_live_and_cached_status():
     recs = [
         JobRecord(job_id="1.s", alias="a", scheduler="pbspro", host="me@h"),
-        JobRecord(job_id="2.s", alias="b", scheduler="pbspro", last_status={"state": "RUNNING", "raw_state": "R", "walltime_used_s": 100, "walltime_limit_s": 3600}, last_status_at=1000.0),
+        JobRecord(job_id="2.s", alias="b", scheduler="pbspro", last_status=JobStatus("2.s", JobState.RUNNING, raw_state="R", walltime_used_s=100, walltime_limit_s=3600), last_status_at=1000.0),
         JobRecord(job_id="3.s", alias="c", cancelled_at=5.0),
     ]
     live = {
@@ -33,32 +34,27 @@ def test_rows_from_live_and_cached_status():
     assert fmt_duration(3725) == "1:02:05" and fmt_duration(None) == "-"
 
 
-class CountingScheduler:
-    name = "pbspro"
-
-    def __init__(self, fail=False):
-        self.asked = []
-        self.fail = fail
-
-    def status(self, ids):
-        self.asked.append(list(ids))
-        if self.fail:
-            raise SchedulerError("`qstat` on h2 exited 1: cannot connect to server")
-        return {i: JobStatus(i, JobState.RUNNING, raw_state="R") for i in ids}
+def CountingScheduler(fail=False):
+    """Every job RUNNING, or every call failing like an unreachable server; the calls are counted."""
+    return FakeScheduler(
+        name="pbspro",
+        default=lambda i: JobStatus(i, JobState.RUNNING, raw_state="R"),
+        fail=SchedulerError("`qstat` on h2 exited 1: cannot connect to server") if fail else None,
+    )
 
 
 def test_refresh_one_call_per_group_skips_final_and_survives_unreachable(tmp_path):
     store = JobStore(str(tmp_path))
     for i in range(50):
         store.save(JobRecord(job_id=f"{i}.a", host="h1", scheduler="pbspro"))
-    store.save(JobRecord(job_id="done.a", host="h1", scheduler="pbspro", last_status={"state": "COMPLETED"}))
+    store.save(JobRecord(job_id="done.a", host="h1", scheduler="pbspro", last_status=JobStatus("done.a", JobState.COMPLETED)))
     for i in range(3):
-        store.save(JobRecord(job_id=f"{i}.b", host="h2", scheduler="torque", last_status={"state": "PENDING"}))
+        store.save(JobRecord(job_id=f"{i}.b", host="h2", scheduler="torque", last_status=JobStatus(f"{i}.b", JobState.PENDING)))
     scheds = {"h1": CountingScheduler(), "h2": CountingScheduler(fail=True)}
     statuses, errors = refresh_statuses(store, store.list(), scheduler_for=lambda h, s: scheds[h])
     assert len(scheds["h1"].asked) == 1 and len(scheds["h1"].asked[0]) == 50  # one call, final job not asked
     assert len(scheds["h2"].asked) == 1
     assert len(statuses) == 50 and len(errors) == 1 and "h2 (torque)" in errors[0]
-    assert store.get("7.a").last_status["state"] == "RUNNING"  # cached for --offline
+    assert store.get("7.a").last_state is JobState.RUNNING  # cached for --offline
     rows = build_rows(store.list(), statuses)
     assert {r["job_id"]: r["stale"] for r in rows}["0.b"] is True

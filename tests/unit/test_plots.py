@@ -81,7 +81,7 @@ def test_bench_page_holds_both_targets_throughput_and_latency():
     assert by[("base", "output_tokens_per_s")].get("xaxis", "x") == "x"
     assert by[("base", "latency_p50_s")]["xaxis"] == "x2"
     assert fig["layout"]["xaxis"]["type"] == "log" and fig["layout"]["xaxis2"]["type"] == "log"
-    assert "base vs tuned" in fig["layout"]["title"]["text"]
+    assert "<h1>pbsvllm bench: base vs tuned</h1>" in page
     assert "1.50x" in page and "tuned / base" in page
     assert [t["name"] for t in embedded_data(page)["targets"]] == ["base", "tuned"]
 
@@ -101,6 +101,22 @@ def test_text_in_the_page_is_escaped():
     page = plots.bench_html(hostile)
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_committed_bench_example_is_the_recorded_report():
+    with open(RECORDED_BENCH, encoding="utf-8") as fh:
+        report = json.load(fh)
+    with open(os.path.join(EXAMPLES, "bench", "eager-vs-compiled.html"), encoding="utf-8") as fh:
+        page = fh.read()
+    assert_offline(page)
+    strip = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    assert strip.sub("ID", page) == strip.sub("ID", plots.bench_html(report))
+    (fig,) = figures(page)
+    for run in report["runs"]:
+        name = run["target"]["name"]
+        tput = next(t for t in fig["data"] if t["meta"] == {"target": name, "figure": "output_tokens_per_s"})
+        assert tput["x"] == [lv["concurrency"] for lv in run["levels"]]
+        assert tput["y"] == pytest.approx([lv["output_tokens_per_s"] for lv in run["levels"]])
 
 
 def _diagnosis(log: str = DOCTOR_LOG):

@@ -11,7 +11,7 @@ import pytest
 
 from pbsvllm.config import resolve
 from pbsvllm.registry import Endpoint, open_registry
-from tests.fakevllm import FakeVllm
+from tests.fakes.vllm import FakeVllm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EX = os.path.join(ROOT, "examples", "registries")

@@ -19,12 +19,12 @@ import time
 import pytest
 
 from pbsvllm.config import builtin_profile_names, resolve
-from pbsvllm.errors import ConfigError, PlanError, TemplateError
+from pbsvllm.errors import ConfigError, TemplateError
 from pbsvllm.render import prepare_job
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(HERE, "golden")
-FAKE_VLLM = os.path.join(HERE, "data", "fake_vllm.py")
+FAKE_VLLM = os.path.join(HERE, "fakes", "vllm.py")
 NO_CACHE = {"HF_HUB_CACHE": "/nonexistent-hf-cache"}
 MODEL_FOR = {"local": "Qwen/Qwen2.5-7B-Instruct"}
 SERVER_INFO_KEYS = {"job_id", "host", "port", "url", "pid", "pgid", "model", "served_model_name", "alias",
@@ -142,11 +142,6 @@ def test_values_that_cannot_be_directives_are_refused(tmp_path):
         render("polaris", account="a\n#PBS -l select=99")
     with pytest.raises(ConfigError, match="alias"):
         render("polaris", alias="../x")
-
-
-def test_multi_node_plans_are_not_rendered_yet():
-    with pytest.raises(PlanError, match="multi-node"):
-        render("polaris", model="meta-llama/Llama-3.1-70B-Instruct", nodes=2)
 
 
 # ---------------------------------------------------------------------------- templates

@@ -8,7 +8,8 @@ import re
 from typing import Dict, Tuple
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pbsvllm.errors import ParseError
 from pbsvllm.models import JobState
@@ -299,29 +300,12 @@ def test_fuzz_other_parsers(text):
 
 def test_slurm_completing_is_not_final_yet():
     from pbsvllm.scheduler.torque import SlurmTorqueScheduler
-    from pbsvllm.transport.base import Transport
+    from tests.fakes import FakeTransport
 
-    class Answers(Transport):
-        def run(self, argv, timeout, input=None, env=None):
-            self.calls += 1
-            if argv[0] == "qstat":
-                return 0, "Job Id:\t7\n\tjob_state = C\n\tqueue = debug\n\n", ""
-            return 0, "JobId=7 JobName=x JobState=COMPLETING Reason=None ExitCode=0:9\n", ""
+    def answer(argv):
+        if argv[0] == "qstat":
+            return 0, "Job Id:\t7\n\tjob_state = C\n\tqueue = debug\n\n", ""
+        return 0, "JobId=7 JobName=x JobState=COMPLETING Reason=None ExitCode=0:9\n", ""
 
-        def read_text(self, path):
-            return ""
-
-        def write_text(self, path, text, mode=0o600):
-            pass
-
-        def exists(self, path):
-            return False
-
-        def size(self, path):
-            return None
-
-        def read_range(self, path, offset, length):
-            return b""
-
-    st_ = SlurmTorqueScheduler(Answers()).status(["7"])["7"]
+    st_ = SlurmTorqueScheduler(FakeTransport(respond=answer)).status(["7"])["7"]
     assert st_.state is JobState.COMPLETING and st_.exit_status is None

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from typing import List, Sequence, Tuple
+from typing import Tuple
 
 import pytest
 
@@ -12,7 +12,7 @@ from pbsvllm.errors import JobNotFoundError, ParseError, SchedulerError, Transpo
 from pbsvllm.models import JobState
 from pbsvllm.scheduler import get_scheduler
 from pbsvllm.scheduler.pbspro import PBSProScheduler
-from pbsvllm.transport.base import Transport
+from tests.fakes import FakeTransport
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "pbs")
 
@@ -22,40 +22,12 @@ def sample(name: str) -> str:
         return fh.read()
 
 
-class ScriptedTransport(Transport):
-    """Answers each command from a list of (argv prefix, (rc, out, err)); records calls."""
+class ScriptedTransport(FakeTransport):
+    """The fake transport on host pbs.example: each command answered from a list of (argv prefix, (rc, out,
+    err)); calls recorded; no files."""
 
-    def __init__(self, answers: List[Tuple[Sequence[str], object]]):
-        super().__init__()
-        self.answers = list(answers)
-        self.argvs: List[List[str]] = []
-        self.host = "pbs.example"
-
-    def run(self, argv, timeout, input=None, env=None):
-        self.calls += 1
-        self.argvs.append(list(argv))
-        for i, (prefix, answer) in enumerate(self.answers):
-            if list(argv[: len(prefix)]) == list(prefix):
-                del self.answers[i]
-                if isinstance(answer, BaseException):
-                    raise answer
-                return answer
-        raise AssertionError(f"unexpected command {argv}")
-
-    def read_text(self, path):
-        raise TransportError("no files")
-
-    def write_text(self, path, text, mode=0o600):
-        raise TransportError("no files")
-
-    def exists(self, path):
-        return False
-
-    def size(self, path):
-        return None
-
-    def read_range(self, path, offset, length):
-        raise TransportError("no files")
+    def __init__(self, answers):
+        super().__init__(answers, host="pbs.example")
 
 
 def sched(answers) -> Tuple[PBSProScheduler, ScriptedTransport]:
@@ -78,7 +50,8 @@ def test_unknown_ids_become_unknown_not_completed():
     assert len(t.argvs) == 1
     assert got["1008"].state is JobState.RUNNING
     assert got["2001.g3"].state is JobState.UNKNOWN
-    assert "no longer knows" in got["2002.g3"].comment
+    assert "does not know this job id" in got["2002.g3"].comment
+    assert got["2001.g3"].gone and got["2002.g3"].gone and not got["1008"].gone
 
 
 def test_invalid_json_falls_back_to_text():

@@ -13,7 +13,7 @@ from pbsvllm.jobs import JobStore
 from pbsvllm.registry import Endpoint, open_registry
 from pbsvllm.swap import swap_endpoint
 from pbsvllm.watcher import watch_records
-from tests.fakevllm import free_port
+from tests.fakes.vllm import free_port
 from tests.unit.test_watcher_local import env, submit  # noqa: F401  (fixture)
 
 

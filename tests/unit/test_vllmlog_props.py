@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pbsvllm import vllmlog as V
+from pbsvllm.vllmlog import fastpath, scanner
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "vllm")
 
@@ -19,7 +20,7 @@ def _real_lines():
             with open(os.path.join(DATA, name), "rb") as fh:
                 out += fh.read().decode("utf-8", "replace").split("\n")
     # keep the interesting ones (startup, stats, errors) and a few others
-    keep = [ln for ln in out if V._PREFILTER_RE.search(ln) or "throughput" in ln]
+    keep = [ln for ln in out if scanner._PREFILTER_RE.search(ln) or "throughput" in ln]
     return keep + out[:200]
 
 
@@ -71,12 +72,12 @@ def test_bytes_path_agrees_with_line_path(lines, junk, window):
     """Any mix of real lines (plus a line of junk bytes), any window size."""
     data = ("\n".join(lines) + "\n").encode() + junk + b"\n"
     sc = V.LogScanner()
-    old = V.STEADY_WINDOW_MIN
-    V.STEADY_WINDOW_MIN = window
+    old = fastpath.STEADY_WINDOW_MIN
+    fastpath.STEADY_WINDOW_MIN = window
     try:
         n = V.scan_bytes(sc, data, 1)
     finally:
-        V.STEADY_WINDOW_MIN = old
+        fastpath.STEADY_WINDOW_MIN = old
     text_lines = data.decode("utf-8", "replace").split("\n")[:-1]
     ref = V.parse_log(text_lines)
     assert n == len(text_lines) == ref.lines == sc.facts.lines
@@ -95,7 +96,7 @@ def test_prefilter_changes_nothing_on_the_samples(monkeypatch):
     paths = [os.path.join(DATA, n) for n in names] + [os.path.join(real, n) for n in sorted(os.listdir(real))
                                                       if n.endswith(".log")]
     with_pf = [V.parse_file(p) for p in paths]
-    monkeypatch.setattr(V, "_PREFILTER_RE", re.compile(""))
+    monkeypatch.setattr(scanner, "_PREFILTER_RE", re.compile(""))
     without = [V.parse_file(p) for p in paths]
     for p, a, b in zip(paths, with_pf, without):
         assert a.to_json_facts() == b.to_json_facts(), p

@@ -1,5 +1,5 @@
 """The parser on logs built from each version's format strings
-(tests/data/vllm/build_logs.py, reference/vllm.md §1-4) and on the real
+(tests/data/vllm/build_logs.py, docs/reference/vllm-logs.md) and on the real
 lines pasted in public threads (vllm-log-lines-by-version.txt)."""
 
 import os

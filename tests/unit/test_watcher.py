@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 
@@ -14,7 +13,7 @@ from pbsvllm import health
 from pbsvllm.config import resolve
 from pbsvllm.errors import ServerError
 from pbsvllm.jobs import JobRecord, JobStore
-from pbsvllm.models import JobState, ServerState
+from pbsvllm.models import JobState
 from pbsvllm.registry import Endpoint, open_registry
 from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.logtail import LogTail
@@ -28,7 +27,8 @@ from pbsvllm.watcher import (
     run_watchers,
     watch_records,
 )
-from tests.fakevllm import FakeVllm, free_port
+from tests.fakes import FakeScheduler
+from tests.fakes.vllm import FakeVllm, free_port
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "watcher")
 
@@ -54,26 +54,9 @@ class Timeline:
             fn()
 
 
-class TimelineScheduler:
-    """The scheduler seam: states by time, from a list of (from_time, JobStatus)."""
-
-    name = "timeline"
-
-    def __init__(self, tl, plan):
-        self.tl = tl
-        self.plan = plan  # job_id -> [(t, JobStatus)]
-        self.calls = []
-
-    def status(self, ids):
-        self.calls.append((self.tl.t, list(ids)))
-        out = {}
-        for jid in ids:
-            cur = None
-            for t, st in self.plan[jid]:
-                if self.tl.t >= t:
-                    cur = st
-            out[jid] = cur
-        return out
+def TimelineScheduler(tl, plan):
+    """The scheduler seam: states by time (job_id -> [(from_time, JobStatus)]), on the timeline's clock."""
+    return FakeScheduler(plan, clock=tl.clock, name="timeline")
 
 
 def st(jid, state, **kw):
@@ -275,7 +258,7 @@ def test_two_jobs_one_status_call_per_tick(home):
     tl = Timeline()
     sched = TimelineScheduler(tl, {
         "1.s": [(0, st("1.s", JobState.PENDING)), (5, st("1.s", JobState.FAILED, exit_reason="the script exited with status 1"))],
-        "2.s": [(0, st("2.s", JobState.PENDING)), (9, st("2.s", JobState.UNKNOWN))],
+        "2.s": [(0, st("2.s", JobState.PENDING)), (9, st("2.s", JobState.UNKNOWN, gone=True))],
     })
     w = make_watcher(tl, sched, home)
     w.add(JobProgress.from_record(a))
@@ -284,7 +267,7 @@ def test_two_jobs_one_status_call_per_tick(home):
     assert all(len(ids) >= 1 for _, ids in sched.calls)
     assert sched.calls[0][1] == ["1.s", "2.s"]  # batched
     assert [j.failure for j in w.jobs] == ["job_ended", "job_ended"]
-    assert "no longer knows" in w.jobs[1].failure_detail
+    assert "does not know the job" in w.jobs[1].failure_detail  # gone, and it never had a server
 
 
 def test_timeout_and_resume_from_saved_offset(home, tmp_path):
@@ -403,16 +386,18 @@ def test_scheduler_errors_and_a_transient_unknown_are_survived(home):
     rec = make_record(home)
     tl = Timeline()
 
-    class Flaky(TimelineScheduler):
+    class Flaky(FakeScheduler):
         def status(self, ids):
-            if 2 <= self.tl.t < 6:
+            t = self.clock()
+            if 2 <= t < 6:
                 raise SchedulerError("`qstat -x -f -F json 101.pbs` failed (rc 1): pbs_iff: cannot connect to host")
-            if self.tl.t < 2:  # just submitted: not listed yet once
-                self.calls.append((self.tl.t, list(ids)))
+            if t < 2:  # just submitted: not listed yet once
+                self.calls.append((t, list(ids)))
                 return {}
             return super().status(ids)
 
-    sched = Flaky(tl, {rec.job_id: [(0, st(rec.job_id, JobState.FAILED, exit_reason="the script exited with status 2"))]})
+    sched = Flaky({rec.job_id: [(0, st(rec.job_id, JobState.FAILED, exit_reason="the script exited with status 2"))]},
+                  clock=tl.clock)
     rep = Reporter()
     w = make_watcher(tl, sched, home, rep)
     w.add(JobProgress.from_record(rec))

@@ -23,7 +23,7 @@ from pbsvllm.registry import open_registry
 from pbsvllm.scheduler.local import LocalScheduler
 from pbsvllm.transport.local import LocalTransport
 from pbsvllm.watcher import Reporter, watch_records
-from tests.fakevllm import free_port
+from tests.fakes.vllm import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EAGER = os.path.join(ROOT, "tests", "data", "watcher", "vllm-0.32.0-cpu-eager.log")
@@ -45,7 +45,7 @@ wait
 """
 
 SERVER = """cd {root}
-{py} -m tests.fakevllm {port} tiny >> "$LOG" 2>&1 &
+{py} tests/fakes/vllm.py tiny --port {port} >> "$LOG" 2>&1 &
 {py} -c 'import json,os,sys; t=sys.argv[1]+".tmp"; json.dump({{"job_id": os.environ["PBS_JOBID"], "host": "127.0.0.1", "port": {port}, "url": "http://127.0.0.1:{port}/v1"}}, open(t,"w")); os.replace(t, sys.argv[1])' "$INFO"
 for i in $(seq 100); do {py} -c 'import socket,sys; socket.create_connection(("127.0.0.1", {port}), 0.2)' 2>/dev/null && break; sleep 0.1; done"""
 
@@ -114,6 +114,11 @@ def test_submit_watch_register_status_logs_swap(env):
     text = "\n".join(rep.lines)
     assert "loading weights" in text and "ready at" in text
 
+    # ready means the server answers; the job writes its stats lines just after: wait for them
+    deadline = time.monotonic() + 20
+    while open(a.log_path).read().count("Avg generation throughput") < 2:
+        assert time.monotonic() < deadline, "the job never wrote its stats lines"
+        time.sleep(0.05)
     runner = CliRunner()
     out = runner.invoke(cli, ["status", "--json"], catch_exceptions=False)
     assert out.exit_code == 0, out.output

@@ -1,5 +1,5 @@
 """`pbsvllm submit --wait` through the real job template and the real local
-backend, with a stand-in launcher (tests/fake_vllm_serve.py) in place of
+backend, with a stand-in launcher (tests/fakes/vllm.py --fake-startup-log) in place of
 `vllm serve`: registered only once ready, key by name, entry removed once the
 job ends, failures reported with their log lines. Real vLLM: tests/integration/test_e2e*.py."""
 
@@ -14,7 +14,7 @@ import time
 import pytest
 
 from pbsvllm.registry import open_registry
-from tests.fakevllm import free_port
+from tests.fakes.vllm import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = {
@@ -37,7 +37,7 @@ def site(tmp_path):
     keyfile.write_text(KEY + "\n")
     os.chmod(keyfile, 0o600)
     cfg = tmp_path / "config.toml"
-    launcher = f"{sys.executable} {os.path.join(ROOT, 'tests', 'fake_vllm_serve.py')}"
+    launcher = f"{sys.executable} {os.path.join(ROOT, 'tests', 'fakes', 'vllm.py')} --fake-startup-log"
     cfg.write_text(
         f'profile = "fake"\nhome = {json.dumps(str(home))}\napi_key_file = {json.dumps(str(keyfile))}\n'
         f'[profiles.fake]\nbase = "local"\nlauncher = {json.dumps(launcher)}\n'

@@ -1,13 +1,14 @@
 """Build the constructed vLLM logs of this folder from the format strings in
-reference/vllm.md (one per version family, the error cases, and the seed
+docs/reference/vllm-logs.md (one per version family, the error cases, and the seed
 scenario). Run it again after changing it; the logs are committed.
 
     python tests/data/vllm/build_logs.py
 
 Every log here that does not come from a real run is named
 ``constructed-*.log``; its format strings are the ones vLLM's source prints
-(vllm.md §1-4 quote them), its numbers are made up but consistent (KV tokens
-= KV memory / bytes per token of the model, per vllm.md §9).
+(docs/reference/vllm-logs.md describes them), its numbers are made up but
+consistent (KV tokens = KV memory / bytes per token of the model, per
+docs/reference/kv-cache.md).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Log:
 
 
 def v1_stats(engine: int, prompt: float, gen: float, running: int, waiting: int, kv: float,
-             prefix: "float | None" = None, dev: str = "GPU", extra: str = "") -> str:
+             prefix: float | None = None, dev: str = "GPU", extra: str = "") -> str:
     s = (f"Engine {engine:03d}: Avg prompt throughput: {prompt:.1f} tokens/s, Avg generation throughput: {gen:.1f} "
          f"tokens/s, Running: {running} reqs, Waiting: {waiting} reqs, {extra}{dev} KV cache usage: {kv:.1f}%")
     if prefix is not None:
@@ -251,7 +252,7 @@ def v085() -> None:
           "torch.compile")
     L.tick(20)
     L.log("INFO", "monitor.py:33", "torch.compile takes 21.37 s in total")
-    for dp in range(2):
+    for _dp in range(2):
         L.log("INFO", "kv_cache_utils.py:634", "GPU KV cache size: 432,160 tokens")
         L.log("INFO", "kv_cache_utils.py:637", "Maximum concurrency for 8,192 tokens per request: 52.75x")
     L.tick(15)
