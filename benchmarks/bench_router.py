@@ -6,9 +6,10 @@ body: it costs almost nothing, so the router's own cost shows) in its own
 process; a closed-loop load generator (asyncio, one keep-alive connection
 per concurrent client) in another; vllm-router (the real 0.1.17 binary,
 default policy cache_aware) in a third. For each concurrency (1, 8, 64),
-direct and routed runs alternate for several rounds; figures are medians
-over the rounds: throughput (requests/s) and p50 latency, with the ratio
-routed / direct and the p50 added. Targets: throughput >= 0.95x direct and
+direct and routed runs alternate for several rounds (back to back, the
+order flipped each round): throughput (requests/s) and p50 latency are
+medians over the rounds; the ratio routed / direct and the p50 added are
+medians of the per-round pairs, so load drift between rounds cancels. Targets: throughput >= 0.95x direct and
 p50 added <= 2 ms.
 
 With the cache_aware policy, vllm-router first asks the server to render
@@ -182,7 +183,7 @@ def readiness_to_first_routed(home: str, settings: Any, workdir: str, runs: int)
             t_ready = time.perf_counter()
             result: List[float] = []
 
-            async def poll() -> None:
+            async def poll(t_ready: float = t_ready, result: List[float] = result) -> None:
                 reader, writer = await asyncio.open_connection(st.host, st.port)
                 body = json.dumps({"model": "tiny", "prompt": "x", "max_tokens": 1}).encode()
                 req = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -200,7 +201,7 @@ def readiness_to_first_routed(home: str, settings: Any, workdir: str, runs: int)
                         return
                     await asyncio.sleep(0.001)
 
-            async def both() -> None:
+            async def both(url: str = url) -> None:
                 task = asyncio.create_task(poll())
                 await asyncio.sleep(0)
                 await asyncio.get_running_loop().run_in_executor(
@@ -229,7 +230,7 @@ def run_policy(args: argparse.Namespace, python: str, policy: str, out: str) -> 
         for service_ms in [float(x) for x in args.service_ms.split(",")]:
             server, sport = start_fake(workdir, "direct", service_ms)
             servers.append(server)
-            alias = "bench%d" % len(servers)
+            alias = f"bench{len(servers)}"
             st = router.ensure_running(alias, settings, home=home, model="tiny")
             router.add_member(alias, f"http://127.0.0.1:{sport}/v1", job_id="bench", home=home)
             for conc in [int(x) for x in args.levels.split(",")]:
@@ -247,6 +248,9 @@ def run_policy(args: argparse.Namespace, python: str, policy: str, out: str) -> 
 
                 d_rps, r_rps = med(direct, "rps"), med(routed, "rps")
                 d_p50, r_p50 = med(direct, "p50_s"), med(routed, "p50_s")
+                # paired per round (direct and routed ran back to back): load drift between rounds cancels out
+                pair_ratio = statistics.median(q["rps"] / d["rps"] for d, q in zip(direct, routed))
+                pair_added = statistics.median(q["p50_s"] - d["p50_s"] for d, q in zip(direct, routed))
                 levels_out.append({
                     "service_ms": service_ms,
                     "concurrency": conc,
@@ -256,8 +260,9 @@ def run_policy(args: argparse.Namespace, python: str, policy: str, out: str) -> 
                     "routed": {"rps": round(r_rps, 1), "p50_ms": round(r_p50 * 1000, 3),
                                "p99_ms": round(med(routed, "p99_s") * 1000, 3),
                                "errors": sum(r["errors"] for r in routed)},
-                    "throughput_ratio": round(r_rps / d_rps, 3),
-                    "p50_added_ms": round((r_p50 - d_p50) * 1000, 3),
+                    "throughput_ratio": round(pair_ratio, 3),
+                    "p50_added_ms": round(pair_added * 1000, 3),
+                    "ratio_of_medians": round(r_rps / d_rps, 3),
                     "rounds": args.rounds,
                 })
         first = readiness_to_first_routed(home, settings, workdir, 5)
@@ -273,17 +278,18 @@ def run_policy(args: argparse.Namespace, python: str, policy: str, out: str) -> 
     worst_added = max(lv["p50_added_ms"] for lv in main_levels)
     doc = {
         "levels": levels_out,
-        "readiness_to_first_routed_s": {"runs": [round(x, 4) for x in first], "median": round(statistics.median(first), 4)},
+        "readiness_to_first_routed_s": {"runs": [round(x, 4) for x in first],
+                                        "median": round(statistics.median(first), 4)},
         "policy": settings.policy,
         "router": "vllm-router 0.1.17",
         "seconds_per_run": args.seconds,
         "targets": {"throughput_ratio_at_least": 0.95, "p50_added_ms_at_most": 2.0},
         "meets_targets": {"throughput": worst_ratio >= 0.95, "p50_added": worst_added <= 2.0},
         "targets_judged_at_service_ms": levels_out[0]["service_ms"],
-        "headline": ("%s, %g ms server: throughput " % (policy, levels_out[0]["service_ms"])
-                     + ", ".join("c=%d: %.2fx" % (lv["concurrency"], lv["throughput_ratio"]) for lv in main_levels)
-                     + " direct; p50 added " + ", ".join("%.2f" % lv["p50_added_ms"] for lv in main_levels)
-                     + " ms; readiness to first routed request %.0f ms (median)" % (statistics.median(first) * 1000)),
+        "headline": (f"{policy}, {levels_out[0]['service_ms']:g} ms server: throughput "
+                     + ", ".join(f"c={lv['concurrency']}: {lv['throughput_ratio']:.2f}x" for lv in main_levels)
+                     + " direct; p50 added " + ", ".join(f"{lv['p50_added_ms']:.2f}" for lv in main_levels)
+                     + f" ms; readiness to first routed request {statistics.median(first) * 1000:.0f} ms (median)"),
     }
     print(write_result(out, doc))
     print(doc["headline"])
@@ -292,7 +298,7 @@ def run_policy(args: argparse.Namespace, python: str, policy: str, out: str) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--levels", default="1,8,64")
     ap.add_argument("--policies", default="cache_aware,round_robin",
                     help="vllm-router policies, each its own result (the first, pbsvllm's default, is router.json; "

@@ -59,7 +59,7 @@ class StatusReport:
     notes: List[str]
     errors: List[str]
     live: bool  # server columns filled (not --offline)
-    routers: List["RouterStatus"] = dataclasses.field(default_factory=list)  # aliases' routers, members, health
+    routers: List[RouterStatus] = dataclasses.field(default_factory=list)  # aliases' routers, members, health
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +194,7 @@ class Client:
             notes = list(view.notes)
             if remove_ended:
                 notes += remove_ended_entries(view, rows)
-        routers: List["RouterStatus"] = []
+        routers: List[RouterStatus] = []
         if not offline:
             from pbsvllm import router
             from pbsvllm.router.membership import prune_ended
@@ -364,7 +364,7 @@ class Client:
 
     # ------------------------------------------------------------------ router, url, scale
 
-    def alias_url(self, alias: str, *, vf_config: Optional[str] = None) -> "AliasUrl":
+    def alias_url(self, alias: str, *, vf_config: Optional[str] = None) -> AliasUrl:
         """The alias's stable URL (its router's); ``vf_config``: also write that
         verifiers 0.4 ``vf-eval @ FILE`` config. Without a router: a
         NoRouterError that says how to get one and where the alias is now."""
@@ -388,7 +388,7 @@ class Client:
                 Endpoint(alias=alias, model=info.model, url=info.url, key=info.api_key_var))
         return info
 
-    def router_start(self, alias: str, *, port: int = 0, model: str = "") -> "RouterState":
+    def router_start(self, alias: str, *, port: int = 0, model: str = "") -> RouterState:
         """Start the alias's router (or find it running); its port is kept from the first start."""
         from pbsvllm import router
 
@@ -403,7 +403,7 @@ class Client:
 
         return router.stop(alias, home=self.settings.home)
 
-    def router_status(self, alias: Optional[str] = None) -> List["RouterStatus"]:
+    def router_status(self, alias: Optional[str] = None) -> List[RouterStatus]:
         """The router of ``alias`` (default: every alias that has one)."""
         from pbsvllm import router
 
@@ -411,7 +411,7 @@ class Client:
         return [router.status(a, home=self.settings.home) for a in names]
 
     def scale(self, alias: str, n: int, *, wait: bool = False, timeout_s: Optional[float] = None,
-              drain_timeout_s: float = 120.0, say: Callable[[str], None] = lambda s: None) -> "ScaleResult":
+              drain_timeout_s: float = 120.0, say: Callable[[str], None] = lambda s: None) -> ScaleResult:
         """Submit or cancel jobs until ``n`` servers of ``alias`` run (``wait``: are ready)."""
         from pbsvllm.scale import scale
 
@@ -420,7 +420,7 @@ class Client:
 
     # ------------------------------------------------------------------ before qsub (ux)
 
-    def preflight(self, prepared: "PreparedJob") -> None:
+    def preflight(self, prepared: PreparedJob) -> None:
         """Everything checkable before ``qsub`` (registries, script, walltime, key file, folders:
         :mod:`pbsvllm.preflight`); raises before anything is written on the target."""
         from pbsvllm.preflight import check_submit
@@ -431,7 +431,7 @@ class Client:
     # ------------------------------------------------------------------ model catalog
 
     def models(self, name: Optional[str] = None, *, family: Optional[str] = None,
-               max_model_len: Optional[int] = None, vllm_version: Optional[str] = None) -> List["CatalogRow"]:
+               max_model_len: Optional[int] = None, vllm_version: Optional[str] = None) -> List[CatalogRow]:
         """The built-in model catalog planned on the profile's node (one row, or every row of a
         family): numbers, real checkpoint size and source, the estimate, the plan or why none."""
         from pbsvllm.catalog import catalog_row, catalog_rows

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tupl
 
 from pbsvllm.errors import ConfigError, JobNotFoundError
 from pbsvllm.jobs import JobRecord, JobStore
-from pbsvllm.models import JobState, ServerState
+from pbsvllm.models import ServerState
 
 if TYPE_CHECKING:
     from pbsvllm.config import Settings
@@ -32,9 +32,9 @@ MAX_SERVERS = 256
 def live_jobs(records: Sequence[JobRecord], alias: str) -> List[JobRecord]:
     """The alias's jobs that serve or may still serve: not cancelled, not failed or
     stopped, not ended by the scheduler. Oldest first."""
-    final = {s.value for s in JobState if s.is_terminal}
     return sorted((r for r in records if r.alias == alias and not r.cancelled_at and not r.server_state.is_final
-                   and r.last_status.get("state") not in final), key=lambda r: r.submitted_at)
+                   and not (r.last_status is not None and r.last_status.state.is_terminal)),
+                  key=lambda r: r.submitted_at)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +74,7 @@ class ScaleResult:
         return dataclasses.asdict(self)
 
 
-def resubmit(settings: "Settings", store: JobStore, template: JobRecord) -> JobRecord:
+def resubmit(settings: Settings, store: JobStore, template: JobRecord) -> JobRecord:
     """Submit ``template``'s rendered script once more as a new job of its alias."""
     from pbsvllm.launch import SubmitJob, SubmitTarget, submit_job
     from pbsvllm.transport import get_transport
@@ -92,10 +92,10 @@ def resubmit(settings: "Settings", store: JobStore, template: JobRecord) -> JobR
     return submit_job(target, job, transport=transport, store=store)
 
 
-def scale(settings: "Settings", store: JobStore, alias: str, n: int, *, wait: bool = False,
+def scale(settings: Settings, store: JobStore, alias: str, n: int, *, wait: bool = False,
           timeout_s: Optional[float] = None, drain_timeout_s: float = 120.0,
           submit_one: Optional[Callable[[JobRecord], JobRecord]] = None,
-          leave_and_cancel: Optional[Callable[[JobRecord], "LeaveResult"]] = None,
+          leave_and_cancel: Optional[Callable[[JobRecord], LeaveResult]] = None,
           say: Callable[[str], None] = lambda s: None) -> ScaleResult:
     """Submit or cancel jobs of ``alias`` until ``n`` of them run (``wait``: until ready)."""
     from pbsvllm import router
@@ -112,7 +112,7 @@ def scale(settings: "Settings", store: JobStore, alias: str, n: int, *, wait: bo
     template = (live or records)[-1]
     submit_one = submit_one or (lambda t: resubmit(settings, store, t))
 
-    def default_leave(rec: JobRecord) -> "LeaveResult":
+    def default_leave(rec: JobRecord) -> LeaveResult:
         return leave_then_cancel(settings.home, rec, lambda: cancel_job(store, rec.job_id)[1],
                                  drain_timeout_s=drain_timeout_s, say=say)
 

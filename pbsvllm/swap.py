@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from pbsvllm.errors import PbsvllmError, RegistryError, ServerError
 from pbsvllm.jobs import JobRecord, JobStore, with_record_key_file
-from pbsvllm.models import JobState, ServerState
+from pbsvllm.models import ServerState
 from pbsvllm.transport.base import Transport
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ def swap_endpoint(
     return SwapResult(alias, target.job_id, url, reg_results, old_jobs)
 
 
-def _swap_behind_router(settings: "Settings", store: JobStore, alias: str, target: JobRecord, url: str, *,
+def _swap_behind_router(settings: Settings, store: JobStore, alias: str, target: JobRecord, url: str, *,
                         registries: Optional[Sequence[str]], add: bool, cancel_old: bool, drain_timeout_s: float,
                         cancel: Optional[Callable[[str], str]],
                         drain: Optional[Callable[[str, float], Tuple[bool, str]]],

@@ -64,7 +64,7 @@ def status(alias: Optional[str], home: Optional[str], as_json: bool) -> None:
     exit_with(7 if any(not r.router_up for r in reports) else 0)
 
 
-def format_status(r: "RouterStatus") -> str:
+def format_status(r: RouterStatus) -> str:
     up = f"up (supervisor pid {r.supervisor_pid})" if r.router_up else \
         ("supervisor running, router not answering" if r.supervisor_pid else "stopped")
     lines = [f"{r.alias}: {r.url}  router {up}"]

@@ -55,7 +55,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Member", "MemberState", "RouterSettings", "RouterState", "RouterStatus", "MemberHealth",
     "RouterUnavailableError", "NoRouterError",
-    "available", "install_hint", "settings_for", "enabled", "ensure_running", "url", "members", "add_member", "drain_member",
+    "available", "install_hint", "settings_for", "enabled", "ensure_running", "url", "members", "add_member",
+    "drain_member",
     "remove_member", "status", "stop", "aliases", "apply_state",
 ]
 
@@ -91,7 +92,7 @@ class RouterStatus:
     serving: bool                      # at least one active member is in the router
     log_path: str
 
-    def to_dict(self) -> dict:  # type: ignore[type-arg]
+    def to_dict(self) -> Dict[str, object]:
         return {
             "alias": self.alias, "url": self.url, "supervisor_pid": self.supervisor_pid,
             "router_up": self.router_up, "workers": list(self.workers), "serving": self.serving,
@@ -130,13 +131,13 @@ def install_hint() -> str:
     return INSTALL_HINT
 
 
-def settings_for(profile: "Profile") -> RouterSettings:
+def settings_for(profile: Profile) -> RouterSettings:
     """The router settings of a site profile (``router_host``, ``router_policy``, ``router_placement``)."""
     return RouterSettings(host=profile.router_host, policy=profile.router_policy, placement=profile.router_placement,
                           python=os.path.expanduser(profile.router_python) if profile.router_python else "")
 
 
-def enabled(profile: "Profile") -> bool:
+def enabled(profile: Profile) -> bool:
     """Whether aliases get a router under this profile: ``router = "on"`` (vllm-router must be
     installed), ``"auto"`` (when it is installed, the default) or ``"off"``."""
     if profile.router == "off":

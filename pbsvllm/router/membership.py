@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from pbsvllm.config import Settings
 
 
-def uses_router(settings: "Settings", alias: str) -> bool:
+def uses_router(settings: Settings, alias: str) -> bool:
     """The alias has a router already, or gets one under this profile."""
     if alias in router.aliases(home=settings.home):
         return True
@@ -40,7 +40,7 @@ def uses_router(settings: "Settings", alias: str) -> bool:
 class RouterMembership:
     """The watcher's seam to the routers: join after readiness, leave at the end."""
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def wants(self, alias: str) -> bool:
@@ -103,7 +103,7 @@ def leave_then_cancel(home: str, record: JobRecord, cancel: Callable[[], str], *
     return LeaveResult(record.job_id, tuple(urls), drained, how, True, message)
 
 
-def swap_via_router(settings: "Settings", store: JobStore, alias: str, target: JobRecord, url: str, *,
+def swap_via_router(settings: Settings, store: JobStore, alias: str, target: JobRecord, url: str, *,
                     cancel_old: bool, add: bool, drain_timeout_s: float,
                     cancel: Callable[[JobRecord], str],
                     drain: Optional[Callable[[str, float], Tuple[bool, str]]] = None,

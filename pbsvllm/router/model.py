@@ -58,7 +58,7 @@ class Member:
         return {"url": self.url, "state": self.state.value, "job_id": self.job_id, "joined_at": self.joined_at}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> "Member":
+    def from_dict(cls, data: Mapping[str, object]) -> Member:
         url = data.get("url")
         if not isinstance(url, str) or not url:
             raise ValueError("router member without a url")
@@ -141,7 +141,7 @@ class RouterState:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> "RouterState":
+    def from_dict(cls, data: Mapping[str, object]) -> RouterState:
         alias = data.get("alias")
         if not isinstance(alias, str):
             raise ValueError("router state without an alias")

@@ -48,6 +48,7 @@ class FakeVllm:
         self.api_key = api_key
         self.completion_status = 200
         self.models_status = 200
+        self.health_status = 200
         self.running = 0
         self.waiting = 0
         self.requests: List[Dict[str, Any]] = []
@@ -75,6 +76,8 @@ class FakeVllm:
                 with fake.lock:
                     fake.requests.append({"method": "GET", "path": self.path,
                                           "auth": self.headers.get("Authorization", "")})
+                if self.path == "/health":  # vLLM: 200, empty body, once the engine is up (routers check it)
+                    return self._send(fake.health_status, b"", "text/plain")
                 if self.path == "/metrics":
                     text = (
                         "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"

@@ -131,7 +131,7 @@ def test_a_killed_server_costs_at_most_its_in_flight_requests(router_home, route
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        procs.append((subprocess.Popen([sys.executable, "-m", "tests.fakevllm", str(port), "tiny"], cwd=ROOT),
+        procs.append((subprocess.Popen([sys.executable, "-m", "tests.fakes.vllm", "tiny", "--port", str(port)], cwd=ROOT),
                       f"http://127.0.0.1:{port}/v1"))
     try:
         for _proc, url in procs:
@@ -210,7 +210,7 @@ def test_the_cli_shows_the_url_the_members_and_their_health(router_home, router_
                PBSVLLM_CONFIG=str(tmp_path / "none.toml"))
     (tmp_path / "none.toml").write_text("")
 
-    def cli(*args: str) -> "subprocess.CompletedProcess[str]":
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pbsvllm", *args], capture_output=True, text=True, cwd=ROOT,
                               env=env, timeout=120)
 

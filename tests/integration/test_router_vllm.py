@@ -76,7 +76,7 @@ class SteadyClient:
             with self.lock:
                 self.results.append((time.monotonic(), status, detail))
 
-    def start(self) -> "SteadyClient":
+    def start(self) -> SteadyClient:
         for t in self.threads:
             t.start()
         return self

@@ -82,7 +82,7 @@ def router_settings(router_python: str):  # -> pbsvllm.router.RouterSettings
 
 
 @pytest.fixture
-def router_home(tmp_path: "os.PathLike[str]", router_python: str) -> Iterator[str]:
+def router_home(tmp_path: os.PathLike[str], router_python: str) -> Iterator[str]:
     home = os.path.join(str(tmp_path), "home")
     os.makedirs(home, mode=0o700)
     yield home

@@ -6,7 +6,8 @@ import pytest
 
 from pbsvllm.errors import ConfigError
 from pbsvllm.jobs import JobRecord
-from pbsvllm.models import ServerState
+from pbsvllm.models import JobState, ServerState
+from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.scale import _with_job_id, live_jobs, plan_scale
 
 
@@ -16,7 +17,7 @@ def rec(job_id: str, t: float, state: ServerState = ServerState.READY, **kw) -> 
 
 def test_live_jobs_are_the_aliases_running_ones_oldest_first():
     recs = [rec("3", 3), rec("1", 1), rec("2", 2, ServerState.FAILED), rec("4", 4, cancelled_at=9.0),
-            rec("5", 5, last_status={"state": "COMPLETED"}), rec("6", 6, alias="other"), rec("7", 7, ServerState.STARTING)]
+            rec("5", 5, last_status=JobStatus(job_id="5", state=JobState.COMPLETED)), rec("6", 6, alias="other"), rec("7", 7, ServerState.STARTING)]
     assert [r.job_id for r in live_jobs(recs, "tiny")] == ["1", "3", "7"]
 
 
