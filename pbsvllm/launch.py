@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from pbsvllm.errors import PbsvllmError
 from pbsvllm.jobs import JobRecord, JobStore
-from pbsvllm.models import ServerState
+from pbsvllm.models import JobState, ServerState
 from pbsvllm.transport.base import Transport
 
 if TYPE_CHECKING:
