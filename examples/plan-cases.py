@@ -29,7 +29,7 @@ for model, hw, desc in CASES:
         print(f"| {model.split('/')[1]} | {desc} | error: {exc}")
         continue
 
-    def val(flag):
+    def val(flag, p=p):
         a = p.arg(flag)
         return a.values[0] if a and a.values else "-"
 

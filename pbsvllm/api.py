@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pbsvllm.errors import JobNotFoundError, LogParseError, PbsvllmError, ServerError
 from pbsvllm.jobs import JobRecord, JobStore
@@ -205,7 +205,28 @@ class Client:
             with_router = router.aliases(home=self.settings.home)
             wanted = {r.alias for r in records} if target else set(with_router)
             routers = [router.status(a, home=self.settings.home) for a in with_router if a in wanted]
+            notes += self._keepalive_notes({r.alias for r in records} if target else None)
         return StatusReport(rows=rows, notes=notes, errors=errors, live=live, routers=routers)
+
+    def _keepalive_notes(self, aliases: Optional[Collection[str]]) -> List[str]:
+        """One line per keep-alive chain (its lead time and why its last job
+        ended); a chain whose supervisor died gets a new one (the "next run"
+        that recovers from a killed supervisor, docs/keepalive.md)."""
+        from pbsvllm.keepalive import service
+
+        out = []
+        for c in service.status(None, home=self.settings.home):
+            if aliases is not None and c["alias"] not in aliases:
+                continue
+            line = f"keep-alive {c['alias']}: {c['state']}"
+            if c["stop_reason"]:
+                line += f" ({c['stop_reason']})"
+            line += f"; {c['lead_time']}"
+            last = c["last_end"]
+            if last:
+                line += f"; last ended: {last['job_id']} {last['cause']} ({last['detail']})"
+            out.append(line)
+        return out
 
     # ------------------------------------------------------------------ logs
 
@@ -443,6 +464,35 @@ class Client:
         if name:
             return [catalog_row(name, hw, version, workload)]
         return catalog_rows(hw, version, workload, family=family)
+
+
+    # ------------------------------------------------------------------ keep-alive (docs/keepalive.md)
+
+    def keepalive_start(self, alias: str, *, until: Optional[str] = None, budget: Optional[str] = None,
+                        job: Optional[str] = None, margin_s: Optional[float] = None) -> Dict[str, Any]:
+        """Keep ``alias`` served across walltime and failures, from ``job``
+        (default: the alias's newest); starts its supervisor."""
+        from pbsvllm.keepalive import service
+
+        return service.start(alias, home=self.settings.home, until=until, budget=budget, job=job, margin_s=margin_s)
+
+    def keepalive_stop(self, alias: str, *, cancel: bool = False) -> str:
+        """End the chain of ``alias`` (``cancel``: drain and cancel its jobs too)."""
+        from pbsvllm.keepalive import service
+
+        return service.stop(alias, home=self.settings.home, cancel=cancel)
+
+    def keepalive_status(self, alias: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Each chain's summary (reviving a supervisor that died)."""
+        from pbsvllm.keepalive import service
+
+        return service.status(alias, home=self.settings.home)
+
+    def keepalive_ensure(self) -> Dict[str, Optional[int]]:
+        """Revive the supervisor of every running chain; new pids by alias."""
+        from pbsvllm.keepalive import service
+
+        return service.ensure(home=self.settings.home)
 
 
 @dataclasses.dataclass(frozen=True)

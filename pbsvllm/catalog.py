@@ -94,7 +94,7 @@ def _row(name: str, entry: Mapping[str, Any], hw: Hardware, version: str, worklo
                       str(entry.get("source", "")), str(entry.get("notes", "")), plan, err, hint)
 
 
-def catalog_rows(hw: Hardware, version: str, workload: Workload = Workload(), family: Optional[str] = None,
+def catalog_rows(hw: Hardware, version: str, workload: Optional[Workload] = None, family: Optional[str] = None,
                  catalog: Optional[Mapping[str, Any]] = None) -> List[CatalogRow]:
     """Every catalog model (optionally of one family: a substring of its family label)."""
     cat = catalog if catalog is not None else load_catalog()
@@ -102,11 +102,11 @@ def catalog_rows(hw: Hardware, version: str, workload: Workload = Workload(), fa
     for name, entry in cat.items():
         if family and family.lower() not in str(entry.get("family", "")).lower():
             continue
-        rows.append(_row(name, entry, hw, version, workload))
+        rows.append(_row(name, entry, hw, version, workload or Workload()))
     return rows
 
 
-def catalog_row(name: str, hw: Hardware, version: str, workload: Workload = Workload(),
+def catalog_row(name: str, hw: Hardware, version: str, workload: Optional[Workload] = None,
                 catalog: Optional[Mapping[str, Any]] = None) -> CatalogRow:
     cat = catalog if catalog is not None else load_catalog()
     hit = catalog_lookup(name, cat)
@@ -116,7 +116,7 @@ def catalog_row(name: str, hw: Hardware, version: str, workload: Workload = Work
         raise ModelFactsError(f"{name!r} is not in the built-in catalog",
                               hint=("did you mean " + ", ".join(close[:5]) + "?") if close else
                               "`pbsvllm models` lists it")
-    return _row(hit[0], hit[1], hw, version, workload)
+    return _row(hit[0], hit[1], hw, version, workload or Workload())
 
 
 def format_table(rows: List[CatalogRow], hardware_text: str) -> str:

@@ -41,6 +41,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "profiles": ("profiles", "List built-in and user site profiles."),
     "models": ("models", "Browse the built-in model catalog and what plan would do for each."),
     "completion": ("completion", "Print the shell-completion script (bash, zsh, fish)."),
+    "keepalive": ("keepalive", "Keep an alias served across walltime and failed jobs (start, stop, status)."),
     "top": ("top", "Live view of every server: tokens/s, running/waiting, KV use, prefix hits, TTFT."),
 }
 

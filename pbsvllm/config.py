@@ -267,6 +267,7 @@ class Profile:
     gpu_name: str = ""
     interconnect: str = "none"         # nvlink | pcie | none
     cpus_per_node: int = 1
+    cpu_cores_per_server: int = 0      # cpu device: bind each server to its own block of this many cores (0: vLLM's auto)
     device: str = "cuda"               # cuda | cpu
     env_lines: Tuple[str, ...] = ()    # verbatim shell lines: module load, conda activate, source venv
     env: Dict[str, str] = field(default_factory=dict)  # exported variables (values quoted in the script); treat as read-only
@@ -349,6 +350,7 @@ PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
     "gpu_name": _str,
     "interconnect": _choice(INTERCONNECTS),
     "cpus_per_node": _int(1),
+    "cpu_cores_per_server": _int(0),
     "device": _choice(DEVICES),
     "env_lines": _linelist,
     "env": _envmap,

@@ -1,4 +1,4 @@
-"""vLLM command-line flags by version (vllm.md §6).
+"""vLLM command-line flags by version (docs/reference/vllm-flags-metrics.md).
 
 One table: each flag with the version that added it, the version that
 deprecated it, the version that removed it, and what replaces it. The planner
@@ -62,7 +62,7 @@ _B = False  # boolean switch
 
 # name, takes_value, added, deprecated, removed, replacement, aliases, note
 _TABLE: List[Flag] = [
-    # parallelism (vllm.md §6, §8)
+    # parallelism (docs/reference/vllm-flags-metrics.md)
     Flag("--tensor-parallel-size", _V, aliases=("-tp",)),
     Flag("--pipeline-parallel-size", _V, aliases=("-pp",)),
     Flag("--data-parallel-size", _V, added="0.8.5", aliases=("-dp",)),
@@ -135,7 +135,8 @@ _TABLE: List[Flag] = [
     # server
     Flag("--host", _V),
     Flag("--port", _V),
-    Flag("--api-key", _V, note="never pass the key on the command line: pbsvllm reads it from a 0600 file into VLLM_API_KEY"),
+    Flag("--api-key", _V,
+         note="never pass the key on the command line: pbsvllm reads it from a 0600 file into VLLM_API_KEY"),
     Flag("--uvicorn-log-level", _V),
     Flag("--disable-uvicorn-access-log", _B, added="0.8.5"),
     Flag("--allow-credentials", _B),
@@ -249,7 +250,8 @@ def check_user_args(args: Sequence[str], version: str, *, allow_unknown: bool = 
         if not f.known_in(version):
             if f.added and parse_version(version) < parse_version(f.added):
                 raise FlagError(f"vLLM flag {name} needs vLLM >= {f.added}; the target is vLLM {version}",
-                                hint="set vllm_version in your profile or pass --vllm-version if the cluster has a newer vLLM")
+                                hint="set vllm_version in your profile or pass --vllm-version if the cluster has a "
+                                     "newer vLLM")
             raise FlagError(f"vLLM flag {name} was removed in vLLM {f.removed} (target: {version})",
                             hint=f"use {f.replacement}" if f.replacement else "drop it")
         if f.takes_value and not values:

@@ -435,7 +435,8 @@ def _facts_from_config(model: str, cfg: Mapping[str, Any], source: str, *, model
 
 def load_catalog(path: str = CATALOG_PATH) -> Dict[str, Dict[str, Any]]:
     with open(path, "rb") as fh:
-        return _toml.load(fh)
+        data: Dict[str, Dict[str, Any]] = _toml.load(fh)
+    return data
 
 
 def catalog_lookup(model: str, catalog: Optional[Mapping[str, Any]] = None) -> Optional[Tuple[str, Mapping[str, Any]]]:

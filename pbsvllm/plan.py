@@ -104,9 +104,6 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
     b = rule_batch_budget(inp, util, util_reason)
 
     chosen, layouts = rule_smallest_tp(inp, sh, b)
-    chosen, ep_reason = rule_expert_parallel(inp, sh, b, chosen, layouts)
-    if ep_reason:
-        decisions["expert_parallel"] = ep_reason
     fits_well = bool(chosen and chosen.good)
     chosen, fits_well = rule_pipeline_across_nodes(inp, sh, b, chosen, fits_well, decisions)
     alternatives: List[Dict[str, Any]] = []
@@ -125,6 +122,9 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
         )
     tp, pp, dp, nodes = chosen.tp, chosen.pp, chosen.dp, chosen.nodes
     gpus = hardware.gpus_per_node
+    use_ep, ep_reason = rule_expert_parallel(inp, sh, chosen)
+    if ep_reason:
+        decisions["expert_parallel"] = ep_reason
     if not fits_well:
         warnings.append(
             f"the model does not fit {'this layout' if nodes > 1 else 'one node'} well: the KV cache holds "
@@ -160,8 +160,8 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
         api = rule_api_server_count(inp, chosen, dp_mode)
         if api:
             args.append(api)
-    if chosen.ep:
-        args.append(PlanArg("--enable-expert-parallel", (), decisions.get("expert_parallel", "expert parallel")))
+    if use_ep:
+        args.append(PlanArg("--enable-expert-parallel", (), decisions["expert_parallel"]))
     if mml != native:
         args.append(PlanArg("--max-model-len", (str(mml),), mml_reason))
     args.append(PlanArg("--gpu-memory-utilization", (f"{util:.2f}",), util_reason))
@@ -177,7 +177,7 @@ def make_plan(facts: ModelFacts, hardware: Hardware, workload: Workload, vllm_ve
     return rule_user_flags(inp, args, decisions, warnings, tp=tp, pp=pp, dp=dp, nodes=nodes, gpus_used=gpus_used,
                            mml=mml, mseqs=mseqs, mnbt=mnbt, util=util, tokens=chosen.tokens, avg=avg,
                            bpt=chosen.kv_bpt, fits_well=fits_well, alternatives=alternatives, dp_mode=dp_mode,
-                           memory=memory, concurrency=conc, ep=chosen.ep,
+                           memory=memory, concurrency=conc, ep=use_ep or "--enable-expert-parallel" in inp.u,
                            kv_layers=facts.kv_detail(tp, pp, kv_b, mml, mnbt))
 
 

@@ -265,7 +265,8 @@ def rule_smallest_tp(inp: Inputs, sh: Shape, b: Budget) -> Tuple[Optional[_Layou
     for tp in ([fixed_tp] if fixed_tp else _tp_candidates(inp.facts, gpus)):
         pp = fixed_pp or 1
         dp = fixed_dp or max(1, gpus // (tp * pp))
-        layouts.append(_layout(inp, sh, b, tp=tp, pp=pp, dp=dp, target=_target(inp, dp)))
+        layouts.append(_layout(inp, sh, b, tp=tp, pp=pp, dp=dp, target=_target(inp, dp),
+                               ep=shards_experts(inp, dp)))
     if fixed_tp:
         return layouts[0], layouts
     good = [lay for lay in layouts if lay.good]
@@ -285,66 +286,52 @@ def rule_pcie(inp: Inputs, fitting: List[_Layout]) -> Optional[_Layout]:
     return None
 
 
-def rule_expert_parallel(inp: Inputs, sh: Shape, b: Budget, chosen: Optional[_Layout],
-                         layouts: List[_Layout]) -> Tuple[Optional[_Layout], str]:
-    """MoE models: data parallel attention with the experts sharded over every GPU of the node
-    (``--data-parallel-size N --enable-expert-parallel``) against the TP layout of rule 1.
+def shards_experts(inp: Inputs, dp: int) -> bool:
+    """vLLM shards a MoE model's routed experts over all TP x DP GPUs whenever it runs DP ranks
+    (``--data-parallel-size`` > 1): tensor-parallel style by default, whole experts per GPU with
+    ``--enable-expert-parallel``. Separate servers (replicas mode, vLLM < 0.8.5) replicate them."""
+    return inp.facts.moe is not None and dp > 1 and is_known("--data-parallel-size", inp.version)
 
-    Expert parallelism is taken when it holds the model well with a smaller TP than rule 1 needs
-    (each GPU keeps 1/N of the experts, so the dense part decides the TP), on NVLink, or whenever
-    the TP layout does not fit at all; never when TP=1 already holds the model well (independent
-    replicas need no traffic at all, EP adds an all-to-all per MoE layer). (layout, reason or "")."""
+
+def rule_expert_parallel(inp: Inputs, sh: Shape, chosen: Optional[_Layout]) -> Tuple[bool, str]:
+    """MoE models with DP ranks: ``--enable-expert-parallel``, and why. (add the flag?, reason or "").
+
+    With DP > 1 vLLM already shards the experts over the TP x DP GPUs (so the layouts of rule 1
+    count 1/(TP x DP) of them per GPU); by default each expert is split tensor-parallel style over
+    all of them, which leaves every GPU thin slices of every expert and all-gathers every rank's
+    tokens in each MoE layer. Expert parallelism keeps whole experts on each GPU and sends each
+    token only to its top-k experts (an all-to-all): vLLM's docs recommend it with DP."""
     f, hw = inp.facts, inp.hw
     moe = f.moe
-    gpus = hw.gpus_per_node
-    u = inp.u
-    wanted = "--enable-expert-parallel" in u
-    if moe is None or gpus < 2 or inp.user_int("--pipeline-parallel-size"):
-        return chosen, ""
-    for flag in ("--enable-expert-parallel", "--data-parallel-size"):
-        if not is_known(flag, inp.version):
-            return chosen, (f"no expert parallelism: vLLM {inp.version} has no {flag} (pbsvllm's flag table); "
-                            f"experts are replicated in every replica")
-    fixed_tp = inp.user_int("--tensor-parallel-size")
-    fixed_dp = inp.user_int("--data-parallel-size")
-    eps = []
-    for tp in ([fixed_tp] if fixed_tp else _tp_candidates(f, gpus)):
-        dp = fixed_dp or max(1, gpus // tp)
-        if tp * dp > 1:
-            eps.append(_layout(inp, sh, b, tp=tp, dp=dp, target=_target(inp, dp), ep=True))
-    ep = next((lay for lay in eps if lay.good), None) or max((lay for lay in eps if lay.fits),
-                                                             key=lambda lay: lay.requests * lay.dp, default=None)
-    if ep is None:
-        return chosen, ""
+    if moe is None or chosen is None:
+        return False, ""
     exp_gib = sh.expert_bytes / GIB
     head = (f"{moe.experts} experts (top-{moe.experts_per_token}) in {moe.moe_layers} MoE layers = {exp_gib:.1f} of "
             f"{sh.weight_bytes / GIB:.1f} GiB of weights")
-    traffic = (f"traffic: an all-to-all of each token's top-{moe.experts_per_token} expert inputs per MoE layer, "
-               f"instead of an all-reduce of every layer's activations across the TP group")
-    if wanted or (chosen is not None and chosen.ep):
-        return ep, f"expert parallel set by you: {head}; each of {ep.tp * ep.dp} GPUs keeps 1/{ep.tp * ep.dp} of them"
-    if chosen is not None and chosen.tp == 1 and chosen.good:
-        return chosen, (f"no expert parallelism: {head}, and one GPU already holds the whole model well; "
-                        f"{chosen.dp} independent replicas need no communication at all, expert parallelism "
-                        f"would add an all-to-all to every MoE layer")
-    better = chosen is None or not chosen.fits or (ep.good and (not chosen.good or ep.tp < chosen.tp))
-    if f.is_mla and chosen is not None and chosen.tp > 1 and ep.good and ep.tp < chosen.tp:
-        better = True
-    if not better:
-        return chosen, (f"no expert parallelism: {head}; TP={chosen.tp if chosen else '?'} already holds the model "
-                        f"well with no all-to-all")
-    if hw.interconnect != "nvlink" and chosen is not None and chosen.fits:
-        return chosen, (f"no expert parallelism over {hw.interconnect}: {head}; the all-to-all of every MoE layer "
-                        f"would cross PCIe, so the TP layout that fits is kept")
-    why_not = (f"without it TP={chosen.tp} would hold {chosen.requests:.0f} requests per replica"
-               + ("" if chosen.fits else " (less than one max-length sequence)")) if chosen else \
-        "without it no TP fits one node"
-    mla = "; TP would also copy the MLA latent cache onto every rank" if f.is_mla and ep.tp == 1 else ""
-    return ep, (f"expert parallel: {head}; sharded over {ep.tp * ep.dp} GPUs each keeps "
-                f"{exp_gib / (ep.tp * ep.dp):.1f} GiB of experts + "
-                f"{(sh.weight_bytes - sh.expert_bytes) / GIB / ep.tp:.1f} "
-                f"GiB of the rest, so TP={ep.tp} x DP={ep.dp} holds {ep.requests:.0f} requests of {sh.avg} tokens per "
-                f"replica ({why_not}){mla}; {traffic}")
+    if chosen.dp <= 1 or chosen.nodes > 1:
+        return False, (f"no expert parallelism: {head}; one replica of TP={chosen.tp} x PP={chosen.pp} shards them "
+                       f"tensor-parallel style")
+    if not chosen.ep:    # DP without vLLM's DP ranks: separate servers, each with every expert
+        return False, (f"no expert parallelism: {head}; vLLM {inp.version} has no --data-parallel-size / "
+                       f"--enable-expert-parallel (0.8.5), so each of the {chosen.dp} servers holds every expert")
+    if not is_known("--enable-expert-parallel", inp.version):
+        return False, (f"{head}, sharded tensor-parallel style over the {chosen.tp * chosen.dp} GPUs of the DP group; "
+                       f"vLLM {inp.version} has no --enable-expert-parallel")
+    n = chosen.tp * chosen.dp
+    dense_gib = (sh.weight_bytes - sh.expert_bytes) / GIB
+    whole = dense_gib + exp_gib
+    alone = (f"; {chosen.dp} separate servers would each need all {whole:.1f} GiB per GPU set"
+             + (" (more than a GPU holds)" if whole / chosen.tp > hw.gpu_memory_gib * 0.95 else ""))
+    mla = "; data-parallel attention also gives each rank its own MLA latent cache (TP would copy it)" \
+        if f.is_mla else ""
+    pcie = "; over PCIe every MoE layer's exchange crosses the PCIe links either way" \
+        if hw.interconnect == "pcie" else ""
+    return True, (f"expert parallel: {head}; with {chosen.dp} DP ranks vLLM shards them over the {n} GPUs anyway, "
+                  f"so each GPU keeps {exp_gib / n:.1f} GiB of experts + {dense_gib / chosen.tp:.1f} GiB of the rest "
+                  f"({chosen.requests:.0f} requests of {sh.avg} tokens per replica){alone}; this flag places whole "
+                  f"experts on each GPU and sends each token only to its top-{moe.experts_per_token} "
+                  f"(an all-to-all per MoE layer) instead of splitting every expert over all {n} GPUs and "
+                  f"all-gathering every rank's tokens{mla}{pcie}")
 
 
 def rule_pipeline_across_nodes(inp: Inputs, sh: Shape, b: Budget, chosen: Optional[_Layout], fits_well: bool,
@@ -471,8 +458,9 @@ def _tp_reason(inp: Inputs, sh: Shape, ch: _Layout, layouts: List[_Layout]) -> s
                 f"pipeline parallelism")
     head = (f"{sh.weight_bytes / GIB:.1f} GiB of weights; at TP={ch.tp} each GPU keeps {ch.kv_gib:.1f} GiB for KV "
             f"cache = {ch.tokens:,} tokens = {ch.requests:.0f} requests of {avg} tokens")
-    if ch.ep:
-        return f"TP={ch.tp} with expert parallelism over the node ({head}); see --enable-expert-parallel"
+    if ch.ep and ch.tp == 1:
+        return (f"TP=1: with the experts sharded over the node's {ch.dp} DP ranks each GPU holds the model ({head}, "
+                f"target {_target(inp, ch.dp)}); tensor parallelism would add an all-reduce to every layer")
     if ch.tp == 1:
         return (f"TP=1: the whole model fits one GPU ({head}, target {_target(inp, ch.dp)}); tensor parallelism "
                 f"would only add all-reduce traffic to every layer of every token")
@@ -504,7 +492,7 @@ def _alternatives(inp: Inputs, sh: Shape, b: Budget, chosen: Optional[_Layout]) 
         q = dataclasses.replace(sh, weight_bytes=qbytes, expert_bytes=int(sh.expert_bytes / 2))
         for tp in _tp_candidates(f, hw.gpus_per_node):
             dp = hw.gpus_per_node // tp
-            lay = _layout(inp, q, b, tp=tp, dp=dp, target=_target(inp, dp))
+            lay = _layout(inp, q, b, tp=tp, dp=dp, target=_target(inp, dp), ep=shards_experts(inp, dp))
             if lay.good:
                 alts.append({"nodes": 1, "tensor_parallel_size": tp, "pipeline_parallel_size": 1,
                              "data_parallel_size": dp, "quantization": "fp8", "kv_cache_tokens": lay.tokens,
@@ -512,7 +500,9 @@ def _alternatives(inp: Inputs, sh: Shape, b: Budget, chosen: Optional[_Layout]) 
                                         f"serve an fp8 checkpoint) -> {lay.tokens:,} KV tokens per replica"})
                 break
     if chosen is None or not chosen.fits:
-        best_tokens = max(_layout(inp, sh, b, tp=tp).tokens for tp in _tp_candidates(f, hw.gpus_per_node))
+        best_tokens = max(_layout(inp, sh, b, tp=tp, dp=hw.gpus_per_node // tp,
+                                  ep=shards_experts(inp, hw.gpus_per_node // tp)).tokens
+                          for tp in _tp_candidates(f, hw.gpus_per_node))
         short = (best_tokens // 1024) * 1024
         if short >= 2048:
             alts.append({"nodes": 1, "max_model_len": short,

@@ -33,7 +33,7 @@ class Hardware:
     cpu_kvcache_gib: float = 4.0      # VLLM_CPU_KVCACHE_SPACE on the CPU backend
 
     @classmethod
-    def from_profile(cls, profile: Any) -> "Hardware":
+    def from_profile(cls, profile: Any) -> Hardware:
         return cls(
             gpus_per_node=int(profile.gpus_per_node),
             gpu_memory_gib=float(profile.gpu_memory_gib),

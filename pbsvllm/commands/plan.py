@@ -86,7 +86,7 @@ OPTION_KEYS = ("max_model_len", "concurrency", "prompt_len", "output_len", "kv_c
                "quantization", "vllm_args", "allow_unknown_vllm_args", "vllm_version", "served_model_name", "port")
 
 
-def split_kwargs(kwargs: Dict[str, Any]) -> "tuple[Dict[str, Any], Dict[str, Any]]":
+def split_kwargs(kwargs: Dict[str, Any]) -> tuple[Dict[str, Any], Dict[str, Any]]:
     """click kwargs -> (flags for config.resolve, options for render.plan_for / prepare_job)."""
     flags = {k: kwargs.get(k) for k in PROFILE_FLAG_KEYS if kwargs.get(k) is not None}
     for k in ("host", "scheduler", "api_key_file", "queue", "account", "walltime", "alias"):

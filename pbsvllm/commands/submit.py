@@ -49,6 +49,13 @@ def submit_options(f: Any) -> Any:
                    "then register it in the endpoint registries; exit 7 if it fails.")
 @click.option("--timeout", "timeout_s", type=float, default=None, metavar="SECONDS",
               help="With --wait: give up waiting after this long (the job keeps running).")
+@click.option("--keep-alive", "keep_alive", is_flag=True,
+              help="Keep the alias served across walltime and failed jobs: successors are submitted before "
+                   "the walltime runs out and failed jobs replaced (docs/keepalive.md).")
+@click.option("--until", "until", default=None, metavar="DATE|DURATION",
+              help="With --keep-alive: when the chain ends (2026-12-09T18:00, 12h, 3d).")
+@click.option("--budget", default=None, metavar="NODE_HOURS",
+              help="With --keep-alive: never start a job that could take the chain past this many node-hours.")
 @registry_options
 @site_options
 @workload_options
@@ -60,6 +67,10 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     script, nothing is submitted)."""
     from pbsvllm.api import Client
 
+    keep_alive = bool(kwargs.pop("keep_alive", False))
+    until, budget = kwargs.pop("until", None), kwargs.pop("budget", None)
+    if (until or budget) and not keep_alive:
+        raise click.UsageError("--until and --budget go with --keep-alive")
     extras = {"directives": kwargs.pop("directives", ()), "env": kwargs.pop("env", ())}
     flags, options = split_kwargs(kwargs)
     options.update({k: v for k, v in extras.items() if v})
@@ -83,6 +94,7 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     if api.store.last_replaced:  # a reused job id: the earlier job's record is kept, not overwritten
         click.echo(f"pbsvllm: warning: job id {record.job_id} was used before; the earlier job's record was "
                    f"moved to {api.store.last_replaced}", err=True)
+    chain = api.keepalive_start(record.alias, until=until, budget=budget, job=record.job_id) if keep_alive else None
     if kwargs.get("quiet"):
         click.echo(record.job_id)
         if kwargs.get("wait"):
@@ -101,6 +113,8 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     if prepared.plan.nodes > 1:  # docs/multinode.md
         say(f"nodes   {record.log_path.rsplit('.log', 1)[0]}.node<i>.log (Ray / headless ranks per node)")
     say(f"script  {record.script_path}")
+    if chain is not None:
+        say(f"keep-alive: {chain['lead_time']} (pbsvllm keepalive status {record.alias})")
     if kwargs.get("wait"):
         exit_with(follow_and_report(api, [record], add_replica=bool(kwargs.get("add_replica")),
                                     timeout_s=kwargs.get("timeout_s"), as_json=as_json))

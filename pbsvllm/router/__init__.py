@@ -138,16 +138,19 @@ def settings_for(profile: Profile) -> RouterSettings:
 
 
 def enabled(profile: Profile) -> bool:
-    """Whether aliases get a router under this profile: ``router = "on"`` (vllm-router must be
-    installed), ``"auto"`` (when it is installed, the default) or ``"off"``."""
+    """Whether aliases get a router under this profile: ``router = "auto"`` (the default: when
+    ``pbsvllm[router]`` is installed in pbsvllm's own environment), ``"on"`` (vllm-router must be
+    importable, by ``router_python`` when set) or ``"off"``."""
     if profile.router == "off":
         return False
+    if profile.router == "auto":  # the optional extra, in pbsvllm's own environment
+        return available()
     python = settings_for(profile).python
-    if profile.router == "on" and not available(python):
+    if not available(python):
         raise RouterUnavailableError(f"profile '{profile.name}' sets router = \"on\" but vllm-router is not installed"
                                      + (f" for {python}" if python else ""),
                                      hint=INSTALL_HINT + "; or set router = \"off\"")
-    return available(python)
+    return True
 
 
 def aliases(home: Optional[str] = None) -> List[str]:
@@ -202,13 +205,18 @@ def ensure_running(alias: str, settings: Optional[RouterSettings] = None, *, hom
                    model: str = "", api_key_var: str = "", timeout_s: float = START_TIMEOUT_S) -> RouterState:
     """Start the alias's router supervisor unless it runs; wait until the router answers.
 
-    The first start picks the port (``settings.port`` or a free one) and
+    ``settings`` default: the configured profile's. The first start picks
+    the port (``settings.port`` or a free one) and
     records it, with the address, in ``$PBSVLLM_HOME/routers/<alias>/state.json``;
     later starts reuse them, so the URL never changes. ``model`` and
     ``api_key_var`` are recorded for ``pbsvllm url`` and the registries.
     """
     check_alias(alias)
-    cfg = settings or RouterSettings()
+    if settings is None:  # the configured profile's (router_host, router_policy, router_python)
+        from pbsvllm.config import resolve
+
+        settings = settings_for(resolve({}).profile)
+    cfg = settings
     if not available(cfg.python):
         raise RouterUnavailableError(f"vllm-router is not installed for {cfg.python or sys.executable}",
                                      hint=INSTALL_HINT + " (or set the profile's router_python)")

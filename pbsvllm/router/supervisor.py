@@ -96,8 +96,16 @@ def router_argv(state: RouterState) -> List[str]:
         "--max-concurrent-requests", "4096",
         "--queue-size", "4096",
         "--log-level", "warning",
-        "--prometheus-host", "127.0.0.1", "--prometheus-port", str(state.metrics_port or 0),
+        "--prometheus-host", "127.0.0.1", "--prometheus-port", str(state.metrics_port or _free_port("127.0.0.1")),
     ]
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def reconcile(store: RouterStore, admin: RouterAdmin) -> Optional[str]:

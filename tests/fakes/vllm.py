@@ -50,6 +50,7 @@ class FakeVllm:
         self.models_status = 200
         self.health_status = 200
         self.running = 0
+        self.health_status = 200
         self.waiting = 0
         self.requests: List[Dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -76,7 +77,7 @@ class FakeVllm:
                 with fake.lock:
                     fake.requests.append({"method": "GET", "path": self.path,
                                           "auth": self.headers.get("Authorization", "")})
-                if self.path == "/health":  # vLLM: 200, empty body, once the engine is up (routers check it)
+                if self.path == "/health":  # vLLM answers 200 with an empty body once the engine is up
                     return self._send(fake.health_status, b"", "text/plain")
                 if self.path == "/metrics":
                     text = (

@@ -5,9 +5,12 @@ binary wheel), built in its own venv by ``bash scripts/setup-router.sh``
 
 * ``router_python`` -> the venv's Python; FAILS (never skips) when the venv
   is missing or vllm-router cannot start and answer ``/liveness`` here.
+* ``router_ready`` -> the same, under the name the first tests used.
 * ``router_settings`` -> :class:`pbsvllm.router.RouterSettings` using it.
-* ``router_home`` -> a fresh ``PBSVLLM_HOME`` for one test; every router
-  started under it is stopped at the end of the test.
+* ``router_home`` -> a fresh ``PBSVLLM_HOME`` for one test, with
+  ``PBSVLLM_ROUTER_PYTHON`` set for the test (code that starts a router
+  from the configured profile finds it); every router started under it is
+  stopped at the end of the test.
 """
 
 from __future__ import annotations
@@ -74,6 +77,11 @@ def router_python() -> str:
     raise AssertionError("unreachable")
 
 
+@pytest.fixture(scope="session")
+def router_ready(router_python: str) -> str:
+    return router_python
+
+
 @pytest.fixture
 def router_settings(router_python: str):  # -> pbsvllm.router.RouterSettings
     from pbsvllm.router import RouterSettings
@@ -82,9 +90,10 @@ def router_settings(router_python: str):  # -> pbsvllm.router.RouterSettings
 
 
 @pytest.fixture
-def router_home(tmp_path: os.PathLike[str], router_python: str) -> Iterator[str]:
+def router_home(tmp_path: os.PathLike[str], router_python: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     home = os.path.join(str(tmp_path), "home")
     os.makedirs(home, mode=0o700)
+    monkeypatch.setenv("PBSVLLM_ROUTER_PYTHON", router_python)
     yield home
     from pbsvllm import router
 

@@ -1,4 +1,4 @@
-"""Model facts offline: local dirs, the HF cache, text_config, safetensors index, catalog, KV bytes (vllm.md §9)."""
+"""Model facts offline: local dirs, the HF cache, text_config, safetensors index, catalog, KV bytes (docs/reference/kv-cache.md)."""
 
 import json
 
@@ -9,7 +9,7 @@ from pbsvllm.modelfacts import load_catalog, load_model_facts, parse_params
 
 NO_CACHE = {"HF_HUB_CACHE": "/nonexistent-hf-cache"}
 
-TINY = {  # the tiny CPU model of vllm.md §10
+TINY = {  # the tiny CPU model (docs/reference/vllm-cpu.md)
     "architectures": ["LlamaForCausalLM"], "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
     "num_key_value_heads": 2, "intermediate_size": 256, "max_position_embeddings": 512, "vocab_size": 1024,
     "torch_dtype": "bfloat16", "tie_word_embeddings": True,
@@ -31,7 +31,7 @@ def test_catalog_kv_bytes_match_reference_table(model, bpt):
 
 def test_70b_per_gpu_at_tp4_and_pp():
     f = load_model_facts("meta-llama/Llama-3.1-70B-Instruct", {}, env=NO_CACHE)
-    assert f.kv_bytes_per_token(4) == 81920          # vllm.md §9
+    assert f.kv_bytes_per_token(4) == 81920          # docs/reference/kv-cache.md
     assert f.kv_bytes_per_token(4, 2) == 40960       # half the layers per PP stage
     assert f.kv_bytes_per_token(16) == 2 * 80 * 1 * 128 * 2  # KV heads replicated beyond 8
     assert f.kv_bytes_per_token(4, kv_dtype_bytes=1) == 40960  # fp8 KV cache
@@ -57,7 +57,7 @@ def test_local_dir_tiny_model_matches_real_vllm_run(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(TINY))
     (tmp_path / "model.safetensors").write_bytes(b"\0" * 4096)
     f = load_model_facts(str(tmp_path), {}, env=NO_CACHE)
-    assert f.kv_bytes_per_token(1) == 512            # vllm.md §9: 1 GiB / 512 B = 2,097,152 tokens (logged)
+    assert f.kv_bytes_per_token(1) == 512            # docs/reference/kv-cache.md: 1 GiB / 512 B = 2,097,152 tokens (logged)
     assert (2**30) // f.kv_bytes_per_token(1) == 2097152
     assert f.head_dim == 32 and f.local_path == str(tmp_path)
     assert f.weight_bytes == 4096 and "safetensors" in f.weight_source

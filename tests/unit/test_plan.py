@@ -6,10 +6,12 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pbsvllm.errors import FlagError, PlanError
 from pbsvllm.flags import check_user_args, deprecations, is_known, parse_version
-from pbsvllm.modelfacts import load_model_facts
+from pbsvllm.modelfacts import load_catalog, load_model_facts
 from pbsvllm.plan import Hardware, Workload, make_plan
 
 NO_CACHE = {"HF_HUB_CACHE": "/nonexistent-hf-cache"}
@@ -24,8 +26,8 @@ def facts(model, **ov):
     return load_model_facts(model, ov, env=NO_CACHE)
 
 
-def plan(model, hw=POLARIS, version="0.11.0", user=(), wl=Workload(), **kw):
-    return make_plan(facts(model), hw, wl, version, user, **kw)
+def plan(model, hw=POLARIS, version="0.11.0", user=(), wl=None, **kw):
+    return make_plan(facts(model), hw, wl or Workload(), version, user, **kw)
 
 
 def argval(p, flag):
@@ -203,7 +205,7 @@ def test_cpu_plan_tiny_model(tmp_path):
     p = make_plan(f, hw, Workload(max_model_len=256), "0.32.0", ["--enforce-eager"], served_model_name="tiny",
                   host="127.0.0.1", port=8011)
     assert (p.tensor_parallel_size, p.data_parallel_size, p.pipeline_parallel_size) == (1, 1, 1)
-    assert p.kv_cache_tokens == 2_097_152          # exactly what real vLLM logged (vllm.md §9)
+    assert p.kv_cache_tokens == 2_097_152          # exactly what real vLLM logged (docs/reference/kv-cache.md)
     assert "CPU" in p.reasons["--tensor-parallel-size"]
     assert "--gpu-memory-utilization" not in p.vllm_args and "--data-parallel-size" not in p.vllm_args
     assert p.vllm_args[:2] == [str(tmp_path), "--served-model-name"]
@@ -256,10 +258,6 @@ def test_plan_command_model_fact_overrides():
     tp = j["tensor_parallel_size"]
     assert j["kv_bytes_per_token"] == 2 * 48 * max(1, 4 // tp) * 128 * 2
 
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from pbsvllm.modelfacts import load_catalog  # noqa: E402
 
 CATALOG = sorted(load_catalog())
 

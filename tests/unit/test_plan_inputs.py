@@ -144,27 +144,31 @@ def _plan(model, hw, version="0.11.0", user=()):
     return make_plan(load_model_facts(model, {}, env=NO_CACHE), hw, Workload(), version, list(user))
 
 
-def test_moe_takes_expert_parallel_when_it_saves_tensor_parallelism():
+def test_moe_with_dp_ranks_shards_the_experts_and_takes_expert_parallel():
     p = _plan("Qwen/Qwen3-30B-A3B", POLARIS)
     assert p.expert_parallel and "--enable-expert-parallel" in p.vllm_args
-    assert (p.tensor_parallel_size, p.data_parallel_size) == (1, 4)
+    assert (p.tensor_parallel_size, p.data_parallel_size) == (1, 4)     # TP=2 if every replica held every expert
     why = p.reasons["--enable-expert-parallel"]
-    assert "all-to-all" in why and "all-reduce" in why and "without it TP=2" in why
+    assert "shards them over the 4 GPUs anyway" in why and "all-to-all" in why and "all-gathering" in why
+    assert p.memory["weights_per_gpu_gib"] < 17                          # 13.5 GiB of experts + 2.9 of the rest
     assert p.to_json()["expert_parallel"] is True
+    big = _plan("Qwen/Qwen3-30B-A3B", Hardware(4, 80, "nvlink"))
+    assert big.expert_parallel and big.memory["weights_per_gpu_gib"] < 17
 
 
-def test_moe_without_expert_parallel_when_one_gpu_holds_it_well():
-    p = _plan("Qwen/Qwen3-30B-A3B", Hardware(4, 80, "nvlink"))
-    assert not p.expert_parallel and p.tensor_parallel_size == 1 and p.data_parallel_size == 4
-    assert "no communication at all" in p.decisions["expert_parallel"]
-
-
-def test_moe_expert_parallel_not_over_pcie_and_not_before_the_flag_exists():
-    p = _plan("Qwen/Qwen3-30B-A3B", Hardware(4, 40, "pcie"))
-    assert not p.expert_parallel and "PCIe" in p.decisions["expert_parallel"]
-    p = _plan("Qwen/Qwen3-30B-A3B", POLARIS, version="0.6.3")
-    assert not p.expert_parallel and "has no --enable-expert-parallel" in p.decisions["expert_parallel"]
+def test_moe_without_dp_ranks_has_no_expert_parallel():
+    p = _plan("Qwen/Qwen3-30B-A3B", POLARIS, version="0.6.3")          # no --data-parallel-size: separate servers
+    assert not p.expert_parallel and p.data_parallel_mode == "replicas" and p.tensor_parallel_size == 2
+    assert "has no --data-parallel-size" in p.decisions["expert_parallel"]
     assert "--enable-expert-parallel" not in p.vllm_args
+    one = _plan("Qwen/Qwen3-30B-A3B", POLARIS, user=["--tensor-parallel-size", "4"])
+    assert not one.expert_parallel and one.data_parallel_size == 1
+    assert "tensor-parallel style" in one.decisions["expert_parallel"]
+
+
+def test_moe_expert_parallel_over_pcie_says_so():
+    p = _plan("Qwen/Qwen3-30B-A3B", Hardware(4, 40, "pcie"))
+    assert p.expert_parallel and "PCIe" in p.reasons["--enable-expert-parallel"]
 
 
 def test_mla_moe_prefers_data_parallel_attention():
@@ -176,6 +180,7 @@ def test_mla_moe_prefers_data_parallel_attention():
 def test_user_expert_parallel_wins():
     p = _plan("Qwen/Qwen3-30B-A3B", Hardware(4, 80, "nvlink"), user=["--enable-expert-parallel"])
     assert p.expert_parallel and p.vllm_args.count("--enable-expert-parallel") == 1
+    assert p.arg("--enable-expert-parallel").source == "user"
 
 
 def test_plan_json_keeps_keys_and_adds_per_layer_type_detail():

@@ -1,0 +1,120 @@
+"""Keep-alive with real vLLM CPU servers of the tiny model and the real
+vllm-router: the real ``pbsvllm`` CLI (``submit --keep-alive``,
+``keepalive status|stop``, ``url``), the supervisor as its own process.
+
+On the local backend and on the Slurm stand-in, with a walltime of a few
+minutes: a client sending completions steadily through the alias's stable
+URL sees zero failed requests across two hand-overs. On the local backend
+the serving vLLM is then killed with ``kill -9``: its job ends, the chain
+records ``server-died`` and the alias recovers. ``keepalive stop --cancel``
+ends the chain; the scheduler then reports every job of it ended (no orphan).
+
+Each server takes one of the two cores (``cpu_cores_per_server = 1``): a
+hand-over has two servers up at once. About 5 min per backend on a quiet
+2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from pbsvllm import router
+from tests.integration.test_keepalive_local import SteadyClient, wait_for
+from tests.plugins.vllm import make_site
+
+pytestmark = [pytest.mark.vllm, pytest.mark.router, pytest.mark.slow]
+
+WALLTIME = "00:06:00"
+
+
+def add_profiles(site) -> None:
+    """Profiles of the site with one core per server and a short walltime."""
+    with open(site.config) as fh:
+        text = fh.read()
+    for base in ("e2e", "e2e-slurm"):
+        block = text[text.index(f"[profiles.{base}]"):]
+        block = block[:block.index("\n\n") if "\n\n" in block else None]
+        block = block.replace(f"[profiles.{base}]", f"[profiles.{base}-ka]", 1)
+        block = block.replace(f"[profiles.{base}.env]", f"[profiles.{base}-ka.env]", 1)
+        block = block.replace('base = "local"', f'base = "local"\ncpu_cores_per_server = 1\nwalltime = "{WALLTIME}"', 1)
+        text += "\n" + block + "\n"
+    with open(site.config, "w") as fh:
+        fh.write(text)
+
+
+def chain(site):
+    r = site.cli("keepalive", "status", "tiny", "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)[0]
+
+
+def handed_over(site) -> int:
+    return sum(1 for j in chain(site)["jobs"] if j["end_cause"] == "handed-over")
+
+
+def run_chain(site, profile: str, kill_one: bool) -> None:
+    r = site.cli("submit", site.vllm.model_dir, "--alias", "tiny", "--profile", profile, "--max-model-len", "256",
+                 "--keep-alive", "--budget", "5", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "keep-alive:" in r.stdout
+    wait_for(lambda: any(j["joined_at"] for j in chain(site)["jobs"]), 600, "the first server to join", step=3)
+    url = router.url("tiny", home=site.home)  # the alias's stable URL (what `pbsvllm url tiny` prints)
+    client = SteadyClient(url, key=site.api_key)
+    client.start()
+    try:
+        wait_for(lambda: handed_over(site) >= 2, 900, "two hand-overs", step=5)
+        assert client.failures == [], client.failures[:5]
+        if kill_one:
+            serving = [j for j in chain(site)["jobs"] if j["joined_at"] and not j["ended_at"] and not j["drained_at"]]
+            assert serving, chain(site)
+            info_path = os.path.join(site.home, "run", f"{serving[-1]['job_id']}.server.json")
+            with open(info_path) as fh:
+                pid = json.load(fh)["pid"]
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: any(j["end_cause"] == "server-died" for j in chain(site)["jobs"]), 300,
+                     "the killed server's job to be recorded as server-died", step=3)
+            client.mark()
+            wait_for(lambda: client.ok_since_mark() >= 20, 600, "the alias to recover", step=3)
+    finally:
+        client.stop()
+    c = chain(site)
+    assert c["state"] == "running" and c["consecutive_failures"] == 0, c
+    assert "measured" in c["lead_time"]
+    assert client.ok > 100
+    r = site.cli("keepalive", "stop", "tiny", "--cancel", timeout=300)
+    assert r.returncode == 0, r.stderr
+    ids = [j["job_id"] for j in c["jobs"]]
+
+    def all_ended() -> bool:
+        rows = json.loads(site.cli("status", "--json", timeout=120).stdout)
+        states = {row["job_id"]: row["state"] for row in rows}
+        return all(states.get(i) in ("COMPLETED", "FAILED", "CANCELLED") for i in ids)
+
+    wait_for(all_ended, 180, "every job of the chain to end (no orphans)", step=3)
+
+
+def test_local_two_handovers_and_a_killed_server(vllm_env, router_ready, tmp_path_factory):
+    site = make_site(vllm_env, str(tmp_path_factory.mktemp("ka")))  # short: vLLM's IPC socket paths are <108 bytes
+    add_profiles(site)
+    try:
+        run_chain(site, "e2e-ka", kill_one=True)
+    finally:
+        site.cli("keepalive", "stop", "tiny", "--cancel", timeout=300)
+        site.cancel_all()
+
+
+@pytest.mark.slurm
+def test_slurm_two_handovers(vllm_env, router_ready, slurm_cluster, tmp_path_factory):
+    site = make_site(vllm_env, str(tmp_path_factory.mktemp("kas")))
+    add_profiles(site)
+    site.env["SLURM_CONF"] = slurm_cluster.conf
+    try:
+        run_chain(site, "e2e-slurm-ka", kill_one=False)
+    finally:
+        site.cli("keepalive", "stop", "tiny", "--cancel", timeout=300)
+        site.cancel_all()
