@@ -317,7 +317,38 @@ def view_plan_value(r: Result) -> List[str]:
     return lines
 
 
+def view_router(r: Result) -> List[str]:
+    if not r["levels"]:
+        raise KeyError("levels (empty)")
+    t = r.get("targets", {})
+    lines = [f"{r.get('router', 'vllm-router')}, policy `{r.get('policy')}`; {r.get('seconds_per_run')} s per run, "
+             f"direct and routed alternating, medians over {r['levels'][0].get('rounds')} rounds. Targets "
+             f"(judged on the {fmt(r.get('targets_judged_at_service_ms'))} ms server): throughput ≥ "
+             f"{fmt(t.get('throughput_ratio_at_least'))}× direct, p50 added ≤ {fmt(t.get('p50_added_ms_at_most'))} ms.",
+             ""]
+    rows = []
+    for lv in r["levels"]:
+        d, q = lv.get("direct", {}), lv.get("routed", {})
+        rows.append([f"{fmt(lv.get('service_ms'))} ms", lv.get("concurrency"), fmt(d.get("rps")), fmt(q.get("rps")),
+                     f"**{fmt(lv.get('throughput_ratio'))}×**", f"{fmt(d.get('p50_ms'))} ms", f"{fmt(q.get('p50_ms'))} ms",
+                     f"**{fmt(lv.get('p50_added_ms'))} ms**", f"{d.get('errors')}/{q.get('errors')}"])
+    lines.extend(table(["server time per request", "concurrency", "direct req/s", "routed req/s", "routed ÷ direct",
+                        "direct p50", "routed p50", "p50 added", "errors d/r"], rows))
+    first = r.get("readiness_to_first_routed_s", {})
+    met = r.get("meets_targets", {})
+    lines.append("")
+    lines.append(f"Readiness check passed → first request answered through the router (the alias had no server): "
+                 f"median {ms(first.get('median'))} over {len(first.get('runs', []))} runs "
+                 f"({', '.join(ms(x) for x in first.get('runs', []))}).")
+    lines.append("")
+    lines.append("Targets: throughput " + ("met" if met.get("throughput") else "**not met**") + "; p50 added "
+                 + ("met" if met.get("p50_added") else "**not met**") + ".")
+    return lines
+
+
 VIEWS: Dict[str, Callable[[Result], List[str]]] = {
+    "router.json": view_router,
+    "router-round_robin.json": view_router,
     "readiness.json": view_readiness,
     "plan_value.json": view_plan_value,
     "cli.json": view_cli,
@@ -386,6 +417,22 @@ SECTIONS: List[Dict[str, Any]] = [
         "machine has no room for data parallelism. Treat the ratio as \"the planner's flags start and "
         'serve correctly and do not lose", not as the GPU speed-up. The GPU figures need a GPU node '
         "(`pbsvllm bench ALIAS --vs ALIAS-optimized` there).",
+    },
+    {
+        "script": "bench_router",
+        "title": "Router overhead: the alias's stable URL against the server directly",
+        "says": "The same closed-loop load (one keep-alive connection per concurrent client) sent straight to a "
+                "stand-in server and through the alias's vllm-router, alternating, at concurrency 1, 8 and 64: "
+                "throughput ratio and p50 latency added. The stand-in answers after a fixed time per request: "
+                "10 ms (a short completion: the targets are judged here) and 0 ms (a server that costs nothing, "
+                "which shows the router's own cost per request). Two policies: `cache_aware` (pbsvllm's default, "
+                "vllm-router's own: it first asks the server to tokenize each prompt, `POST /v1/completions/render`, "
+                "to send requests sharing a prefix to the server that has it cached) and `round_robin` (no extra "
+                "request). Also the time from a server's readiness to the first request routed to it.",
+        "not": "Everything shares this 2-core machine: the router, the server and the load generator compete for "
+               "the same cores, so with a 0 ms server the router's CPU time is taken from the other two and the "
+               "ratio is far below what a separate login node shows. A real vLLM request costs tens of ms to "
+               "seconds, next to which the router's fraction of a millisecond disappears.",
     },
     {
         "script": "bench_registry_write",

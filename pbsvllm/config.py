@@ -301,6 +301,7 @@ class Profile:
     router: str = "auto"               # stable URL per alias: auto (when vllm-router is installed) | on | off
     router_host: str = "127.0.0.1"     # address the alias's router binds and clients use (docs/router.md)
     router_policy: str = "cache_aware"  # vllm-router --policy
+    router_python: str = ""            # a Python with vllm-router installed ("": pbsvllm's own, pbsvllm[router])
     router_placement: str = "local"    # where the router runs: local = where pbsvllm runs (login node); docs/router.md
     source: str = "built-in defaults"  # where this profile came from (file paths)
 
@@ -384,13 +385,14 @@ PROFILE_FIELDS: Dict[str, Callable[[Any, str], Any]] = {
     "router_host": _str,
     "router_policy": _choice(("cache_aware", "round_robin", "random", "power_of_two", "consistent_hash")),
     "router_placement": _choice(("local",)),
+    "router_python": _str,
 }
 
 # Profile fields that PBSVLLM_<NAME> environment variables and flags may override.
 ENV_PROFILE_FIELDS = (
     "queue", "account", "walltime", "filesystems", "log_dir", "vllm_version", "nodes",
     "gpus_per_node", "gpu_memory_gib", "interconnect", "device", "launcher", "hostname_suffix", "ssh_client",
-    "router", "router_host",
+    "router", "router_host", "router_policy", "router_python",
     "node_launcher", "node_interface", "ray_port", "ray_temp_dir", "ray_wait_s", "dp_rpc_port",
 )
 

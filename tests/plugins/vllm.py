@@ -391,6 +391,11 @@ def make_site(vllm_env: VllmEnv, root: str, api_key: Optional[str] = None) -> Pb
         "VLLM_CACHE_ROOT = " + _toml_str(os.path.join(work, "vllm-cache")),
         "TORCHINDUCTOR_CACHE_DIR = " + _toml_str(os.path.join(work, "inductor")),
     ])
+    # vllm-router's own venv (scripts/setup-router.sh), for code that starts an alias's router
+    # (keepalive, router tests); routers stay off by default ("auto" = the extra in pbsvllm's venv)
+    router_venv = os.path.join(cache_dir(), "vllm-router-0.1.17")
+    router_line = ("router_python = " + _toml_str(os.path.join(router_venv, "bin", "python")) + "\n"
+                   if os.path.isfile(os.path.join(router_venv, ".pbsvllm-ready")) else "")
     config = os.path.join(root, "config.toml")
     with open(config, "w") as f:
         f.write(f"""# written by tests/plugins/vllm.py
@@ -401,7 +406,7 @@ api_key_env = "VLLM_API_KEY"
 
 [profiles.e2e]
 base = "local"
-env_lines = [{_toml_str(activate)}]
+{router_line}env_lines = [{_toml_str(activate)}]
 [profiles.e2e.env]
 VLLM_CPU_KVCACHE_SPACE = "1"
 {env_table}
@@ -420,7 +425,7 @@ VLLM_CPU_KVCACHE_SPACE = "4"
 # Slurm's Torque wrappers (qsub/qstat/qdel of slurm-wlm-torque) on this machine.
 [profiles.e2e-slurm]
 base = "local"
-scheduler = "torque"
+{router_line}scheduler = "torque"
 dialect = "torque"
 request_ngpus = false
 env_lines = [{_toml_str(activate)}]
