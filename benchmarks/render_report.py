@@ -330,7 +330,8 @@ def view_router(r: Result) -> List[str]:
     for lv in r["levels"]:
         d, q = lv.get("direct", {}), lv.get("routed", {})
         rows.append([f"{fmt(lv.get('service_ms'))} ms", lv.get("concurrency"), fmt(d.get("rps")), fmt(q.get("rps")),
-                     f"**{fmt(lv.get('throughput_ratio'))}×**", f"{fmt(d.get('p50_ms'))} ms", f"{fmt(q.get('p50_ms'))} ms",
+                     f"**{fmt(lv.get('throughput_ratio'))}×**", f"{fmt(d.get('p50_ms'))} ms",
+                     f"{fmt(q.get('p50_ms'))} ms",
                      f"**{fmt(lv.get('p50_added_ms'))} ms**", f"{d.get('errors')}/{q.get('errors')}"])
     lines.extend(table(["server time per request", "concurrency", "direct req/s", "routed req/s", "routed ÷ direct",
                         "direct p50", "routed p50", "p50 added", "errors d/r"], rows))
