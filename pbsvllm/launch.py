@@ -194,7 +194,6 @@ def _cancel_command(scheduler_name: str, job_id: str) -> str:
 def _keep_record_elsewhere(record: JobRecord) -> Optional[str]:
     """Write the record where it can still go (the temp folder); None if nowhere."""
     import json
-    import os
     import tempfile
 
     from pbsvllm.fileio import atomic_write

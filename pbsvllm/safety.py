@@ -16,12 +16,12 @@ No I/O here; every function is data in, data out.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Set
 
 REDACTED = "***"
 
 #: Keys this process has read or sent; :func:`redact` removes them from any text.
-_SECRETS: set = set()
+_SECRETS: Set[str] = set()
 
 
 def remember_secret(secret: Optional[str]) -> None:

@@ -122,6 +122,13 @@ def swap_endpoint(
         )
     say(f"{target.job_id} at {url} is ready ({model} listed, one-token completion ok)")
 
+    from pbsvllm import router
+
+    if alias in router.aliases(home=settings.home):  # the alias has a router: move its membership
+        return _swap_behind_router(settings, store, alias, target, url, registries=registries, add=add,
+                                   cancel_old=cancel_old, drain_timeout_s=drain_timeout_s, cancel=cancel,
+                                   drain=drain, say=say)
+
     specs = _candidate_registries(settings, alias, store, registries)
     regs = open_registries(specs) if specs else []
     # the registries that hold the alias; if none does, the configured ones get it
@@ -208,6 +215,40 @@ def swap_endpoint(
                 say(f"cancelled {old.job_id}: {msg}")
         old_jobs.append(item)
     return SwapResult(alias, target.job_id, url, reg_results, old_jobs)
+
+
+def _swap_behind_router(settings: Settings, store: JobStore, alias: str, target: JobRecord, url: str, *,
+                        registries: Optional[Sequence[str]], add: bool, cancel_old: bool, drain_timeout_s: float,
+                        cancel: Optional[Callable[[str], str]],
+                        drain: Optional[Callable[[str, float], Tuple[bool, str]]],
+                        say: Callable[[str], None]) -> SwapResult:
+    """The alias has a router: join new, drain old, remove old, cancel old; the
+    registries hold the router's stable URL (written once, not per server)."""
+    from pbsvllm.registry import Endpoint, open_registries, spec_of
+    from pbsvllm.router.membership import swap_via_router
+
+    def cancel_record(rec: JobRecord) -> str:
+        if cancel is not None:
+            return cancel(rec.job_id)
+        from pbsvllm.launch import cancel_job
+
+        return cancel_job(store, rec.job_id)[1]
+
+    stable, old_jobs = swap_via_router(settings, store, alias, target, url, cancel_old=cancel_old, add=add,
+                                       drain_timeout_s=drain_timeout_s, cancel=cancel_record, drain=drain, say=say)
+    specs = list(registries) if registries else list(settings.registries_for(alias))
+    ep = Endpoint(alias=alias, model=target.served_name, url=stable,
+                  key=target.api_key_env or settings.api_key_env or "VLLM_API_KEY")
+    reg_results: List[Dict[str, Any]] = []
+    for reg in open_registries(specs) if specs else []:
+        before = [e.url for e in reg.lookup(alias)]
+        changed = reg.register(ep, replace=True)
+        reg_results.append({"registry": spec_of(reg), "old_urls": before, "changed": changed})
+        if changed:
+            say(f"pointed {alias} in {reg.path} -> {stable} (the router)")
+    store.update(target.job_id, server_state=ServerState.READY, url=url,
+                 registered_aliases=list(dict.fromkeys([*target.registered_aliases, alias])))
+    return SwapResult(alias, target.job_id, stable, reg_results, old_jobs, added=add)
 
 
 DrainFn = Callable[..., Tuple[bool, str]]  # pbsvllm.health.wait_for_drain(url, timeout_s=, sleep=)

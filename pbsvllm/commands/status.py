@@ -23,7 +23,8 @@ def command(target: Optional[str], as_json: bool, offline: bool, keep_ended: boo
     """Show tracked jobs: alias, job id, scheduler state, queue, node,
     walltime used and left, exit status; then each server: its state
     (probed now), URL, engine metrics from the end of its log, and the
-    registry entries that point at it. All jobs on one host are asked for
+    registry entries that point at it; then each alias's router (its
+    stable URL, members, whether each is routed, their /health). All jobs on one host are asked for
     in ONE scheduler call; jobs already finished are not asked again. A `*`
     marks a cached state (--offline, or the host did not answer).
 
@@ -42,6 +43,12 @@ def command(target: Optional[str], as_json: bool, offline: bool, keep_ended: boo
         if report.live and report.rows:
             click.echo("")
             click.echo(statusview.format_table(report.rows, statusview.SERVER_COLUMNS))
+        if report.routers:
+            from pbsvllm.commands.router import format_status
+
+            click.echo("")
+            for r in report.routers:
+                click.echo(format_status(r))
     for n in report.notes:
         click.echo(f"pbsvllm: {n}", err=True)
     for e in report.errors:

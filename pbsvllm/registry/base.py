@@ -111,7 +111,9 @@ class Registry:
         a folder is no registry. The file is opened without blocking and
         checked with ``fstat`` (no window between the check and the read).
         """
-        data = read_regular(self.path, "registry", error=RegistryError, hint="point --registry at the real registry file")
+        data = read_regular(
+            self.path, "registry", error=RegistryError, hint="point --registry at the real registry file"
+        )
         if data is None:
             return None
         try:

@@ -118,7 +118,11 @@ def _q(v: Any) -> str:
 
 def _k(k: Any) -> str:
     k = str(k)
-    return k if _PLAIN_KEY.match(k) and k.lower() not in ("true", "false", "null", "yes", "no", "on", "off", "y", "n") else _q(k)
+    return (
+        k
+        if _PLAIN_KEY.match(k) and k.lower() not in ("true", "false", "null", "yes", "no", "on", "off", "y", "n")
+        else _q(k)
+    )
 
 
 class LiteLLMRegistry(Registry):
@@ -194,7 +198,7 @@ class LiteLLMRegistry(Registry):
                 params["api_key"] = api_key  # a literal key the user wrote: passed through, never logged
             info = item.get("model_info")
             info = dict(info) if isinstance(info, dict) else {}
-            job_id = info.pop("id", None)
+            job_id = _job_of_id(info.pop("id", None), str(url))
             extra: Dict[str, Any] = {}
             if params:
                 extra["litellm_params"] = params
@@ -212,7 +216,7 @@ class LiteLLMRegistry(Registry):
         return out
 
     @staticmethod
-    def item_text(ep: Endpoint, indent: str) -> str:
+    def item_text(ep: Endpoint, indent: str, server_id: Optional[str] = None) -> str:
         extra = ep.extra
         provider = extra.get("provider", PROVIDER)
         pad = indent + "  "
@@ -227,7 +231,7 @@ class LiteLLMRegistry(Registry):
             lines.append(f"{pad}  {_k(k)}: {_q(v)}")
         info = dict(extra.get("model_info") or {})
         if ep.job_id is not None:
-            info = {"id": ep.job_id, **{k: v for k, v in info.items() if k != "id"}}
+            info = {"id": server_id or ep.job_id, **{k: v for k, v in info.items() if k != "id"}}
         if info:
             lines.append(f"{pad}model_info:")
             for k, v in info.items():
@@ -258,12 +262,12 @@ class LiteLLMRegistry(Registry):
             if m and (indent is None or m.group(1) == indent):
                 indent = m.group(1)
                 starts.append(j)
-        items = []
-        for n, s in enumerate(starts):
+        items: List[Tuple[int, int]] = []
+        for n, first in enumerate(starts):
             e = starts[n + 1] if n + 1 < len(starts) else stop
-            while e > s + 1 and (not lines[e - 1].strip() or lines[e - 1].lstrip().startswith("#")):
+            while e > first + 1 and (not lines[e - 1].strip() or lines[e - 1].lstrip().startswith("#")):
                 e -= 1
-            items.append((s, e))
+            items.append((first, e))
         return ml_line, stop, "  " if indent is None else indent, items
 
     def render(self, text: str, alias: str, entries: List[Endpoint]) -> str:
@@ -285,7 +289,7 @@ class LiteLLMRegistry(Registry):
                 f"but YAML reads {len(current)}",
                 hint="write model_list as a block list (one '- model_name:' item per deployment)",
             )
-        new_chunk = "".join(self.item_text(e, indent) for e in entries)
+        new_chunk = "".join(self.item_text(e, indent, _server_id(e, entries)) for e in entries)
         mine = [spans[i] for i, it in enumerate(current) if isinstance(it, dict) and it.get("model_name") == alias]
         if mine:
             pieces, pos = [], 0
@@ -307,3 +311,22 @@ class LiteLLMRegistry(Registry):
         if insert_at > 0 and not lines[insert_at - 1].endswith("\n"):
             lines[insert_at - 1] += "\n"
         return "".join(lines[:insert_at]) + new_chunk + "".join(lines[insert_at:])
+
+
+def _server_id(ep: Endpoint, entries: List[Endpoint]) -> Optional[str]:
+    """LiteLLM's ``model_info.id`` must differ per deployment, or the router tracks
+    only one: the job id, plus ``#host:port`` when one job has several servers
+    (replicas mode). Read back by :func:`_job_of_id`."""
+    if ep.job_id is None or sum(1 for e in entries if e.job_id == ep.job_id) < 2:
+        return None
+    return f"{ep.job_id}#{_host_port(ep.url)}"
+
+
+def _job_of_id(value: Any, url: str) -> Any:
+    if isinstance(value, str) and "#" in value and value.endswith("#" + _host_port(url)):
+        return value[: -len(_host_port(url)) - 1]
+    return value
+
+
+def _host_port(url: str) -> str:
+    return re.sub(r"^[a-z]+://", "", url).split("/", 1)[0]

@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import ConfigError, PbsvllmError, ServerError
 from pbsvllm.router.admin import RouterAdmin, RouterAdminError
@@ -55,11 +55,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Member", "MemberState", "RouterSettings", "RouterState", "RouterStatus", "MemberHealth",
     "RouterUnavailableError", "NoRouterError",
-    "available", "install_hint", "settings_for", "enabled", "ensure_running", "url", "members", "add_member", "drain_member",
+    "available", "install_hint", "settings_for", "enabled", "ensure_running", "url", "members", "add_member",
+    "drain_member",
     "remove_member", "status", "stop", "aliases", "apply_state",
 ]
 
-INSTALL_HINT = "pip install 'pbsvllm[router]'  (installs vllm-router, vLLM's Rust router)"
+INSTALL_HINT = "pip install 'pbsvllm[router]' installs vllm-router, vLLM's own router"
 START_TIMEOUT_S = 30.0
 
 
@@ -91,7 +92,7 @@ class RouterStatus:
     serving: bool                      # at least one active member is in the router
     log_path: str
 
-    def to_dict(self) -> dict:  # type: ignore[type-arg]
+    def to_dict(self) -> Dict[str, object]:
         return {
             "alias": self.alias, "url": self.url, "supervisor_pid": self.supervisor_pid,
             "router_up": self.router_up, "workers": list(self.workers), "serving": self.serving,
@@ -105,32 +106,51 @@ def _home(home: Optional[str]) -> str:
         return os.path.abspath(os.path.expanduser(home))
     from pbsvllm.config import resolve  # the one default of PBSVLLM_HOME (flags > env > config file)
 
-    return resolve({}).home
+    return os.path.abspath(resolve({}).home)
 
 
-def available() -> bool:
-    """Whether ``vllm-router`` is importable by this Python (the optional extra)."""
-    return importlib.util.find_spec("vllm_router") is not None
+_AVAILABLE: Dict[str, bool] = {}
+
+
+def available(python: str = "") -> bool:
+    """Whether ``vllm-router`` is importable: by this Python (the optional extra
+    ``pbsvllm[router]``), or by ``python`` (the profile's ``router_python``)."""
+    if not python:
+        return importlib.util.find_spec("vllm_router") is not None
+    if python not in _AVAILABLE:
+        try:
+            rc = subprocess.run([python, "-c", "import vllm_router"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode
+        except (OSError, subprocess.SubprocessError):
+            rc = 1
+        _AVAILABLE[python] = rc == 0
+    return _AVAILABLE[python]
 
 
 def install_hint() -> str:
     return INSTALL_HINT
 
 
-def settings_for(profile: "Profile") -> RouterSettings:
+def settings_for(profile: Profile) -> RouterSettings:
     """The router settings of a site profile (``router_host``, ``router_policy``, ``router_placement``)."""
-    return RouterSettings(host=profile.router_host, policy=profile.router_policy, placement=profile.router_placement)
+    return RouterSettings(host=profile.router_host, policy=profile.router_policy, placement=profile.router_placement,
+                          python=os.path.expanduser(profile.router_python) if profile.router_python else "")
 
 
-def enabled(profile: "Profile") -> bool:
-    """Whether aliases get a router under this profile: ``router = "on"`` (vllm-router must be
-    installed), ``"auto"`` (when it is installed, the default) or ``"off"``."""
+def enabled(profile: Profile) -> bool:
+    """Whether aliases get a router under this profile: ``router = "auto"`` (the default: when
+    ``pbsvllm[router]`` is installed in pbsvllm's own environment), ``"on"`` (vllm-router must be
+    importable, by ``router_python`` when set) or ``"off"``."""
     if profile.router == "off":
         return False
-    if profile.router == "on" and not available():
-        raise RouterUnavailableError(f"profile '{profile.name}' sets router = \"on\" but vllm-router is not installed",
+    if profile.router == "auto":  # the optional extra, in pbsvllm's own environment
+        return available()
+    python = settings_for(profile).python
+    if not available(python):
+        raise RouterUnavailableError(f"profile '{profile.name}' sets router = \"on\" but vllm-router is not installed"
+                                     + (f" for {python}" if python else ""),
                                      hint=INSTALL_HINT + "; or set router = \"off\"")
-    return available()
+    return True
 
 
 def aliases(home: Optional[str] = None) -> List[str]:
@@ -185,16 +205,21 @@ def ensure_running(alias: str, settings: Optional[RouterSettings] = None, *, hom
                    model: str = "", api_key_var: str = "", timeout_s: float = START_TIMEOUT_S) -> RouterState:
     """Start the alias's router supervisor unless it runs; wait until the router answers.
 
-    The first start picks the port (``settings.port`` or a free one) and
+    ``settings`` default: the configured profile's. The first start picks
+    the port (``settings.port`` or a free one) and
     records it, with the address, in ``$PBSVLLM_HOME/routers/<alias>/state.json``;
     later starts reuse them, so the URL never changes. ``model`` and
     ``api_key_var`` are recorded for ``pbsvllm url`` and the registries.
     """
     check_alias(alias)
-    if not available():
-        raise RouterUnavailableError("vllm-router is not installed in this Python environment",
-                                     hint=INSTALL_HINT)
-    cfg = settings or RouterSettings()
+    if settings is None:  # the configured profile's (router_host, router_policy, router_python)
+        from pbsvllm.config import resolve
+
+        settings = settings_for(resolve({}).profile)
+    cfg = settings
+    if not available(cfg.python):
+        raise RouterUnavailableError(f"vllm-router is not installed for {cfg.python or sys.executable}",
+                                     hint=INSTALL_HINT + " (or set the profile's router_python)")
     if cfg.placement != "local":
         raise ConfigError(f"router placement {cfg.placement!r} is not supported by this version; "
                           "use placement = \"local\" (see docs/router.md)")
@@ -208,10 +233,14 @@ def ensure_running(alias: str, settings: Optional[RouterSettings] = None, *, hom
         new = old
         if new.port == 0:
             new = dataclasses.replace(new, port=cfg.port or _free_port(cfg.host))
+        if new.metrics_port == 0:  # vllm-router's default (29000) would clash between two routers
+            new = dataclasses.replace(new, metrics_port=_free_port("127.0.0.1"))
         if model:
             new = dataclasses.replace(new, model=model)
         if api_key_var:
             new = dataclasses.replace(new, api_key_var=api_key_var)
+        if cfg.python:
+            new = dataclasses.replace(new, python=cfg.python)
         return new
 
     state = store.update(change)

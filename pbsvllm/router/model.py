@@ -58,7 +58,7 @@ class Member:
         return {"url": self.url, "state": self.state.value, "job_id": self.job_id, "joined_at": self.joined_at}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> "Member":
+    def from_dict(cls, data: Mapping[str, object]) -> Member:
         url = data.get("url")
         if not isinstance(url, str) or not url:
             raise ValueError("router member without a url")
@@ -77,6 +77,7 @@ class RouterSettings:
     policy: str = "cache_aware"      # vllm-router --policy
     placement: str = "local"         # local: where pbsvllm runs (the login node); see docs/router.md
     port: int = 0                    # 0: pick a free port on first start, then keep it
+    python: str = ""                 # a Python with vllm-router ("": pbsvllm's own interpreter)
     health_check_interval_s: int = 10
     request_timeout_s: int = 1800    # one long generation must not be cut by the router
 
@@ -102,6 +103,8 @@ class RouterState:
     model: str = ""                   # the served model name clients send
     api_key_var: str = "VLLM_API_KEY"  # the environment variable clients read the key from
     placeholder_port: int = 0         # the supervisor's 503 responder (0: not up yet)
+    metrics_port: int = 0             # vllm-router's Prometheus /metrics (loopback; picked on first start)
+    python: str = ""                  # the Python that runs vllm-router ("": the supervisor's)
     health_check_interval_s: int = 10
     request_timeout_s: int = 1800
     members: Tuple[Member, ...] = ()
@@ -138,7 +141,7 @@ class RouterState:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> "RouterState":
+    def from_dict(cls, data: Mapping[str, object]) -> RouterState:
         alias = data.get("alias")
         if not isinstance(alias, str):
             raise ValueError("router state without an alias")
@@ -157,7 +160,8 @@ class RouterState:
         return cls(
             alias=alias, host=text("host", "127.0.0.1"), port=num("port", 0), policy=text("policy", "cache_aware"),
             model=text("model", ""), api_key_var=text("api_key_var", "VLLM_API_KEY"),
-            placeholder_port=num("placeholder_port", 0),
+            placeholder_port=num("placeholder_port", 0), metrics_port=num("metrics_port", 0),
+            python=text("python", ""),
             health_check_interval_s=num("health_check_interval_s", 10),
             request_timeout_s=num("request_timeout_s", 1800),
             members=tuple(Member.from_dict(m) for m in raw_members if isinstance(m, dict)),

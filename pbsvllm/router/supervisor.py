@@ -81,7 +81,7 @@ def placeholder_server(alias: str) -> http.server.ThreadingHTTPServer:
 def router_argv(state: RouterState) -> List[str]:
     """The ``vllm-router`` command for ``state`` (no secrets: none is needed)."""
     return [
-        sys.executable, "-m", "vllm_router.launch_router",
+        state.python or sys.executable, "-m", "vllm_router.launch_router",
         "--host", state.host, "--port", str(state.port),
         "--policy", state.policy,
         # A 503 from the placeholder must reach the client as is; the circuit
@@ -96,10 +96,7 @@ def router_argv(state: RouterState) -> List[str]:
         "--max-concurrent-requests", "4096",
         "--queue-size", "4096",
         "--log-level", "warning",
-        # vllm-router binds its Prometheus exporter on 29000 unless told
-        # otherwise, so a second router on the same host would panic at start:
-        # each router gets a free port of its own (on its own address).
-        "--prometheus-host", state.host, "--prometheus-port", str(_free_port(state.host)),
+        "--prometheus-host", "127.0.0.1", "--prometheus-port", str(state.metrics_port or _free_port("127.0.0.1")),
     ]
 
 
@@ -159,6 +156,9 @@ class Supervisor:
                     if self.child.poll() is not None:
                         continue
                     log(f"vllm-router up after {time.monotonic() - started:.1f} s (pid {self.child.pid})")
+                if not os.path.isfile(self.store.state_path):
+                    log(f"{self.store.state_path} is gone (the alias's router was deleted): stopping")
+                    break
                 try:
                     note = reconcile(self.store, admin)
                     if note:

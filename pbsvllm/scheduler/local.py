@@ -186,7 +186,13 @@ class LocalScheduler(Scheduler):
         if meta is None:
             return unknown_status(job_id, f"no local job folder {jobdir}")
         limit = meta.get("walltime_s")
-        base = dict(job_id=job_id, queue="local", exec_host=str(meta.get("host", "")), name=str(meta.get("name", "")), walltime_limit_s=limit)
+        base: Dict[str, Any] = dict(
+            job_id=job_id,
+            queue="local",
+            exec_host=str(meta.get("host", "")),
+            name=str(meta.get("name", "")),
+            walltime_limit_s=limit,
+        )
         ex = _read_json(os.path.join(jobdir, "exit.json"))
         run = _read_json(os.path.join(jobdir, "run.json")) or {}
         if ex is not None:
@@ -199,7 +205,9 @@ class LocalScheduler(Scheduler):
             used = None
             if ex.get("start_time") and ex.get("end_time"):
                 used = int(ex["end_time"] - ex["start_time"])
-            return JobStatus(state=state, raw_state="F", exit_status=code, exit_reason=reason, walltime_used_s=used, **base)
+            return JobStatus(
+                state=state, raw_state="F", exit_status=code, exit_reason=reason, walltime_used_s=used, **base
+            )
         sup = _read_json(os.path.join(jobdir, "supervisor.json")) or {}
         if _alive(sup.get("pid")):
             started = run.get("start_time")

@@ -48,6 +48,7 @@ class FakeVllm:
         self.api_key = api_key
         self.completion_status = 200
         self.models_status = 200
+        self.health_status = 200
         self.running = 0
         self.health_status = 200
         self.waiting = 0

@@ -160,7 +160,7 @@ class VllmServer:
         return "http://127.0.0.1:%d/v1" % self.port
 
     def log_text(self) -> str:
-        with open(self.log_path, "r", errors="replace") as f:
+        with open(self.log_path, errors="replace") as f:
             return f.read()
 
     def log_tail(self, n: int = 40) -> str:
@@ -226,7 +226,7 @@ class VllmServer:
             pass
         return self.proc.returncode
 
-    def __enter__(self) -> "VllmServer":
+    def __enter__(self) -> VllmServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -254,7 +254,7 @@ def start_vllm_server(env: VllmEnv, workdir: Optional[str] = None, api_key: Opti
         extra_env["VLLM_API_KEY"] = api_key  # never on the command line
     attempts = 1 if port else 3
     last_err: Optional[Exception] = None
-    for attempt in range(attempts):
+    for _attempt in range(attempts):
         p = port or free_port()
         log_path = os.path.join(workdir, "vllm-%d.log" % p)
         argv = serve_argv(env, p, served_name, max_model_len, eager, extra_args)
@@ -391,6 +391,11 @@ def make_site(vllm_env: VllmEnv, root: str, api_key: Optional[str] = None) -> Pb
         "VLLM_CACHE_ROOT = " + _toml_str(os.path.join(work, "vllm-cache")),
         "TORCHINDUCTOR_CACHE_DIR = " + _toml_str(os.path.join(work, "inductor")),
     ])
+    # vllm-router's own venv (scripts/setup-router.sh), for code that starts an alias's router
+    # (keepalive, router tests); routers stay off by default ("auto" = the extra in pbsvllm's venv)
+    router_venv = os.path.join(cache_dir(), "vllm-router-0.1.17")
+    router_line = ("router_python = " + _toml_str(os.path.join(router_venv, "bin", "python")) + "\n"
+                   if os.path.isfile(os.path.join(router_venv, ".pbsvllm-ready")) else "")
     config = os.path.join(root, "config.toml")
     with open(config, "w") as f:
         f.write(f"""# written by tests/plugins/vllm.py
@@ -401,7 +406,7 @@ api_key_env = "VLLM_API_KEY"
 
 [profiles.e2e]
 base = "local"
-env_lines = [{_toml_str(activate)}]
+{router_line}env_lines = [{_toml_str(activate)}]
 [profiles.e2e.env]
 VLLM_CPU_KVCACHE_SPACE = "1"
 {env_table}
@@ -420,7 +425,7 @@ VLLM_CPU_KVCACHE_SPACE = "4"
 # Slurm's Torque wrappers (qsub/qstat/qdel of slurm-wlm-torque) on this machine.
 [profiles.e2e-slurm]
 base = "local"
-scheduler = "torque"
+{router_line}scheduler = "torque"
 dialect = "torque"
 request_ngpus = false
 env_lines = [{_toml_str(activate)}]

@@ -257,8 +257,11 @@ def test_status_table_and_logs_print_remote_text_escaped(tmp_path):
     printed with control bytes as escapes (the status table, `pbsvllm logs`)."""
     from pbsvllm import statusview
     from pbsvllm.jobs import JobRecord, JobStore
+    from pbsvllm.models import JobState
+    from pbsvllm.scheduler.base import JobStatus
 
-    rec = JobRecord(job_id="5.pbs", alias="svc", last_status={"state": "RUNNING", "comment": "x\x1b[2Jy\u202e"})
+    rec = JobRecord(job_id="5.pbs", alias="svc",
+                    last_status=JobStatus("5.pbs", JobState.RUNNING, comment="x\x1b[2Jy\u202e"))
     table = statusview.format_table(statusview.build_rows([rec], {}))
     assert "\x1b" not in table and "\u202e" not in table
     home = tmp_path / "home"
