@@ -44,6 +44,13 @@ def main() -> None:
     from tests.integration.test_keepalive_local import SCRIPT, SteadyClient
 
     want = args.handovers or (2 if args.vllm else 3)
+    if not os.environ.get("PBSVLLM_ROUTER_PYTHON") and not router.available():
+        # the router's own venv, as the test suite builds it (scripts/setup-router.sh prints its Python)
+        import subprocess
+
+        out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "setup-router.sh")], capture_output=True,
+                             text=True, check=True)
+        os.environ["PBSVLLM_ROUTER_PYTHON"] = out.stdout.strip().splitlines()[-1]
     tmp = tempfile.mkdtemp(prefix="pbsvllm-ka-")
     home = os.path.join(tmp, "home")
     for d in ("run", "logs", "scripts"):

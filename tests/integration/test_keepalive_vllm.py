@@ -99,6 +99,7 @@ def run_chain(site, profile: str, kill_one: bool) -> None:
 
 def test_local_two_handovers_and_a_killed_server(vllm_env, router_ready, tmp_path_factory):
     site = make_site(vllm_env, str(tmp_path_factory.mktemp("ka")))  # short: vLLM's IPC socket paths are <108 bytes
+    site.env["PBSVLLM_ROUTER_PYTHON"] = router_ready
     add_profiles(site)
     try:
         run_chain(site, "e2e-ka", kill_one=True)
@@ -110,6 +111,7 @@ def test_local_two_handovers_and_a_killed_server(vllm_env, router_ready, tmp_pat
 @pytest.mark.slurm
 def test_slurm_two_handovers(vllm_env, router_ready, slurm_cluster, tmp_path_factory):
     site = make_site(vllm_env, str(tmp_path_factory.mktemp("kas")))
+    site.env["PBSVLLM_ROUTER_PYTHON"] = router_ready
     add_profiles(site)
     site.env["SLURM_CONF"] = slurm_cluster.conf
     try:
