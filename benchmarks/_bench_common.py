@@ -47,7 +47,9 @@ def median_time(fn: Callable[[], Any], repeat: int = 5) -> float:
 
 def slurm_up() -> str:
     """Bring up (or reuse) the Slurm stand-in; returns SLURM_CONF."""
-    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "slurm-up.sh")], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts", "slurm-up.sh")], capture_output=True, text=True, timeout=300
+    )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("SLURM_CONF=")]
     if out.returncode != 0 or not lines:
         raise SystemExit(f"the Slurm stand-in did not come up: {out.stdout}\n{out.stderr}")

@@ -127,7 +127,8 @@ def run_child(mode: str, path: str) -> dict:
 
 
 def baseline_rss_kib() -> int:
-    code = "import resource,sys; sys.path.insert(0, sys.argv[1]); import pbsvllm.vllmlog; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    code = ("import resource,sys; sys.path.insert(0, sys.argv[1]); import pbsvllm.vllmlog; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     return int(subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True, check=True).stdout)
 
 
@@ -232,12 +233,14 @@ def main() -> None:
             "meets_targets_cpu_time": long_run["mb_per_cpu_s"] >= 100 and long_run["peak_rss_mib"] < 200,
             "notes": [
                 "long-run: one real vLLM 0.32 startup, then the real traffic of the compiled CPU run (uvicorn access "
-                "lines, /metrics polls, one 'Engine 000' stats line per 10 s) repeated to the size: a long-lived server.",
+                "lines, /metrics polls, one 'Engine 000' stats line per 10 s) repeated to the size: a long-lived "
+                "server.",
                 "stats-dense: the DP=2 run's traffic (2 s stats interval, two engines: a stats line per ~300 bytes).",
                 "restarts: whole real logs repeated, a server start every ~40 KB whose startup lines are all examined.",
                 "Throughput is measured in a fresh child process per case; 'CPU time' divides by that process's CPU "
                 "seconds, which is what the parser costs when other work shares the machine "
-                f"(load average during the run: {', '.join(str(round(x, 1)) for x in load)} on {os.cpu_count()} cores).",
+                f"(load average during the run: {', '.join(str(round(x, 1)) for x in load)} "
+                f"on {os.cpu_count()} cores).",
             ],
         }
         ref_path = os.path.join(os.path.dirname(RESULTS), "logparse-reference.json")

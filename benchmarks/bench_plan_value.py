@@ -36,6 +36,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 from _bench_common import write_result  # noqa: E402
+
 from tests.plugins.vllm import locate_vllm_env, start_vllm_server  # noqa: E402
 
 BASELINE_ARGS = ["--enforce-eager", "--max-num-batched-tokens", "2048"]
@@ -82,7 +83,6 @@ def main(argv=None):
     vllm_env = locate_vllm_env()
     work = tempfile.mkdtemp(prefix="pbsvllm-bench-plan-")
     plan_args, plan = planner_args(vllm_env, work)
-    common = ["--dtype", "bfloat16"]
     servers = {}
     startup = {}
     try:

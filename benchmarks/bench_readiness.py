@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 from _bench_common import write_result  # noqa: E402
+
 from tests.plugins.vllm import http_json, locate_vllm_env, make_site  # noqa: E402
 
 try:

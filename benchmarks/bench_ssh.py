@@ -25,11 +25,10 @@ import time
 from _bench_common import ROOT, cancel_by_name, slurm_up, submit_held, write_result
 
 sys.path.insert(0, ROOT)
-from tests.plugins.sshd import start_sshd, stop_sshd  # noqa: E402
-
 from pbsvllm.jobs import JobRecord, JobStore  # noqa: E402
 from pbsvllm.scheduler import get_scheduler  # noqa: E402
 from pbsvllm.transport import get_transport  # noqa: E402
+from tests.plugins.sshd import start_sshd, stop_sshd  # noqa: E402
 
 
 def accepted(log: str) -> int:
@@ -110,7 +109,11 @@ def main() -> None:
             home = os.path.join(workdir, f"home{n}")
             store = JobStore(home)
             for i, jid in enumerate(ids):
-                store.save(JobRecord(job_id=jid, alias=f"a{i}", scheduler="slurm-torque", host=server.alias, submitted_at=time.time()))
+                store.save(
+                    JobRecord(
+                        job_id=jid, alias=f"a{i}", scheduler="slurm-torque", host=server.alias, submitted_at=time.time()
+                    )
+                )
             # in-process: a fresh transport, as one CLI invocation has
             t = get_transport(server.alias, fresh=True, ssh_config=server.ssh_config)
             sched = get_scheduler("slurm-torque", t)
@@ -129,7 +132,13 @@ def main() -> None:
             env = dict(os.environ, PYTHONPATH=ROOT, PBSVLLM_SSH_CONFIG=server.ssh_config)
             before = accepted(log)
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "pbsvllm", "status", "--json", "--home", home], capture_output=True, text=True, timeout=300, env=env)
+            r = subprocess.run(
+                [sys.executable, "-m", "pbsvllm", "status", "--json", "--home", home],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=env,
+            )
             cli_s = time.perf_counter() - t0
             if r.returncode != 0:
                 raise SystemExit(f"pbsvllm status over SSH failed: {r.stderr}")
@@ -148,8 +157,11 @@ def main() -> None:
                 "cli_rows": len(rows),
                 "all_known": all(s.state.value != "UNKNOWN" for s in got.values()),
             })
-            print(f"{n} jobs over SSH: {out[-1]['round_trips_per_status']} round trip(s) per status, "
-                  f"{conns} connection for 6 statuses, CLI {cli_conns} connection; cold {cold:.3f} s, warm {out[-1]['status_warm_s_median']} s, CLI {cli_s:.2f} s")
+            print(
+                f"{n} jobs over SSH: {out[-1]['round_trips_per_status']} round trip(s) per status, "
+                f"{conns} connection for 6 statuses, CLI {cli_conns} connection; cold {cold:.3f} s, "
+                f"warm {out[-1]['status_warm_s_median']} s, CLI {cli_s:.2f} s"
+            )
             out.append(openssh_run(server, log, ids, n, workdir))
             r2 = out[-1]
             print(f"{n} jobs over OpenSSH: {r2['round_trips_per_status']} round trip(s) per status, "
@@ -161,23 +173,33 @@ def main() -> None:
     finally:
         cancel_by_name(name)
         stop_sshd(proc)
-    path = write_result("ssh", {
-        "command": f".venv/bin/python benchmarks/bench_ssh.py --sizes {a.sizes}",
-        "headline": "; ".join(f"{r['client']} {r['jobs']} job(s): {r['round_trips_per_status']} round trip, "
-                              f"{r['cli_connections_seen_by_sshd']} connection per status"
-                              + (f" ({r['cli_again_connections_seen_by_sshd']} once the master is up)"
-                                 if r["client"] == "openssh" else "") for r in out),
-        "runs": out,
-        "notes": [
-            "Real OpenSSH server on 127.0.0.1 and the real Slurm stand-in; jobs are held so they never run.",
-            "Round trips = SSH channels opened by the transport per status (one `qstat -f <ids>` for all jobs).",
-            "Connections are counted by the transport and, for the CLI process, from sshd's own log.",
-            "Loopback latency is far below a real login node's; the counts, not the seconds, carry over.",
-            f"Load average when this ran: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (the seconds grow with it).",
-            "OpenSSH: the first CLI process opens the master (one login), the next ones ride it (no login): "
-            "what lets sites with multi-factor login work with one passcode per ControlPersist period.",
-        ],
-    })
+    path = write_result(
+        "ssh",
+        {
+            "command": f".venv/bin/python benchmarks/bench_ssh.py --sizes {a.sizes}",
+            "headline": "; ".join(
+                f"{r['client']} {r['jobs']} job(s): {r['round_trips_per_status']} round trip, "
+                f"{r['cli_connections_seen_by_sshd']} connection per status"
+                + (
+                    f" ({r['cli_again_connections_seen_by_sshd']} once the master is up)"
+                    if r["client"] == "openssh"
+                    else ""
+                )
+                for r in out
+            ),
+            "runs": out,
+            "notes": [
+                "Real OpenSSH server on 127.0.0.1 and the real Slurm stand-in; jobs are held so they never run.",
+                "Round trips = SSH channels opened by the transport per status (one `qstat -f <ids>` for all jobs).",
+                "Connections are counted by the transport and, for the CLI process, from sshd's own log.",
+                "Loopback latency is far below a real login node's; the counts, not the seconds, carry over.",
+                f"Load average when this ran: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+                "(the seconds grow with it).",
+                "OpenSSH: the first CLI process opens the master (one login), the next ones ride it (no login): "
+                "what lets sites with multi-factor login work with one passcode per ControlPersist period.",
+            ],
+        },
+    )
     print(f"wrote {path}")
 
 

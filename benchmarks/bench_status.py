@@ -129,14 +129,20 @@ def bench_slurm(n: int) -> dict:
             t = CountingTransport()
             sched = get_scheduler("slurm-torque", t)
             t0 = time.perf_counter()
-            statuses, errors = refresh_statuses(store, records, scheduler_for=lambda h, s: sched)
+            statuses, errors = refresh_statuses(store, records, scheduler_for=lambda h, s, sched=sched: sched)
             runs.append({"run": label, "seconds": round(time.perf_counter() - t0, 3), "scheduler_calls": t.calls,
                          "commands": sorted(set(t.argv0)), "jobs_answered": len(statuses), "errors": errors})
         env = dict(os.environ, PYTHONPATH=ROOT)
         cli = []
         for _ in range(3):
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "pbsvllm", "status", "--json", "--home", home], capture_output=True, text=True, timeout=600, env=env)
+            r = subprocess.run(
+                [sys.executable, "-m", "pbsvllm", "status", "--json", "--home", home],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env=env,
+            )
             cli.append(time.perf_counter() - t0)
             if r.returncode != 0:
                 raise SystemExit(f"pbsvllm status failed: {r.stderr}")
@@ -173,22 +179,31 @@ def main() -> None:
     print(f"PBS Pro JSON, {pbs['jobs']} jobs ({pbs['document_mb']} MB): parse {pbs['parse_s']*1000:.0f} ms, "
           f"status() {pbs['scheduler_status_s']*1000:.0f} ms in {pbs['scheduler_calls_per_status']} call")
     sl = bench_slurm(a.jobs)
-    print(f"Slurm stand-in, {sl['jobs']} tracked jobs: scheduler calls per status {[r['scheduler_calls'] for r in sl['refresh']]}, "
-          f"{sl['batched_status_s']} s in-process, CLI {sl['cli_status_json_s_median']} s; per-job polling would take "
-          f"{sl['per_job_polling_projected_s']} s ({sl['speedup_batched_vs_per_job']}x)")
-    path = write_result("status", {
-        "command": f".venv/bin/python benchmarks/bench_status.py --jobs {a.jobs} --pbs-jobs {a.pbs_jobs}",
-        "headline": f"{sl['jobs']} jobs: {sl['refresh'][1]['scheduler_calls']} scheduler call, {sl['batched_status_s']} s "
-                    f"({sl['speedup_batched_vs_per_job']}x faster than per-job qstat); 5,000-job PBS JSON parsed in {pbs['parse_s']*1000:.0f} ms",
-        "pbspro_json": pbs,
-        "slurm_stand_in": sl,
-        "notes": [
-            "PBS Pro cannot run here: its 5,000-job document is built from the recorded PBS 20.0.1 sample and replayed through the backend.",
-            "The Slurm jobs are held (never run); their records are real job records in a temporary PBSVLLM_HOME.",
-            "The first refresh writes each record's cached state (for --offline); later ones write only what changed.",
-            "The per-job baseline is one `qstat -f <id>` per job, timed on 20 jobs and scaled to the job count.",
-        ],
-    })
+    print(
+        f"Slurm stand-in, {sl['jobs']} tracked jobs: scheduler calls per status "
+        f"{[r['scheduler_calls'] for r in sl['refresh']]}, "
+        f"{sl['batched_status_s']} s in-process, CLI {sl['cli_status_json_s_median']} s; per-job polling would take "
+        f"{sl['per_job_polling_projected_s']} s ({sl['speedup_batched_vs_per_job']}x)"
+    )
+    path = write_result(
+        "status",
+        {
+            "command": f".venv/bin/python benchmarks/bench_status.py --jobs {a.jobs} --pbs-jobs {a.pbs_jobs}",
+            "headline": f"{sl['jobs']} jobs: {sl['refresh'][1]['scheduler_calls']} scheduler call, "
+            f"{sl['batched_status_s']} s ({sl['speedup_batched_vs_per_job']}x faster than per-job qstat); "
+            f"5,000-job PBS JSON parsed in {pbs['parse_s'] * 1000:.0f} ms",
+            "pbspro_json": pbs,
+            "slurm_stand_in": sl,
+            "notes": [
+                "PBS Pro cannot run here: its 5,000-job document is built from the recorded PBS 20.0.1 sample "
+                "and replayed through the backend.",
+                "The Slurm jobs are held (never run); their records are real job records in a temporary PBSVLLM_HOME.",
+                "The first refresh writes each record's cached state (for --offline); later ones write only what "
+                "changed.",
+                "The per-job baseline is one `qstat -f <id>` per job, timed on 20 jobs and scaled to the job count.",
+            ],
+        },
+    )
     print(f"wrote {path}")
 
 

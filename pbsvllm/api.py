@@ -163,7 +163,7 @@ class Client:
     # ------------------------------------------------------------------ status
 
     def status(self, target: Optional[str] = None, *, offline: bool = False,
-               remove_ended: bool = True) -> StatusReport:
+               remove_ended: bool = True, timeout_s: Optional[float] = None) -> StatusReport:
         """Every tracked job (or ``target``) in one view.
 
         Steps, in order: (1) ask each (host, scheduler) group for its jobs'
@@ -182,7 +182,7 @@ class Client:
         statuses: Dict[str, JobStatus] = {}
         errors: List[str] = []
         if not offline:
-            statuses, errors = refresh_statuses(self.store, records)
+            statuses, errors = refresh_statuses(self.store, records, timeout_s=timeout_s)
         rows = statusview.build_rows(records, statuses)
         notes: List[str] = []
         live = not offline and bool(records)

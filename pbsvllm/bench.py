@@ -149,7 +149,7 @@ def url_target(
 def resolve_target(
     name: str, model: Optional[str] = None, api_key_env: str = DEFAULT_API_KEY_ENV,
     registries: Sequence[str] = (), environ: Optional[Mapping[str, str]] = None,
-    settings: Optional["Settings"] = None,
+    settings: Optional[Settings] = None,
 ) -> Target:
     """A URL (``--model`` required) or an alias looked up in registries / job records."""
     if is_url(name):
@@ -162,7 +162,7 @@ def resolve_target(
 
 
 def alias_target(alias: str, registries: Sequence[str] = (),
-                 environ: Optional[Mapping[str, str]] = None, settings: Optional["Settings"] = None) -> Target:
+                 environ: Optional[Mapping[str, str]] = None, settings: Optional[Settings] = None) -> Target:
     """The endpoint(s) an alias stands for, and their API key.
 
     Looked up, first match wins: the ``registries`` given (``--registry``);
@@ -266,17 +266,19 @@ def parse_prompts(text: str, source: str, n: int, output_len: int) -> List[Bench
         try:
             obj = json.loads(line)
         except ValueError as exc:
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise ConfigError(
-                f"{source}:{lineno}: not valid JSON ({exc.msg}); each line must be a JSON string "
+                f"{source}:{lineno}: not valid JSON ({why}); each line must be a JSON string "
                 f'or an object like {{"prompt": "...", "max_tokens": 64}}'
             ) from None
         if isinstance(obj, str):
             prompt, max_tokens = obj, output_len
         elif isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
             prompt = obj["prompt"]
-            max_tokens = obj.get("max_tokens", obj.get("output_len", output_len))
-            if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-                raise ConfigError(f"{source}:{lineno}: max_tokens must be a positive integer, got {max_tokens!r}")
+            asked = obj.get("max_tokens", obj.get("output_len", output_len))
+            if not isinstance(asked, int) or isinstance(asked, bool) or asked < 1:
+                raise ConfigError(f"{source}:{lineno}: max_tokens must be a positive integer, got {asked!r}")
+            max_tokens = asked
         else:
             raise ConfigError(
                 f'{source}:{lineno}: expected a JSON string or an object with a "prompt" string, '

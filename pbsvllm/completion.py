@@ -48,7 +48,7 @@ def _records() -> List[object]:
     return sorted(recs, key=lambda r: float(getattr(r, "submitted_at", 0.0) or 0.0), reverse=True)
 
 
-def alias_and_job_candidates(incomplete: str) -> List["CompletionItem"]:
+def alias_and_job_candidates(incomplete: str) -> List[CompletionItem]:
     """Aliases (with their newest job as help) then job ids, that start with ``incomplete``."""
     from click.shell_completion import CompletionItem
 
@@ -69,11 +69,11 @@ def alias_and_job_candidates(incomplete: str) -> List["CompletionItem"]:
     return items
 
 
-def alias_candidates(incomplete: str) -> List["CompletionItem"]:
+def alias_candidates(incomplete: str) -> List[CompletionItem]:
     return [c for c in alias_and_job_candidates(incomplete) if str(c.help or "").startswith("alias")]
 
 
-def profile_candidates(incomplete: str) -> List["CompletionItem"]:
+def profile_candidates(incomplete: str) -> List[CompletionItem]:
     """Built-in profiles and the user config's ``[profiles.*]``."""
     from click.shell_completion import CompletionItem
 
@@ -94,13 +94,13 @@ def profile_candidates(incomplete: str) -> List["CompletionItem"]:
 Completer = Callable[["click.Context", "click.Parameter", str], List["CompletionItem"]]
 
 
-def _wrap(fn: Callable[[str], List["CompletionItem"]]) -> Completer:
-    def complete(ctx: "click.Context", param: "click.Parameter", incomplete: str) -> List["CompletionItem"]:
+def _wrap(fn: Callable[[str], List[CompletionItem]]) -> Completer:
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> List[CompletionItem]:
         return fn(incomplete)
     return complete
 
 
-def log_file_or_job_candidates(incomplete: str) -> List["CompletionItem"]:
+def log_file_or_job_candidates(incomplete: str) -> List[CompletionItem]:
     """doctor's LOG|ALIAS|JOB: tracked aliases and jobs, and the shell's own file completion."""
     from click.shell_completion import CompletionItem
 
@@ -121,10 +121,11 @@ PER_COMMAND: Dict[str, Dict[str, Completer]] = {
     "cleanup": {"aliases": _wrap(alias_candidates)},
     "doctor": {"target": _wrap(log_file_or_job_candidates)},
     "profiles": {"name": _wrap(profile_candidates)},
+    "url": {"alias": _wrap(alias_candidates)},
 }
 
 
-def attach(command: "click.Command", name: str) -> "click.Command":
+def attach(command: click.Command, name: str) -> click.Command:
     """Give ``command``'s parameters their completers (those without one already).
 
     Sets click 8's per-parameter ``shell_complete`` callback after the fact

@@ -235,7 +235,9 @@ def _url_template(v: Any, where: str) -> str:
     s = _str(v, where)
     for name in re.findall(r"{([^{}]*)}", s):
         if name not in ("host", "port", "hostname", "alias"):
-            raise ConfigError(f"{where}: unknown placeholder {{{name}}}; use {{host}}, {{port}}, {{hostname}}, {{alias}}")
+            raise ConfigError(
+                f"{where}: unknown placeholder {{{name}}}; use {{host}}, {{port}}, {{hostname}}, {{alias}}"
+            )
     if "{port}" not in s:
         raise ConfigError(f"{where} must contain {{port}} (the port is chosen when the job starts), got {v!r}")
     return s
@@ -267,10 +269,12 @@ class Profile:
     gpu_name: str = ""
     interconnect: str = "none"         # nvlink | pcie | none
     cpus_per_node: int = 1
-    cpu_cores_per_server: int = 0      # cpu device: bind each server to its own block of this many cores (0: vLLM's auto)
+    cpu_cores_per_server: int = 0  # cpu device: bind each server to its own block of this many cores (0: vLLM's auto)
     device: str = "cuda"               # cuda | cpu
-    env_lines: Tuple[str, ...] = ()    # verbatim shell lines: module load, conda activate, source venv
-    env: Dict[str, str] = field(default_factory=dict)  # exported variables (values quoted in the script); treat as read-only
+    env_lines: Tuple[str, ...] = ()  # verbatim shell lines: module load, conda activate, source venv
+    env: Dict[str, str] = field(
+        default_factory=dict
+    )  # exported variables (values quoted in the script); treat as read-only
     log_dir: Optional[str] = None      # default: $PBSVLLM_HOME/logs
     hostname_suffix: str = ""          # appended to `hostname -s` to build a reachable name
     url_template: str = "http://{host}:{port}/v1"
@@ -292,7 +296,8 @@ class Profile:
     ray_wait_s: int = 600              # how long the job waits for every Ray node and GPU
     dp_rpc_port: int = 13345           # vLLM multi-node data parallel RPC port (first free one from here)
     ssh_client: str = "paramiko"       # paramiko | openssh (the system ssh over a ControlMaster: MFA sites)
-    max_walltime: Dict[str, str] = field(default_factory=dict)  # queue -> longest walltime it takes (checked before qsub)
+    # queue -> the longest walltime it takes (checked before qsub)
+    max_walltime: Dict[str, str] = field(default_factory=dict)
     router: str = "auto"               # stable URL per alias: auto (when vllm-router is installed) | on | off
     router_host: str = "127.0.0.1"     # address the alias's router binds and clients use (docs/router.md)
     router_policy: str = "cache_aware"  # vllm-router --policy
@@ -308,7 +313,8 @@ class Profile:
             return float(raw)
         except ValueError:
             raise ConfigError(
-                f"profile '{self.name}' ({self.source}): env.VLLM_CPU_KVCACHE_SPACE must be a number of GiB, got {raw!r}"
+                f"profile '{self.name}' ({self.source}): env.VLLM_CPU_KVCACHE_SPACE must be a number of GiB, "
+                f"got {raw!r}"
             ) from None
 
     def node_range(self) -> Tuple[int, int, str]:

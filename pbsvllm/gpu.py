@@ -216,7 +216,7 @@ def _cuda_version(value: Any) -> Optional[str]:
 
 
 def _active_links(dev: Dict[str, Any]) -> List[Dict[str, Any]]:
-    return [l for l in dev.get("nvlinks", []) if _ok(l.get("state")) and l.get("state")]
+    return [lk for lk in dev.get("nvlinks", []) if _ok(lk.get("state")) and lk.get("state")]
 
 
 def nvlink_count(raw: Dict[str, Any], a: int, b: int) -> int:
@@ -234,17 +234,17 @@ def nvlink_count(raw: Dict[str, Any], a: int, b: int) -> int:
         return 0
     bus_b = _norm_bus_id(db.get("pci_bus_id")) if _ok(db.get("pci_bus_id")) else ""
     bus_a = _norm_bus_id(da.get("pci_bus_id")) if _ok(da.get("pci_bus_id")) else ""
-    direct_ab = sum(1 for l in _active_links(da)
-                    if _ok(l.get("remote_pci_bus_id")) and bus_b
-                    and _norm_bus_id(l.get("remote_pci_bus_id")) == bus_b)
-    direct_ba = sum(1 for l in _active_links(db)
-                    if _ok(l.get("remote_pci_bus_id")) and bus_a
-                    and _norm_bus_id(l.get("remote_pci_bus_id")) == bus_a)
+    direct_ab = sum(1 for lk in _active_links(da)
+                    if _ok(lk.get("remote_pci_bus_id")) and bus_b
+                    and _norm_bus_id(lk.get("remote_pci_bus_id")) == bus_b)
+    direct_ba = sum(1 for lk in _active_links(db)
+                    if _ok(lk.get("remote_pci_bus_id")) and bus_a
+                    and _norm_bus_id(lk.get("remote_pci_bus_id")) == bus_a)
     direct = max(direct_ab, direct_ba)
     if direct:
         return direct
-    sw_a = sum(1 for l in _active_links(da) if l.get("remote_type") == NVLINK_TYPE_SWITCH)
-    sw_b = sum(1 for l in _active_links(db) if l.get("remote_type") == NVLINK_TYPE_SWITCH)
+    sw_a = sum(1 for lk in _active_links(da) if lk.get("remote_type") == NVLINK_TYPE_SWITCH)
+    sw_b = sum(1 for lk in _active_links(db) if lk.get("remote_type") == NVLINK_TYPE_SWITCH)
     if sw_a and sw_b:
         pair = _pair(raw, a, b)
         status = pair.get("p2p_nvlink") if pair else None
@@ -328,7 +328,7 @@ class Report:
         ``mixed``, or ``single`` (one GPU)."""
         if len(self.gpus) < 2:
             return "single"
-        nv = [l.nvlinks > 0 for l in self.links]
+        nv = [lk.nvlinks > 0 for lk in self.links]
         if nv and all(nv):
             return "nvlink"
         if not any(nv):
@@ -337,9 +337,9 @@ class Report:
 
     def link(self, a: int, b: int) -> Optional[Link]:
         lo, hi = min(a, b), max(a, b)
-        for l in self.links:
-            if (l.a, l.b) == (lo, hi):
-                return l
+        for lk in self.links:
+            if (lk.a, lk.b) == (lo, hi):
+                return lk
         return None
 
     def nvlink_groups(self) -> List[List[int]]:
@@ -352,9 +352,9 @@ class Report:
                 x = parent[x]
             return x
 
-        for l in self.links:
-            if l.nvlinks and l.a in parent and l.b in parent:
-                parent[find(l.a)] = find(l.b)
+        for lk in self.links:
+            if lk.nvlinks and lk.a in parent and lk.b in parent:
+                parent[find(lk.a)] = find(lk.b)
         groups: Dict[int, List[int]] = {}
         for g in self.gpus:
             groups.setdefault(find(g.index), []).append(g.index)
@@ -369,7 +369,7 @@ class Report:
             "interconnect": self.interconnect,
             "nvlink_groups": self.nvlink_groups(),
             "gpus": [g.to_json() for g in self.gpus],
-            "links": [l.to_json() for l in self.links],
+            "links": [lk.to_json() for lk in self.links],
             "problems": list(self.problems),
         }
 
@@ -475,7 +475,7 @@ def format_report(report: Report) -> str:
     if len(report.gpus) > 1:
         lines.append("")
         idx = [g.index for g in report.gpus]
-        cell = max(5, max(len(l.label) for l in report.links) + 1 if report.links else 5)
+        cell = max(5, max(len(lk.label) for lk in report.links) + 1 if report.links else 5)
         lines.append(" " * 6 + "".join(f"GPU{i}".ljust(cell) for i in idx))
         for i in idx:
             row = f"GPU{i}".ljust(6)
@@ -483,8 +483,8 @@ def format_report(report: Report) -> str:
                 if i == j:
                     row += "X".ljust(cell)
                 else:
-                    l = report.link(i, j)
-                    row += (l.label if l else "?").ljust(cell)
+                    lk = report.link(i, j)
+                    row += (lk.label if lk else "?").ljust(cell)
             lines.append(row.rstrip())
         lines.append("")
         lines.append("Legend: NV# = # NVLinks between the pair (direct or through NVSwitch); "
@@ -516,7 +516,7 @@ def planner_hardware(report: Report) -> Dict[str, Any]:
         frees = [g.memory_free_mib for g in whole if g.memory_free_mib is not None]
         count, name = len(whole), whole[0].name
         sub = Report(report.hostname, report.driver_version, report.cuda_version, tuple(whole),
-                     tuple(l for l in report.links if {l.a, l.b} <= {g.index for g in whole}))
+                     tuple(lk for lk in report.links if {lk.a, lk.b} <= {g.index for g in whole}))
         ic = sub.interconnect
         groups = sub.nvlink_groups()
     else:  # every GPU in MIG mode: plan for the largest single MIG instance
@@ -524,7 +524,7 @@ def planner_hardware(report: Report) -> Dict[str, Any]:
         if not migs:
             raise ProbeError(f"every GPU on {report.hostname} is in MIG mode with no MIG instance",
                              hint="create MIG instances (nvidia-smi mig) or disable MIG")
-        totals = [max(m.memory_total_mib for m in migs)]
+        totals = [max(m.memory_total_mib or 0 for m in migs)]
         frees = []
         count, name, ic, groups = 1, f"{report.gpus[0].name} MIG instance", "single", []
         notes.append("every GPU is in MIG mode: planned for one MIG instance")
@@ -702,7 +702,7 @@ def check_visible(report: Report, value: Optional[str], expected: int) -> Resolu
 def probe_raw() -> Dict[str, Any]:
     """Run the real probe (imports pynvml here, not at module import)."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except ImportError as exc:
         raise ProbeError(f"the Python package nvidia-ml-py is not installed ({exc})",
                          hint="pip install nvidia-ml-py") from None

@@ -1,6 +1,7 @@
 """HTTP probes of a vLLM server: readiness and ``/metrics``.
 
-**Ready** means both (see the reference, vllm.md sections 3, 7 and 10):
+**Ready** means both (docs/reference/vllm-logs.md, vllm-flags-metrics.md (API key) and
+vllm-cpu.md):
 
 1. ``GET <base>/models`` with ``Authorization: Bearer <key>`` returns 200 and
    lists the expected served model id (so a different server that grabbed

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import fcntl
 import json
 import os
 import re
@@ -258,15 +257,14 @@ class JobStore:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Exclusive lock over all records (fcntl.flock, released on exit)."""
+        """Exclusive lock over all records (:func:`pbsvllm.fileio.file_lock`:
+        flock with a timeout, then an error naming the holder)."""
+        from pbsvllm.fileio import file_lock
+
         self._ensure_dir()
-        fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        # waits at most fileio.LOCK_TIMEOUT_S, then names the process holding it
+        with file_lock(os.path.join(self.dir, ".lock"), f"the job records in {self.dir}"):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def path(self, job_id: str) -> str:
         jid = str(job_id)
@@ -391,9 +389,10 @@ class JobStore:
                 probe = os.path.join(self.dir, f".write-check-{os.getpid()}")
                 atomic_write(probe, "{}\n" + " " * 4096, 0o600)
                 os.unlink(probe)
-        except OSError as exc:
+        except (OSError, PbsvllmError) as exc:
+            why = exc.message if isinstance(exc, PbsvllmError) else write_error_text(self.dir, exc)
             raise PbsvllmError(
-                f"cannot write job records in {self.dir}: {write_error_text(self.dir, exc)}; nothing was submitted",
+                f"cannot write job records in {self.dir}: {why}; nothing was submitted",
                 hint="free space or fix the folder's permissions (PBSVLLM_HOME), then submit again",
             ) from None
 
@@ -440,7 +439,7 @@ class JobStore:
                 pass
 
 
-def with_record_key_file(settings: "Settings", records: Iterable[JobRecord]) -> "Settings":
+def with_record_key_file(settings: Settings, records: Iterable[JobRecord]) -> Settings:
     """``settings`` whose ``api_key_file`` is, when none is configured now, the
     one the jobs were submitted with: a later ``watch``/``status`` probes with
     the key the server really has."""

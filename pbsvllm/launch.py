@@ -11,6 +11,7 @@ script is to fix and resubmit by hand.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -219,6 +220,7 @@ def refresh_statuses(
     transport_for: Optional[Callable[[Optional[str]], Transport]] = None,
     scheduler_for: Optional[Callable[[Optional[str], str], Scheduler]] = None,
     skip_terminal: bool = True,
+    timeout_s: Optional[float] = None,
 ) -> Tuple[Dict[str, JobStatus], List[str]]:
     """Ask each (host, scheduler) group of ``records`` for its jobs' states in
     ONE scheduler call per group; cache the answers in the records.
@@ -243,7 +245,7 @@ def refresh_statuses(
             if scheduler_for is not None:
                 sched = scheduler_for(host, sched_name)
             else:
-                sched = get_scheduler(sched_name, transport_for(host), home=store.home)
+                sched = get_scheduler(sched_name, transport_for(host), home=store.home, timeout_s=timeout_s)
             got = sched.status([r.job_id for r in recs])
         except PbsvllmError as exc:
             errors.append(f"{host or 'localhost'} ({sched_name}): {exc}")

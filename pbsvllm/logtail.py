@@ -135,9 +135,12 @@ def read_end(transport: Transport, path: str, nbytes: int) -> List[str]:
         if size is None:
             return []
         start = max(0, size - nbytes)
-        data = transport.read_range(path, start, size - start)
+        # one byte more in front: a newline there means the first line is whole
+        before = 1 if start > 0 else 0
+        data = transport.read_range(path, start - before, size - start + before)
     except PbsvllmError:
         return []
-    lines = split_lines(data)
-    return lines[1:] if start > 0 and lines else lines
+    cut_first = before and not data.startswith(b"\n")
+    lines = split_lines(data[before:])
+    return lines[1:] if cut_first and lines else lines
 

@@ -253,7 +253,7 @@ def _seconds(stamp: str) -> Optional[float]:
     return ((month * 31 + day) * 24 + h) * 3600 + m * 60 + s
 
 
-def stats_points(facts: "LogFacts") -> List[StatsPoint]:
+def stats_points(facts: LogFacts) -> List[StatsPoint]:
     """The engine-stats samples vLLM's log holds (``LogFacts.stats``, evenly thinned
     by the parser for long logs), in line order, with time from the log's timestamps."""
     from pbsvllm.vllmlog import split_line
@@ -293,17 +293,16 @@ def doctor_figure(points: Sequence[StatsPoint], title: str = "") -> Any:
         xs = [p.t_s if timed else p.line_no for p in pts]
         hover = [f"{label}, line {p.line_no}" + (f", {p.time}" if p.time else "") for p in pts]
 
-        def add(ys: List[Any], name: str, row: int, dash: str = "solid", key: str = "") -> None:
+        series = [("kv_cache_usage_pct", "KV %", 1, "solid"), ("running", "running", 2, "solid"),
+                  ("waiting", "waiting", 2, "dash"), ("generation_tokens_per_s", "generation tok/s", 3, "solid"),
+                  ("prompt_tokens_per_s", "prompt tok/s", 3, "dot")]
+        for key, name, row, dash in series:
+            ys = [getattr(p, key) for p in pts]
+            if all(y is None for y in ys):
+                continue  # e.g. no KV figure in this vLLM's stats lines
             fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{label} {name}", legendgroup=label, mode="lines+markers",
                                      marker={"size": 4}, line={"color": colour, "dash": dash}, hovertext=hover,
                                      meta={"engine": engine, "figure": key}), row=row, col=1)
-
-        if any(p.kv_cache_usage_pct is not None for p in pts):
-            add([p.kv_cache_usage_pct for p in pts], "KV %", 1, key="kv_cache_usage_pct")
-        add([p.running for p in pts], "running", 2, key="running")
-        add([p.waiting for p in pts], "waiting", 2, "dash", key="waiting")
-        add([p.generation_tokens_per_s for p in pts], "generation tok/s", 3, key="generation_tokens_per_s")
-        add([p.prompt_tokens_per_s for p in pts], "prompt tok/s", 3, "dot", key="prompt_tokens_per_s")
     fig.update_yaxes(rangemode="tozero")
     fig.update_yaxes(range=[0, 100], row=1, col=1)
     fig.update_xaxes(title_text="seconds since the first stats line" if timed else "log line", row=3, col=1)
@@ -312,7 +311,7 @@ def doctor_figure(points: Sequence[StatsPoint], title: str = "") -> Any:
     return fig
 
 
-def doctor_html(diag: "Diagnosis") -> str:
+def doctor_html(diag: Diagnosis) -> str:
     """The doctor report as one page: the log's timelines with the findings beside them."""
     facts = diag.facts
     points = stats_points(facts)

@@ -46,7 +46,7 @@ def walltime_seconds(text: str) -> int:
     return ((d * 24 + h) * 60 + m) * 60 + s
 
 
-def check_walltime(walltime: str, queue: Optional[str], limits: "dict[str, str]", profile: str) -> None:
+def check_walltime(walltime: str, queue: Optional[str], limits: dict[str, str], profile: str) -> None:
     """ConfigError when ``walltime`` is over the queue's limit (when the profile knows one)."""
     if not queue or queue not in limits:
         return
@@ -129,7 +129,7 @@ _KEY_PROBE = ('test -e "$1" || { echo missing; exit 0; }; test -f "$1" || { echo
               'stat -c %a "$1" 2>/dev/null || stat -f %Lp "$1"')
 
 
-def key_file_problem(path: str, transport: Optional["Transport"] = None) -> Optional[str]:
+def key_file_problem(path: str, transport: Optional[Transport] = None) -> Optional[str]:
     """The API key file as the job will read it: present, a file, not for others' eyes, not empty."""
     if transport is None or transport.is_local:
         p = os.path.expanduser(path)
@@ -166,8 +166,8 @@ def key_file_problem(path: str, transport: Optional["Transport"] = None) -> Opti
     return None
 
 
-def check_submit(settings: "Settings", prepared: "PreparedJob", *, registries: Optional[Sequence[str]] = None,
-                 transport: Optional["Transport"] = None) -> None:
+def check_submit(settings: Settings, prepared: PreparedJob, *, registries: Optional[Sequence[str]] = None,
+                 transport: Optional[Transport] = None) -> None:
     """Everything that can be checked before ``qsub`` (see the module doc); raises on the first
     kind of problem found, naming every instance of it."""
     profile = settings.profile

@@ -41,7 +41,7 @@ _WEIGHTS_TOOK_RE = re.compile(r"Loading weights took ([\d.]+) seconds")
 
 
 #: (pattern, note from its groups), tried in order
-_NOTES: Tuple[Tuple["re.Pattern[str]", Callable[[Tuple[str, ...]], str]], ...] = (
+_NOTES: Tuple[Tuple[re.Pattern[str], Callable[[Tuple[str, ...]], str]], ...] = (
     (_SHARDS_RE, lambda g: f"weight shards {g[1]}/{g[2]}"),
     (_CAPTURE_RE, lambda g: f"capturing CUDA graphs {g[1]}/{g[2]}"),
     (_WEIGHTS_RE, lambda g: f"weights loaded ({float(g[0]):g} GiB in {float(g[1]):.1f} s)"),
@@ -109,7 +109,7 @@ class ProgressReporter(Reporter):
         self._open = False
 
     # -- what the watcher calls
-    def phase(self, job: "JobProgress", label: str, elapsed_s: float) -> None:
+    def phase(self, job: JobProgress, label: str, elapsed_s: float) -> None:
         super().phase(job, label, elapsed_s)
         trail = self.trail.setdefault(job.job_id, [])
         if trail and trail[-1] in ("queued", "held") and label not in ("queued", "held"):
@@ -122,7 +122,7 @@ class ProgressReporter(Reporter):
         else:
             self._line(job, f"{label} ({fmt_elapsed(elapsed_s)})")
 
-    def detail(self, job: "JobProgress", text: str, elapsed_s: float) -> None:
+    def detail(self, job: JobProgress, text: str, elapsed_s: float) -> None:
         if self.note.get(job.job_id) == text:
             return
         self.note[job.job_id] = text
@@ -133,7 +133,7 @@ class ProgressReporter(Reporter):
             self.printed_note[job.job_id] = text
             self._line(job, f"{text} ({fmt_elapsed(elapsed_s)})")
 
-    def heartbeat(self, job: "JobProgress", elapsed_s: float) -> None:
+    def heartbeat(self, job: JobProgress, elapsed_s: float) -> None:
         if self.live:
             self._draw(job, elapsed_s)
             return
@@ -144,7 +144,7 @@ class ProgressReporter(Reporter):
             self._line(job, f"still {label}" + (f", {note}" if note else "") + f" ({fmt_elapsed(elapsed_s)})")
         self.last_line_at.setdefault(job.job_id, now)
 
-    def event(self, job: "JobProgress", text: str) -> None:
+    def event(self, job: JobProgress, text: str) -> None:
         super().event(job, text)
         self._close_line()
         if text.startswith("FAILED") and self.color:
@@ -157,11 +157,11 @@ class ProgressReporter(Reporter):
         self._close_line()
 
     # -- output
-    def _line(self, job: "JobProgress", text: str) -> None:
+    def _line(self, job: JobProgress, text: str) -> None:
         self.write(f"{job.name}: {text}\n")
         self.last_line_at[job.job_id] = self.clock()
 
-    def _draw(self, job: "JobProgress", elapsed_s: float, force: bool = False) -> None:
+    def _draw(self, job: JobProgress, elapsed_s: float, force: bool = False) -> None:
         now = self.clock()
         if not force and now - self._drawn < REDRAW_S:
             return

@@ -28,13 +28,17 @@ import os
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from markupsafe import Markup
 
 from pbsvllm import __version__
 from pbsvllm.config import Profile, Settings
 from pbsvllm.errors import ConfigError, PbsvllmError, PlanError, TemplateError
+
+if TYPE_CHECKING:
+    from pbsvllm.modelfacts import ModelFacts
+    from pbsvllm.plan import Plan
 
 TEMPLATE_NAME = "job.sh.j2"
 _DIRECTIVE_RE = re.compile(r"^[A-Za-z0-9_.:=+@/,%~-]+$")
@@ -85,7 +89,9 @@ def _directive(v: Any) -> Safe:
 def _directive_line(v: Any) -> Safe:
     s = str(v)
     if "\n" in s or "\r" in s or not s.startswith("#PBS "):
-        raise TemplateError(f"extra directive {s!r} must be one line starting with '#PBS ' (profile key extra_directives)")
+        raise TemplateError(
+            f"extra directive {s!r} must be one line starting with '#PBS ' (profile key extra_directives)"
+        )
     return Safe(s)
 
 
@@ -223,7 +229,8 @@ WORKLOAD_KEYS = ("max_model_len", "concurrency", "prompt_len", "output_len", "kv
 FACT_KEYS = ("params", "dtype", "num_layers", "num_kv_heads", "head_dim", "weight_gib")
 
 
-def plan_for(settings: Settings, model: str, options: Mapping[str, Any], env: Optional[Mapping[str, str]] = None):
+def plan_for(settings: Settings, model: str, options: Mapping[str, Any],
+             env: Optional[Mapping[str, str]] = None) -> Tuple[ModelFacts, Plan]:
     """(facts, plan) for ``model`` on the settings' profile. ``options`` keys:
     served_model_name, port, vllm_args (list of --vllm-arg values), allow_unknown_vllm_args,
     quantization, vllm_version, and the WORKLOAD_KEYS / FACT_KEYS."""
@@ -394,8 +401,9 @@ def build_context(settings: Settings, model: str, alias: str, plan: Any, *, serv
         "walltime": p.walltime,
         "queue": p.queue or "",
         "account": p.account or "",
-        # '#PBS -o <dir>/': a path without a file name; PBS Pro then names the spool file <dir>/<jobid>.OU (qsub(1B)); a '~' path
-        # (remote host, not yet expanded) cannot go into a directive: PBS's default then applies
+        # '#PBS -o <dir>/': a path without a file name; PBS Pro then names the spool file <dir>/<jobid>.OU
+        # (qsub(1B)); a '~' path (remote host, not yet expanded) cannot go into a directive: PBS's default then
+        # applies
         "output": "" if log_dir.startswith("~") else log_dir.rstrip("/") + "/",
         "extra_directives": list(extra_directives) + list(p.extra_directives),  # per-submit ones first: they win
     }
@@ -443,15 +451,20 @@ def render_script(context: Mapping[str, Any], template_dirs: Sequence[str] = (),
 
     env = make_environment(template_dirs)
     try:
-        return env.get_template(template_name).render(**context)
+        text: str = env.get_template(template_name).render(**context)
+        return text
     except PbsvllmError:
         raise
     except jinja2.TemplateNotFound as exc:
-        raise TemplateError(f"template {exc.name} not found in {', '.join(list(template_dirs) + [builtin_template_dir()])}") from None
+        raise TemplateError(
+            f"template {exc.name} not found in {', '.join(list(template_dirs) + [builtin_template_dir()])}"
+        ) from None
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"template {template_name}: {exc.message} (a variable the template uses is not provided)") from None
+        raise TemplateError(
+            f"template {template_name}: {exc.message} (a variable the template uses is not provided)"
+        ) from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateError(f"template {template_name}: {exc} (job templates may not do this)") from None
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError, LookupError, RecursionError) as exc:
@@ -477,7 +490,9 @@ def prepare_job(settings: Settings, model: str, alias: str, options: Mapping[str
     context = build_context(settings, model, alias, plan, served_model_name=served, port=port,
                             extra_directives=directives, submit_env=submit_env)
     text = render_script(context, settings.template_dirs, options.get("template") or TEMPLATE_NAME)
-    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%S.%f")  # microseconds: two submits in one second differ
+    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime(
+        "%Y%m%dT%H%M%S.%f"
+    )  # microseconds: two submits in one second differ
     script_path = os.path.join(settings.home, "scripts", f"{alias}-{stamp}.pbs")
     return PreparedJob(alias=alias, model=model, served_model_name=served, plan=plan, script_text=text,
                        script_path=script_path,

@@ -16,12 +16,12 @@ No I/O here; every function is data in, data out.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Set
 
 REDACTED = "***"
 
 #: Keys this process has read or sent; :func:`redact` removes them from any text.
-_SECRETS: set = set()
+_SECRETS: Set[str] = set()
 
 
 def remember_secret(secret: Optional[str]) -> None:
@@ -56,7 +56,7 @@ def nesting_depth(value: Any, limit: int) -> int:
     return deepest
 
 
-def _escape(m: "re.Match[str]") -> str:
+def _escape(m: re.Match[str]) -> str:
     c = ord(m.group(0))
     return f"\\x{c:02x}" if c <= 0xFF else f"\\u{c:04x}"
 

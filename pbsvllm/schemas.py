@@ -22,7 +22,8 @@ from pbsvllm.errors import ConfigError
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "schemas")
 #: command -> schema name (the file is ``<name>.schema.json``)
-COMMANDS: Dict[str, str] = {"plan": "plan", "status": "status", "url": "url", "bench": "bench", "doctor": "doctor"}
+COMMANDS: Dict[str, str] = {"plan": "plan", "status": "status", "url": "url", "bench": "bench", "doctor": "doctor",
+                            "top": "top"}
 
 
 def schema_names() -> Tuple[str, ...]:

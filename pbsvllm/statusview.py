@@ -158,7 +158,10 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Optional[Sequence[C
     cols = list(columns or COLUMNS)
     if not rows:
         return "no tracked jobs"
-    cells = [[fn(r) for _, fn in cols] for r in rows]
+    from pbsvllm.safety import printable
+
+    # job names, comments and server details come from elsewhere: one printable line per cell
+    cells = [[printable(fn(r), one_line=True) for _, fn in cols] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (h, _) in enumerate(cols)]
     lines = ["  ".join(h.ljust(widths[i]) for i, (h, _) in enumerate(cols)).rstrip()]
     for c in cells:

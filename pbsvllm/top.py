@@ -281,7 +281,7 @@ def scrape_all(views: Sequence[ServerView], timeout: float = SCRAPE_TIMEOUT_S,
                 v.error = f"/metrics: {getattr(exc, 'reason', None) or exc}"
 
 
-def snapshot(api: "Client", sample_s: float = 1.0, show_ended: bool = False,
+def snapshot(api: Client, sample_s: float = 1.0, show_ended: bool = False,
              fetcher: Callable[[str], Scrape] = fetch) -> List[ServerView]:
     """``--once``: one status, two scrapes ``sample_s`` apart (for the rates)."""
     report = api.status(remove_ended=False)
@@ -293,8 +293,8 @@ def snapshot(api: "Client", sample_s: float = 1.0, show_ended: bool = False,
     return views
 
 
-def run_live(api: "Client", *, interval: float, status_every: float, write: Callable[[str], None],
-             key_pressed: Callable[[float], Optional[str]], size: Callable[[], "tuple[int, int]"],
+def run_live(api: Client, *, interval: float, status_every: float, write: Callable[[str], None],
+             key_pressed: Callable[[float], Optional[str]], size: Callable[[], tuple[int, int]],
              color: bool, show_ended: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
     """Redraw every ``interval`` seconds until 'q' is pressed (Ctrl-C works too)."""
     views: Dict[str, ServerView] = {}

@@ -268,7 +268,7 @@ class Watcher:
         clock: Callable[[], float] = time.monotonic,
         url_for: Optional[UrlFor] = None,
         follow_ready: bool = False,
-        membership: Optional["RouterMembership"] = None,
+        membership: Optional[RouterMembership] = None,
     ) -> None:
         self.scheduler = scheduler
         self.membership = membership  # the alias's router: join after readiness, leave at the end
@@ -686,7 +686,7 @@ def watch_records(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     follow_ready: bool = False,
-    membership: Optional["RouterMembership"] = None,
+    membership: Optional[RouterMembership] = None,
 ) -> WatchResult:
     """Follow ``records`` (job records) until each is ready, failed or gone.
 

@@ -35,6 +35,9 @@ mkdir -p "$STAGE/bin" "$STAGE/cache" "$OUTDIR"
 
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PATH="$STAGE/bin:$PATH" PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+# FlashInfer is not in the bundle: vLLM 0.24 imports it for its top-k/top-p
+# sampler unless told not to (PyTorch's sampler is used instead)
+export VLLM_USE_FLASHINFER_SAMPLER=0
 # NVLink multicast stays off (the device's rule; harmless on one GPU)
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export VLLM_CACHE_ROOT="$STAGE/cache/vllm" TORCHINDUCTOR_CACHE_DIR="$STAGE/cache/inductor" \
@@ -59,6 +62,12 @@ phase_env() {
   grep -i -E '^(transformers|tokenizers|safetensors|numpy|pydantic|triton|torch|fastapi|uvicorn|openai|httpx|click|jinja2|psutil|nvidia-ml-py|paramiko|pyyaml|protobuf|typing.extensions) ' "$f"
 }
 
+write_wrappers() {  # vllm and pbsvllm commands; -P: never import from the current folder (a checkout)
+  printf '#!/bin/sh\nexec %s -P -m vllm.entrypoints.cli.main "$@"\n' "$(command -v "$PY")" >"$STAGE/bin/vllm"
+  printf '#!/bin/sh\nexec %s -P -m pbsvllm "$@"\n' "$(command -v "$PY")" >"$STAGE/bin/pbsvllm"
+  chmod +x "$STAGE/bin/vllm" "$STAGE/bin/pbsvllm"
+}
+
 install_bundle() {
   local b="$STAGE/bundle"
   say "joining $(ls "$STAGE"/parts/bundle.part* | wc -l) parts"
@@ -74,9 +83,7 @@ install_bundle() {
   say "$(ls "$b"/deps/*.whl | wc -l) packages + pbsvllm -> $SITE"
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check \
     --upgrade --target "$SITE" "$b"/deps/*.whl "$KIT"/pbsvllm-*.whl 2>&1 | grep -v -i 'warning' || true
-  printf '#!/bin/sh\nexec %s -m vllm.entrypoints.cli.main "$@"\n' "$(command -v "$PY")" >"$STAGE/bin/vllm"
-  printf '#!/bin/sh\nexec %s -m pbsvllm "$@"\n' "$(command -v "$PY")" >"$STAGE/bin/pbsvllm"
-  chmod +x "$STAGE/bin/vllm" "$STAGE/bin/pbsvllm"
+  write_wrappers
   $PY -c 'import vllm, vllm.entrypoints.openai.api_server, vllm.v1.engine.core, vllm.v1.worker.gpu_model_runner, pbsvllm; import vllm._C_stable_libtorch; from vllm.vllm_flash_attn import _vllm_fa3_C; print("installed: vllm", vllm.__version__, "pbsvllm", pbsvllm.__version__)' 2>&1 | tail -3
 }
 
@@ -131,6 +138,7 @@ PYTHONPATH = "$SITE"
 HF_HUB_OFFLINE = "1"
 TRANSFORMERS_OFFLINE = "1"
 VLLM_NO_USAGE_STATS = "1"
+VLLM_USE_FLASHINFER_SAMPLER = "0"
 NCCL_NVLS_ENABLE = "0"
 TORCH_SYMM_MEM_DISABLE_MULTICAST = "1"
 NVSHMEM_DISABLE_NVLS = "1"
@@ -233,6 +241,8 @@ phase_kv() {
   [ -f "$model/.ready" ] || phase_model qwen2.5-1.5b
   write_profile "$W"
   echo "$VLLM_VERSION" >"$W/vllm-version"
+  pbsvllm cancel qwen-gpu >/dev/null 2>&1 && say "cancelled an earlier qwen-gpu job"
+  gpu_free_wait
   pbsvllm plan "$model" --probe-file "$W/probe-raw.json" --served-model-name m --json >"$W/plan.json" || die "plan"
   pbsvllm plan "$model" --probe-file "$W/probe-raw.json" --served-model-name m >"$W/plan.txt" 2>&1
   say "plan: $($PY -c 'import json,sys; p=json.load(open(sys.argv[1])); print(" ".join(p["vllm_args"][1:]), "| predicted KV tokens", p["kv_cache_tokens"])' "$W/plan.json")"
@@ -244,7 +254,7 @@ phase_kv() {
   echo "{\"submit_wait_seconds\": $((SECONDS - t0)), \"rc\": $rc}" >"$W/submit-timing.json"
   say "submit --wait: rc $rc after $((SECONDS - t0)) s"
   cp -r "$PBSVLLM_HOME" "$W/home-after-submit" 2>/dev/null
-  local log; log="$(ls "$PBSVLLM_HOME"/logs/qwen-gpu.*.log 2>/dev/null | head -1)"
+  local log; log="$(ls -t "$PBSVLLM_HOME"/logs/qwen-gpu.*.log 2>/dev/null | head -1)"
   [ -n "$log" ] && grep -E "KV cache|Model loading took|Graph capturing|CUDA graph|memory|Memory profiling" "$log" | tail -15
   if [ "$rc" -ne 0 ]; then cat "$W/submit.err"; [ -n "$log" ] && tail -60 "$log"; finish kv; return 1; fi
   cp "$W/endpoints.toml" "$W/registry-after-ready.toml" 2>/dev/null
@@ -308,6 +318,8 @@ phase_dp_vs_tp() {
   echo "$VLLM_VERSION" >"$W/vllm-version"
   pbsvllm plan "$model" --probe-file "$W/probe-raw.json" --served-model-name m --json >"$W/plan.json" || die "plan"
   pbsvllm plan "$model" --probe-file "$W/probe-raw.json" --served-model-name m >"$W/plan.txt" 2>&1
+  pbsvllm plan "$model" --probe-file "$W/probe-raw.json" --served-model-name m \
+    --vllm-arg=--gpu-memory-utilization="$util" --json >"$W/plan-at-util.json" || die "plan at $util"
   local pa; pa="$(plan_args "$W/plan.json" "$util")"
   say "node: $NG GPU(s), $IC; plan: $pa"
   gpu_free_wait
@@ -331,6 +343,7 @@ phase_dp_vs_tp() {
 }
 
 [ "${BASH_SOURCE[0]}" = "$0" ] || return 0  # sourced (to try one function): define only
+[ -d "$SITE" ] && write_wrappers
 case "${1:-}" in
   stage) phase_stage "${2:?part number}" "${3:?number of parts}" ;;
   env) phase_env ;;

@@ -22,7 +22,7 @@
 # calls back to back.
 #
 # Environment: PBSVLLM_GPU_CACHE (downloads, default ~/.cache/pbsvllm-gpu),
-# PBSVLLM_GPU_PART_BYTES (bytes per part, default 54000000), PYTHON (a
+# PBSVLLM_GPU_PART_BYTES (bytes per part, default 45000000: the 64 MiB a call carries also holds the repository, 13 MB on 2026-12-07), PYTHON (a
 # Python with pip; any version: wheels are fetched for cp312).
 set -euo pipefail
 
@@ -30,7 +30,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 DEST="${1:-$ROOT/.gpu}"
 CACHE="${PBSVLLM_GPU_CACHE:-$HOME/.cache/pbsvllm-gpu}"
-PART_BYTES="${PBSVLLM_GPU_PART_BYTES:-54000000}"
+PART_BYTES="${PBSVLLM_GPU_PART_BYTES:-45000000}"
 PY="${PYTHON:-python3}"
 VLLM_VERSION=0.24.0
 VLLM_WHEEL="vllm-$VLLM_VERSION-cp38-abi3-manylinux_2_28_x86_64.whl"

@@ -9,12 +9,12 @@ vocabulary, context), so its weight bytes, KV bytes per token, activation
 sizes and kernels are those of the real one; only the values are random. The
 planner reads the saved config.json like any other checkpoint.
 
-The tokenizer is built here, in-process: a word-level tokenizer whose
-vocabulary has exactly the model's ``vocab_size`` entries (specials, the words
-``pbsvllm bench`` draws its synthetic prompts from, then filler pieces), so
-every id a random model can emit decodes to text, and each bench word is one
-token (a 128-word prompt is ~128 tokens, as with a real tokenizer). Same seed,
-same files.
+The tokenizer is built here, in-process: a byte-level BPE trained on the
+words ``pbsvllm bench`` draws its synthetic prompts from, padded with filler
+pieces to exactly the model's ``vocab_size``, so every id a random model can
+emit decodes to text and each bench word is one token (a 128-word prompt is
+128 tokens, as with a real tokenizer), whatever tokenizer class transformers
+picks for the model type. Same input, same files.
 
 Shapes (from the models' published config.json files):
 
@@ -78,42 +78,37 @@ def bench_words() -> List[str]:
 
 
 def build_tokenizer(vocab_size: int, max_len: int) -> Any:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    """A byte-level BPE (the kind Qwen's and Llama 3's tokenizers are) trained here on the bench words.
+
+    transformers 5 loads a ``qwen2`` model's tokenizer through its own ``Qwen2Tokenizer`` class, which
+    rebuilds a BPE from the saved vocabulary and merges: a word-level vocabulary (no merges) then splits
+    every word into characters. Trained merges survive that, so each bench word is one token for every
+    model type. Filler pieces bring the vocabulary to ``vocab_size`` so every id decodes to text.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    pieces: List[str] = list(SPECIALS)
-    seen = set(pieces)
-    for w in bench_words():
-        for p in ("\u2581" + w, w):  # word at a word start, and inside a word
-            if p not in seen:
-                pieces.append(p)
-                seen.add(p)
-    for ch in "abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()-\n":
-        for p in ("\u2581" + ch, ch):
-            if p not in seen:
-                pieces.append(p)
-                seen.add(p)
+    words = bench_words()
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=min(vocab_size, 60000), special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    # each word after a space and at the start of a text, often enough to be merged whole
+    tok.train_from_iterator([" ".join(words)] * 4 + [w + " " for w in words], trainer=trainer)
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
     i = 0
-    while len(pieces) < vocab_size:  # filler pieces: every id decodes to some text
-        p = f"\u2581w{i}"
+    while len(vocab) < vocab_size:  # filler pieces: every id a random model emits decodes to some text
+        piece = f"\u0120w{i}"
         i += 1
-        if p not in seen:
-            pieces.append(p)
-            seen.add(p)
-    if len(pieces) > vocab_size:
-        raise SystemExit(f"vocabulary of {vocab_size} is smaller than the {len(pieces)} required pieces")
-    vocab = {p: i for i, p in enumerate(pieces)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.WhitespaceSplit(),
-        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always"),
-    ])
-    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
-    tok.add_special_tokens(SPECIALS)
+        if piece not in vocab:
+            vocab[piece] = len(vocab)
+    if len(vocab) > vocab_size:
+        raise SystemExit(f"vocabulary of {vocab_size} is smaller than the {len(vocab)} trained pieces")
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="<|endoftext|>", pad_token="<pad>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)), unk_token="<unk>", bos_token="<s>",
+        eos_token="<|endoftext|>", pad_token="<pad>", additional_special_tokens=["<|im_start|>", "<|im_end|>"],
     )
     fast.chat_template = CHAT_TEMPLATE
     fast.model_max_length = max_len
@@ -161,7 +156,8 @@ def main(argv: List[str]) -> int:
     print(json.dumps({
         "model_dir": args.out, "shape": args.shape, "architecture": config.architectures,
         "params": n_params, "vocab": len(tokenizer), "seconds": round(time.time() - t0, 1),
-        "tokenizer_check": {"text": sample, "ids": ids, "decoded": back, "decoded_id_9999": tokenizer.decode([9999 % len(tokenizer)])},
+        "tokenizer_check": {"text": sample, "ids": ids, "decoded": back,
+                            "decoded_id_9999": tokenizer.decode([9999 % len(tokenizer)])},
     }))
     if back.strip() != sample:
         print(f"gpu_make_model: tokenizer round trip changed {sample!r} into {back!r}", file=sys.stderr)

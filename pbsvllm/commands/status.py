@@ -15,8 +15,11 @@ from pbsvllm.commands._common import client, echo_json, exit_with, home_option, 
 @click.option("--offline", is_flag=True, help="Do not ask any scheduler or server; show the cached states.")
 @click.option("--keep-ended", is_flag=True,
               help="Do not remove registry entries that point at servers of jobs that have ended.")
+@click.option("--timeout", "timeout_s", type=float, default=None, metavar="SECONDS",
+              help="Give up on a scheduler that has not answered after this long (its jobs show cached states).")
 @home_option
-def command(target: Optional[str], as_json: bool, offline: bool, keep_ended: bool, home: Optional[str]) -> None:
+def command(target: Optional[str], as_json: bool, offline: bool, keep_ended: bool, timeout_s: Optional[float],
+            home: Optional[str]) -> None:
     """Show tracked jobs: alias, job id, scheduler state, queue, node,
     walltime used and left, exit status; then each server: its state
     (probed now), URL, engine metrics from the end of its log, and the
@@ -32,7 +35,7 @@ def command(target: Optional[str], as_json: bool, offline: bool, keep_ended: boo
     --offline leave every registry as it is."""
     from pbsvllm import statusview
 
-    report = client(home).status(target, offline=offline, remove_ended=not keep_ended)
+    report = client(home).status(target, offline=offline, remove_ended=not keep_ended, timeout_s=timeout_s)
     if as_json:
         echo_json(report.rows)
     else:

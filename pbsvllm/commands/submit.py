@@ -67,6 +67,11 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     script, nothing is submitted)."""
     from pbsvllm.api import Client
 
+    if kwargs.get("quiet") and (as_json or dry_run):
+        from pbsvllm.errors import ConfigError
+
+        raise ConfigError(f"--quiet and {'--json' if as_json else '--dry-run'} are exclusive: --quiet prints only "
+                          f"the job id")
     keep_alive = bool(kwargs.pop("keep_alive", False))
     until, budget = kwargs.pop("until", None), kwargs.pop("budget", None)
     if (until or budget) and not keep_alive:

@@ -54,7 +54,7 @@ class _Terminal:
         self.fd = sys.stdin.fileno() if sys.stdin.isatty() else None
         self.saved: Optional[List[Any]] = None
 
-    def __enter__(self) -> "_Terminal":
+    def __enter__(self) -> _Terminal:
         if self.fd is not None:
             import termios
             import tty

@@ -114,8 +114,12 @@ class KeepAliveSpec:
             raise ValueError(f"keep-alive safety_factor must be >= 1, not {self.safety_factor!r}")
         if self.max_consecutive_failures < 1 or self.same_failure_limit < 1:
             raise ValueError("keep-alive failure caps must be >= 1")
-        if self.budget_node_hours is not None and not (math.isfinite(self.budget_node_hours) and self.budget_node_hours > 0):
-            raise ValueError(f"keep-alive budget must be a positive number of node-hours, not {self.budget_node_hours!r}")
+        if self.budget_node_hours is not None and not (
+            math.isfinite(self.budget_node_hours) and self.budget_node_hours > 0
+        ):
+            raise ValueError(
+                f"keep-alive budget must be a positive number of node-hours, not {self.budget_node_hours!r}"
+            )
         if self.nodes < 1:
             raise ValueError("keep-alive nodes must be >= 1")
 
@@ -281,7 +285,9 @@ def decide(view: ChainView) -> List[Action]:
         newest = max(serving, key=lambda j: (j.ready_at or 0.0, j.submitted_at))
         for j in serving:
             if j is not newest:
-                actions.append(Action(ActionKind.DRAIN, f"hand-over: its successor {newest.job_id} is serving", j.job_id))
+                actions.append(
+                    Action(ActionKind.DRAIN, f"hand-over: its successor {newest.job_id} is serving", j.job_id)
+                )
                 actions.append(Action(ActionKind.CANCEL, f"hand-over to {newest.job_id} done", j.job_id))
     for j in active:
         if j.phase == JobPhase.DRAINING:
@@ -311,21 +317,35 @@ def decide(view: ChainView) -> List[Action]:
                 if ok and spec.until is not None and end >= spec.until:
                     ok, why = False, "the serving job lasts past the chain's end (--until): no successor needed"
                 if ok:
-                    actions.append(Action(ActionKind.SUBMIT,
-                                          f"hand-over: {current.job_id} has {left:.0f} s of walltime left <= {view.lead.explain()}"))
+                    actions.append(
+                        Action(
+                            ActionKind.SUBMIT,
+                            f"hand-over: {current.job_id} has {left:.0f} s of walltime left <= {view.lead.explain()}",
+                        )
+                    )
                 else:
                     actions.append(Action(ActionKind.WAIT, f"no successor for {current.job_id}: {why}", at=end))
             else:
-                actions.append(Action(ActionKind.WAIT, f"{current.job_id} serves; successor due in {left - view.lead.seconds:.0f} s",
-                                      at=now + (left - view.lead.seconds)))
+                actions.append(
+                    Action(
+                        ActionKind.WAIT,
+                        f"{current.job_id} serves; successor due in {left - view.lead.seconds:.0f} s",
+                        at=now + (left - view.lead.seconds),
+                    )
+                )
         return actions
 
     # 4. recovery: nothing active at all
     if not active:
         sigs = [s for s in view.recent_failure_signatures if s]
         if view.consecutive_failures >= spec.max_consecutive_failures:
-            actions.append(Action(ActionKind.STOP, f"{view.consecutive_failures} consecutive failures"
-                                  f" (cap {spec.max_consecutive_failures}); last: {sigs[-1] if sigs else 'unknown cause'}"))
+            actions.append(
+                Action(
+                    ActionKind.STOP,
+                    f"{view.consecutive_failures} consecutive failures"
+                    f" (cap {spec.max_consecutive_failures}); last: {sigs[-1] if sigs else 'unknown cause'}",
+                )
+            )
             return actions
         if len(sigs) >= spec.same_failure_limit and len(set(sigs[-spec.same_failure_limit:])) == 1:
             actions.append(Action(ActionKind.STOP, f"the last {spec.same_failure_limit} starts failed the same way"
@@ -373,7 +393,9 @@ def parse_until(value: str, now: float) -> float:
     try:
         when = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--until {value!r} is neither a date/time (2026-12-09T18:00) nor a duration (12h, 3d, 1h30m)") from None
+        raise ValueError(
+            f"--until {value!r} is neither a date/time (2026-12-09T18:00) nor a duration (12h, 3d, 1h30m)"
+        ) from None
     ts = when.timestamp()
     if ts <= now:
         raise ValueError(f"--until {value!r} is in the past")

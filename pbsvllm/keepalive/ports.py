@@ -29,7 +29,7 @@ class LivePorts:
         self.store = JobStore(home)
         self._transports: Dict[Optional[str], Transport] = {}
         self._schedulers: Dict[Tuple[Optional[str], str], Scheduler] = {}
-        self._settings_cache: Dict[str, "Settings"] = {}
+        self._settings_cache: Dict[str, Settings] = {}
 
     # -- plumbing
     def _transport(self, host: Optional[str]) -> Transport:
@@ -61,7 +61,7 @@ class LivePorts:
             out.update(self._scheduler(recs[0]).status([r.job_id for r in recs]))
         return out
 
-    def _settings(self, rec: JobRecord) -> "Settings":
+    def _settings(self, rec: JobRecord) -> Settings:
         """The settings of the record's profile (URL rule, API key), resolved once per profile."""
         if rec.profile not in self._settings_cache:
             from pbsvllm.config import resolve
@@ -141,9 +141,8 @@ class LivePorts:
     def failure_signature(self, job_id: str, status: JobStatus) -> str:
         """The first error the log classifies (the doctor's name for it),
         else the scheduler's exit status."""
-        from pbsvllm.vllmlog import classify_error
-
         from pbsvllm.logtail import read_end
+        from pbsvllm.vllmlog import classify_error
 
         rec = self._record(job_id)
         if rec.log_path:

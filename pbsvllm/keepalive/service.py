@@ -16,7 +16,7 @@ def make_spec(alias: str, *, until: Optional[str], budget: Optional[str], wallti
               nodes: int = 1, now: Optional[float] = None, margin_s: Optional[float] = None) -> KeepAliveSpec:
     now = time.time() if now is None else now
     try:
-        extra = {"margin_s": float(margin_s)} if margin_s is not None else {}
+        extra: Dict[str, Any] = {"margin_s": float(margin_s)} if margin_s is not None else {}
         return KeepAliveSpec(
             alias=alias,
             until=parse_until(until, now) if until else None,
@@ -38,15 +38,17 @@ def start(alias: str, *, home: str, until: Optional[str] = None, budget: Optiona
     rec = jobs.find(job or alias)
     if rec.alias != alias:
         raise ConfigError(f"job {rec.job_id} serves alias {rec.alias!r}, not {alias!r}")
-    walltime = (rec.last_status or {}).get("walltime_limit_s")
+    walltime = rec.last_status.walltime_limit_s if rec.last_status is not None else None
     spec = make_spec(alias, until=until, budget=budget, walltime_s=float(walltime) if walltime else None,
                      margin_s=margin_s)
     store = ChainStore(home)
     with store.lock(alias):
         old = store.load(alias)
         if old is not None and not old.stopped and daemon.is_running(store, alias):
-            raise PbsvllmError(f"alias {alias!r} is already kept alive",
-                               hint=f"`pbsvllm keepalive stop {alias}` first, or see `pbsvllm keepalive status {alias}`")
+            raise PbsvllmError(
+                f"alias {alias!r} is already kept alive",
+                hint=f"`pbsvllm keepalive stop {alias}` first, or see `pbsvllm keepalive status {alias}`",
+            )
         st = ChainState(spec=spec, template_job=rec.job_id,
                         jobs=[ChainJobState(job_id=rec.job_id, submitted_at=rec.submitted_at)])
         st.log(time.time(), "start", rec.job_id, "chain started")

@@ -52,7 +52,7 @@ class ChainJobState:
         return d
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ChainJobState":
+    def from_dict(cls, d: Dict[str, Any]) -> ChainJobState:
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         cause = kw.get("end_cause")
@@ -119,7 +119,7 @@ class ChainState:
         }
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ChainState":
+    def from_dict(cls, d: Dict[str, Any]) -> ChainState:
         spec_names = {f.name for f in dataclasses.fields(KeepAliveSpec)}
         spec = KeepAliveSpec(**{k: v for k, v in (d.get("spec") or {}).items() if k in spec_names})
         return cls(
@@ -173,8 +173,10 @@ class ChainStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise PbsvllmError(f"keep-alive state {path} is unreadable: {exc}",
-                               hint="move it away and start the chain again (`pbsvllm keepalive start ALIAS`)") from None
+            raise PbsvllmError(
+                f"keep-alive state {path} is unreadable: {exc}",
+                hint="move it away and start the chain again (`pbsvllm keepalive start ALIAS`)",
+            ) from None
 
     def save(self, state: ChainState) -> None:
         if not os.path.isdir(self.dir):

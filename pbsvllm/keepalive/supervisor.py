@@ -254,14 +254,27 @@ def chain_summary(st: ChainState, now: float, statuses: Optional[Mapping[str, Jo
         "stop_reason": st.stop_reason,
         "until": st.spec.until,
         "budget_node_hours": st.spec.budget_node_hours,
-        "node_hours_used": round(sum(
-            ((j.ended_at or now) - j.started_at) * st.spec.nodes / 3600.0 for j in st.jobs if j.started_at is not None), 4),
+        "node_hours_used": round(
+            sum(
+                ((j.ended_at or now) - j.started_at) * st.spec.nodes / 3600.0
+                for j in st.jobs
+                if j.started_at is not None
+            ),
+            4,
+        ),
         "lead_time_s": round(lead.seconds, 1),
         "lead_time": lead.explain(),
         "consecutive_failures": st.consecutive_failures,
         "jobs": [j.to_dict() for j in st.jobs],
-        "last_end": ({"job_id": last_end.job_id, "cause": last_end.end_cause.value if last_end.end_cause else None,
-                      "detail": last_end.end_detail} if last_end else None),
+        "last_end": (
+            {
+                "job_id": last_end.job_id,
+                "cause": last_end.end_cause.value if last_end.end_cause else None,
+                "detail": last_end.end_detail,
+            }
+            if last_end
+            else None
+        ),
         "last_event": dataclasses.asdict(st.events[-1]) if st.events else None,
         "handovers": [dataclasses.asdict(h) for h in handovers(st)],
         "supervisor_pid": st.supervisor_pid,

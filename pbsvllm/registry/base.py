@@ -33,9 +33,16 @@ import stat
 from typing import Any, Callable, Dict, List, Optional
 
 from pbsvllm.errors import RegistryError
+from pbsvllm.fileio import (
+    atomic_write,
+    file_lock,
+    kind_of,
+    read_regular,
+    remove_stale_temps,
+    temp_prefix,
+    write_error_text,
+)
 from pbsvllm.safety import nesting_depth
-from pbsvllm.fileio import (atomic_write, file_lock, kind_of, read_regular, remove_stale_temps, temp_prefix,
-                            write_error_text)
 
 DEFAULT_KEY_ENV = "VLLM_API_KEY"
 #: Deepest nesting of a value inside an entry (``headers = {...}`` is 1).
@@ -104,7 +111,9 @@ class Registry:
         a folder is no registry. The file is opened without blocking and
         checked with ``fstat`` (no window between the check and the read).
         """
-        data = read_regular(self.path, "registry", error=RegistryError, hint="point --registry at the real registry file")
+        data = read_regular(
+            self.path, "registry", error=RegistryError, hint="point --registry at the real registry file"
+        )
         if data is None:
             return None
         try:

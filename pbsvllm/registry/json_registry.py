@@ -39,7 +39,9 @@ class JsonRegistry(Registry):
             eps = []
             for v in variants:
                 if not isinstance(v, dict):
-                    raise not_parsable(self.path, f"{self.path}, alias {alias!r}", "entry must be an object or a list of objects")
+                    raise not_parsable(
+                        self.path, f"{self.path}, alias {alias!r}", "entry must be an object or a list of objects"
+                    )
                 v = dict(v)
                 vals = {k: v.pop(k, None) for k in _BASE_KEYS}
                 for k in ("model", "url", "key"):

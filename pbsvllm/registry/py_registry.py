@@ -19,13 +19,18 @@ from __future__ import annotations
 
 import ast
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 from pbsvllm.errors import RegistryError
 from pbsvllm.registry.base import Endpoint, Entries, Registry, location, not_parsable, split_lines
 
 _BASE_KEYS = ("model", "url", "key")
 
+
+
+def _key(node: ast.Dict, idx: int) -> ast.expr:
+    """A key of the ENDPOINTS dict (``_items`` refused ``**`` expansions, the only keys that are None)."""
+    return cast(ast.expr, node.keys[idx])
 
 class _Opaque:
     """An entry whose source is not a literal: kept, never rewritten."""
@@ -141,10 +146,10 @@ class PyRegistry(Registry):
             start = offsets.pos(vnode.lineno, vnode.col_offset)
             end = offsets.pos(vnode.end_lineno, vnode.end_col_offset)
             if entries:
-                indent = _indent_of(lines[node.keys[idx].lineno - 1])
+                indent = _indent_of(lines[_key(node, idx).lineno - 1])
                 return text[:start] + self._value_src(entries, indent) + text[end:]
             # remove "key: value," (and its line, if it had the line to itself)
-            knode = node.keys[idx]
+            knode = _key(node, idx)
             kstart = offsets.pos(knode.lineno, knode.col_offset)
             after = end
             j = _skip_ws_comments(text, after)
@@ -174,7 +179,7 @@ class PyRegistry(Registry):
         closing_line_start = text.rfind("\n", 0, close) + 1
         brace_alone = not text[closing_line_start:close].strip()
         if brace_alone:
-            item_indent = _indent_of(lines[node.keys[-1].lineno - 1]) if node.keys else "    "
+            item_indent = _indent_of(lines[_key(node, -1).lineno - 1]) if node.keys else "    "
             entry = f"{item_indent}{_src(alias)}: {self._value_src(entries, item_indent)},\n"
             cut = closing_line_start + (1 if need_comma else 0)
             return prefix[:cut] + entry + prefix[cut:] + text[close:]

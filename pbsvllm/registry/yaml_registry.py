@@ -29,8 +29,16 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from pbsvllm.errors import RegistryError
-from pbsvllm.registry.base import (MAX_DEPTH, Endpoint, Entries, Registry, double_quoted, location,
-                                   not_parsable, split_lines)
+from pbsvllm.registry.base import (
+    MAX_DEPTH,
+    Endpoint,
+    Entries,
+    Registry,
+    double_quoted,
+    location,
+    not_parsable,
+    split_lines,
+)
 
 PROVIDER = "hosted_vllm"
 ENV_PREFIX = "os.environ/"
@@ -110,7 +118,11 @@ def _q(v: Any) -> str:
 
 def _k(k: Any) -> str:
     k = str(k)
-    return k if _PLAIN_KEY.match(k) and k.lower() not in ("true", "false", "null", "yes", "no", "on", "off", "y", "n") else _q(k)
+    return (
+        k
+        if _PLAIN_KEY.match(k) and k.lower() not in ("true", "false", "null", "yes", "no", "on", "off", "y", "n")
+        else _q(k)
+    )
 
 
 class LiteLLMRegistry(Registry):
@@ -250,12 +262,12 @@ class LiteLLMRegistry(Registry):
             if m and (indent is None or m.group(1) == indent):
                 indent = m.group(1)
                 starts.append(j)
-        items = []
-        for n, s in enumerate(starts):
+        items: List[Tuple[int, int]] = []
+        for n, first in enumerate(starts):
             e = starts[n + 1] if n + 1 < len(starts) else stop
-            while e > s + 1 and (not lines[e - 1].strip() or lines[e - 1].lstrip().startswith("#")):
+            while e > first + 1 and (not lines[e - 1].strip() or lines[e - 1].lstrip().startswith("#")):
                 e -= 1
-            items.append((s, e))
+            items.append((first, e))
         return ml_line, stop, "  " if indent is None else indent, items
 
     def render(self, text: str, alias: str, entries: List[Endpoint]) -> str:

@@ -81,7 +81,10 @@ def supervise(jobdir: str) -> int:
         start_new_session=True,  # own group: cancel signals the job, not us
         close_fds=True,
     )
-    _write_json(os.path.join(jobdir, "run.json"), {"pgid": child.pid, "child_pid": child.pid, "supervisor_pid": os.getpid(), "start_time": start})
+    _write_json(
+        os.path.join(jobdir, "run.json"),
+        {"pgid": child.pid, "child_pid": child.pid, "supervisor_pid": os.getpid(), "start_time": start},
+    )
     deadline = time.monotonic() + float(walltime) if walltime else None
     term_sent_at = None
     walltime_exceeded = False
@@ -99,7 +102,7 @@ def supervise(jobdir: str) -> int:
             walltime_exceeded = True
             msg = f"=>> PBS: job killed: walltime {int(time.time() - start)} exceeded limit {int(walltime)}\n"
             try:
-                (err if err is not subprocess.STDOUT else out).write(msg.encode())
+                (err if not isinstance(err, int) else out).write(msg.encode())
             except (OSError, AttributeError):
                 pass
             _kill_group(child.pid, signal.SIGTERM)
@@ -137,7 +140,9 @@ def main(argv: list) -> int:
         return supervise(jobdir)
     except BaseException as exc:  # record why, then fail
         try:
-            _write_json(os.path.join(jobdir, "exit.json"), {"exit_status": -1, "error": repr(exc), "end_time": time.time()})
+            _write_json(
+                os.path.join(jobdir, "exit.json"), {"exit_status": -1, "error": repr(exc), "end_time": time.time()}
+            )
         finally:
             os._exit(1)
 

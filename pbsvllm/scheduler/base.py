@@ -21,7 +21,7 @@ from pbsvllm.transport.base import Transport, describe_argv
 
 # ---------------------------------------------------------------- state tables
 
-#: PBS Pro / OpenPBS ``job_state`` letters (pbs.md section 6).
+#: PBS Pro / OpenPBS ``job_state`` letters (docs/reference/pbs.md section 6).
 PBSPRO_STATES: Dict[str, JobState] = {
     "Q": JobState.PENDING,    # queued
     "W": JobState.PENDING,    # waiting for its -a start time
@@ -49,7 +49,7 @@ TORQUE_STATES: Dict[str, JobState] = {
     "C": JobState.COMPLETED,
 }
 
-#: PBS ``JOB_EXEC_*`` codes (negative Exit_status), pbs.md section 7.
+#: PBS ``JOB_EXEC_*`` codes (negative Exit_status), docs/reference/pbs.md section 7.
 PBS_EXEC_CODES: Dict[int, str] = {
     -1: "the job could not be started (exec failed; not retried)",
     -2: "the job could not be started (exec failed; not retried)",

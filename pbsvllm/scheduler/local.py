@@ -14,7 +14,6 @@ grace period.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import time
 from typing import Any, Dict, Iterable, Optional
 
 from pbsvllm.errors import ConfigError, SchedulerError
+from pbsvllm.fileio import file_lock
 from pbsvllm.models import JobState
 from pbsvllm.scheduler.base import (
     JobStatus,
@@ -67,8 +67,8 @@ class LocalScheduler(Scheduler):
 
     def _next_id(self) -> str:
         makedirs_private(self.root)
-        with open(os.path.join(self.root, ".counter.lock"), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(os.path.join(self.root, ".counter.lock"), f"the local job counter in {self.root}",
+                       error=SchedulerError):
             path = os.path.join(self.root, "counter")
             try:
                 with open(path, encoding="utf-8") as fh:
@@ -186,7 +186,13 @@ class LocalScheduler(Scheduler):
         if meta is None:
             return unknown_status(job_id, f"no local job folder {jobdir}")
         limit = meta.get("walltime_s")
-        base = dict(job_id=job_id, queue="local", exec_host=str(meta.get("host", "")), name=str(meta.get("name", "")), walltime_limit_s=limit)
+        base: Dict[str, Any] = dict(
+            job_id=job_id,
+            queue="local",
+            exec_host=str(meta.get("host", "")),
+            name=str(meta.get("name", "")),
+            walltime_limit_s=limit,
+        )
         ex = _read_json(os.path.join(jobdir, "exit.json"))
         run = _read_json(os.path.join(jobdir, "run.json")) or {}
         if ex is not None:
@@ -199,7 +205,9 @@ class LocalScheduler(Scheduler):
             used = None
             if ex.get("start_time") and ex.get("end_time"):
                 used = int(ex["end_time"] - ex["start_time"])
-            return JobStatus(state=state, raw_state="F", exit_status=code, exit_reason=reason, walltime_used_s=used, **base)
+            return JobStatus(
+                state=state, raw_state="F", exit_status=code, exit_reason=reason, walltime_used_s=used, **base
+            )
         sup = _read_json(os.path.join(jobdir, "supervisor.json")) or {}
         if _alive(sup.get("pid")):
             started = run.get("start_time")

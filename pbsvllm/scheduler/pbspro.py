@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from pbsvllm.errors import ParseError
 from pbsvllm.scheduler.base import (
@@ -53,7 +53,7 @@ class PBSProScheduler(QsubScheduler):
                 result[jid] = status_from_attrs(jid, found[key], self.states)
         return result
 
-    def _query(self, ids: Sequence[str]) -> "tuple[Dict[str, Dict[str, Any]], set]":
+    def _query(self, ids: Sequence[str]) -> Tuple[Dict[str, Dict[str, Any]], Set[str]]:
         argv = ["qstat", "-x", "-f", "-F", "json", *ids]
         rc, out, err = self._run(argv, safe_to_repeat=True)
         unknown = self._unknown_ids(ids, err)
@@ -71,7 +71,7 @@ class PBSProScheduler(QsubScheduler):
         return parse_qstat_f_text(out), unknown
 
     @staticmethod
-    def _unknown_ids(ids: Sequence[str], err: str) -> set:
+    def _unknown_ids(ids: Sequence[str], err: str) -> Set[str]:
         named = set(UNKNOWN_ID_RE.findall(err or ""))
         return {i for i in ids if any(ids_match(i, n) for n in named)}
 

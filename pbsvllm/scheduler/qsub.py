@@ -12,13 +12,25 @@ UNKNOWN_ID_RE = re.compile(r"Unknown Job Id(?: Error)?\s+(\S+)")
 
 #: qsub/qdel error texts -> what to do about them.
 QSUB_HINTS = (
-    ("unknown queue", "the queue does not exist on this server; list queues with `qstat -Q` and set the profile's queue"),
-    ("invalid partition", "the queue (Slurm partition) does not exist; list queues with `qstat -Q` and set the profile's queue"),
+    (
+        "unknown queue",
+        "the queue does not exist on this server; list queues with `qstat -Q` and set the profile's queue",
+    ),
+    (
+        "invalid partition",
+        "the queue (Slurm partition) does not exist; list queues with `qstat -Q` and set the profile's queue",
+    ),
     ("queue is not enabled", "the queue is disabled right now; pick another queue"),
     ("access to queue is denied", "you may not submit to this queue; check your project/account"),
     ("unknown resource", "the site does not define a resource you asked for; check the profile's select line"),
-    ("violates queue and/or server resource limits", "ask for fewer nodes/GPUs or a walltime within the queue's limits"),
-    ("illegal attribute or resource value", "a directive value is malformed; check walltime/select in the rendered script"),
+    (
+        "violates queue and/or server resource limits",
+        "ask for fewer nodes/GPUs or a walltime within the queue's limits",
+    ),
+    (
+        "illegal attribute or resource value",
+        "a directive value is malformed; check walltime/select in the rendered script",
+    ),
     ("invalid time limit", "the walltime is malformed; use HH:MM:SS"),
     ("invalid account", "the account/project is unknown; check the profile's account"),
     ("unauthorized request", "you are not allowed to do this on this server"),

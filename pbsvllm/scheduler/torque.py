@@ -1,8 +1,8 @@
 """Torque: ``qstat -f`` text, state C, lower-case ``exit_status``, no history.
 
 :class:`SlurmTorqueScheduler` is a thin variant for Slurm's Debian
-``slurm-wlm-torque`` wrappers (the suite's real scheduler; pbs.md section
-12). Its quirks stay here and never reach the PBS Pro path.
+``slurm-wlm-torque`` wrappers (the suite's real scheduler; docs/reference/pbs.md
+section 12). Its quirks stay here and never reach the PBS Pro path.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from pbsvllm.scheduler.base import (
     unknown_status,
 )
 from pbsvllm.scheduler.qsub import UNKNOWN_ID_RE, QsubScheduler, qsub_argv
-
 
 
 class TorqueScheduler(QsubScheduler):
@@ -66,7 +65,9 @@ class TorqueScheduler(QsubScheduler):
     def _all_unknown_rc(self, rc: int) -> bool:
         return rc == 153  # PBSE_UNKJOBID mod 256
 
-    def refine(self, result: Dict[str, JobStatus], found: Mapping[str, Any], mapping: Mapping[str, str]) -> Dict[str, JobStatus]:
+    def refine(
+        self, result: Dict[str, JobStatus], found: Mapping[str, Any], mapping: Mapping[str, str]
+    ) -> Dict[str, JobStatus]:
         return result
 
     def cancel_argv(self, job_id: str, force: bool) -> List[str]:
@@ -129,7 +130,7 @@ def _slurm_exit(code: str) -> Tuple[Optional[int], Optional[int]]:
 class SlurmTorqueScheduler(TorqueScheduler):
     """Slurm behind Debian's ``slurm-wlm-torque`` wrappers.
 
-    Quirks handled here (pbs.md section 12): job ids are bare numbers; the
+    Quirks handled here (docs/reference/pbs.md section 12): job ids are bare numbers; the
     wrapper overrides the script's ``#PBS -N/-o/-e/-j`` (we repeat them on
     the command line); only the last ``-l`` counts (base already joins);
     unknown ids are silently left out (rc 153 when none is known); states
@@ -171,7 +172,9 @@ class SlurmTorqueScheduler(TorqueScheduler):
     def status_argv(self, ids: Sequence[str]) -> List[str]:
         return ["qstat", "-f", *[_numeric(i) for i in ids]]
 
-    def refine(self, result: Dict[str, JobStatus], found: Mapping[str, Any], mapping: Mapping[str, str]) -> Dict[str, JobStatus]:
+    def refine(
+        self, result: Dict[str, JobStatus], found: Mapping[str, Any], mapping: Mapping[str, str]
+    ) -> Dict[str, JobStatus]:
         now = time.time()
         for jid, st in result.items():
             attrs = found.get(mapping.get(jid, ""), {})
@@ -276,7 +279,11 @@ def script_directives(text: str) -> Dict[str, str]:
             w = words[i]
             if w.startswith("-") and len(w) >= 2:
                 key = w[:2]
-                val = w[2:] if len(w) > 2 else (words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else "")
+                val = (
+                    w[2:]
+                    if len(w) > 2
+                    else (words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else "")
+                )
                 if len(w) == 2 and val:
                     i += 1
                 if key == "-l" and key in out:

@@ -289,7 +289,7 @@ class OpenSSHTransport(Transport):
         self._closed = True
 
 
-def _destination(spec: str) -> "tuple[str, Optional[int]]":
+def _destination(spec: str) -> tuple[str, Optional[int]]:
     """``[user@]host[:port]`` -> (``[user@]host``, port); an ssh_config alias stays as is."""
     m = re.match(r"^(?:(?P<user>[^@]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:]+))(?::(?P<port>\d+))?$", spec)
     if not m:

@@ -259,13 +259,12 @@ class LogScanner:
             eng, k, ser = hit
             if eng > top_engine:
                 top_engine = eng
-            values: List[StatsRow] = []
-            add = values.append
-            for _st, m in grows:
-                pt, gt, run, wait, _dev, kv_b, pre_b = m.groups()
-                add((float(pt) if b"," not in pt else float(pt.replace(b",", b"")),
-                     float(gt) if b"," not in gt else float(gt.replace(b",", b"")),
-                     int(run), int(wait), float(kv_b), float(pre_b) if pre_b is not None else None, None))
+            # (bytes.replace gives the same object back when there is no comma: cheap)
+            values: List[StatsRow] = [
+                (float(pt.replace(b",", b"")), float(gt.replace(b",", b"")), int(run), int(wait), float(kv_b),
+                 None if pre_b is None else float(pre_b), None)
+                for pt, gt, run, wait, _dev, kv_b, pre_b in [m.groups() for _st, m in grows]
+            ]
             ser.add_rows(values, sampler(grows))
         # the stats line that came last in the file decides what "last" means across engines
         m_last = rows[-1][1]

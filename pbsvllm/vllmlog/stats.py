@@ -238,13 +238,14 @@ class StatsSeries:
         stride = self._stride
         sample_list = self.sample
         cap = self.cap
-        i = 0
-        for prompt, gen, running, waiting, kv, pct, preempt in rows:
+        no_first = self.first is None
+        for i, (prompt, gen, running, waiting, kv, pct, preempt) in enumerate(rows):
             busy = running > 0 or gen > 0 or prompt > 0
             n += 1
-            if self.first is None:
-                self.first = sample(i)
-                self.kv_device = self.first.stats.kv_device
+            if no_first:
+                first = self.first = sample(i)
+                self.kv_device = first.stats.kv_device
+                no_first = False
             sum_gen += gen
             if busy:
                 busy_count += 1
@@ -281,7 +282,6 @@ class StatsSeries:
                 if len(sample_list) > cap:
                     sample_list = sample_list[::2]
                     stride *= 2
-            i += 1
         self.count = n
         self.sum_gen = sum_gen
         self.busy_count = busy_count

@@ -77,6 +77,9 @@ NODE_INDEX="$2"
 NODE_HOST="$3"
 shift 3
 export PBSVLLM_NODE_INDEX="$NODE_INDEX"
+# the job's id and alias (pbsvllm cleanup finds the job's processes on a node by them)
+# shellcheck source=/dev/null
+. "$(dirname "${BASH_SOURCE[0]}")/job.env"
 # --- environment (profile torque): its variables, then its own lines,
 #     which may use them and have the last word ---
 export PYTHONUNBUFFERED=1
@@ -142,6 +145,11 @@ print(n, ", ".join(torch.cuda.get_device_properties(i).name for i in range(n)) o
     setsid "$@" >>"$RUN_LOG" 2>&1 </dev/null &
     PID=$!
     echo "$PID" >"$NODE_RUN/$NAME.sid"
+    for ARG in "$@"; do
+      case "$ARG" in
+        --temp-dir=*/pbsvllm-ray-*) printf '%s\n' "${ARG#--temp-dir=}" >>"$NODE_RUN/tmpdirs" ;;  # removed by stop
+      esac
+    done
     wait "$PID"
     ;;
   stop)  # TERM every process of this node's sessions; KILL what is left after 5 s
@@ -163,6 +171,14 @@ print(n, ", ".join(torch.cuda.get_device_properties(i).name for i in range(n)) o
       fi
     fi
     rm -f "$NODE_RUN"/*.sid
+    if [ -r "$NODE_RUN/tmpdirs" ]; then  # Ray's session files on this node's local disk
+      while IFS= read -r DIR; do
+        case "$DIR" in
+          /*/pbsvllm-ray-*) rm -rf -- "$DIR" ;;
+        esac
+      done <"$NODE_RUN/tmpdirs"
+      rm -f "$NODE_RUN/tmpdirs"
+    fi
     ;;
   *)
     echo "node.sh: unknown role $ROLE" >&2
@@ -171,6 +187,7 @@ print(n, ", ".join(torch.cuda.get_device_properties(i).name for i in range(n)) o
 esac
 PBSVLLM_NODE_SCRIPT
 chmod 700 "$NODE_SCRIPT.tmp"
+printf 'export PBSVLLM_JOB_ID=%q PBSVLLM_ALIAS=%q\n' "$JOB_ID" "$ALIAS" >"$NODE_DIR/job.env"
 mv -f "$NODE_SCRIPT.tmp" "$NODE_SCRIPT"
 on_node() {  # on_node INDEX ROLE [ARGS...]: the helper on node INDEX (this node: directly), in the foreground
   local i="$1" host="${NODES[$1]}"

@@ -15,8 +15,8 @@ import time
 import psutil
 import pytest
 
-from tests.plugins.vllm import chat
 from tests.integration.test_e2e_local import WAIT_S, entries, free_port_base, status_rows
+from tests.plugins.vllm import chat
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slurm]
 

@@ -153,6 +153,11 @@ def test_ray_cluster_formed_by_the_script_then_stopped_on_every_node(site):
     assert f"Local node IP: {HEAD}" in read(log.replace(".log", ".node0.log"))
     left = job_processes(job_id, _settings.home)
     assert not left, [(p.pid, p.info.get("name")) for p in left]
+    # each node's Ray session files (node-local temp dir) are removed by the stop
+    tmpdirs = set(re.findall(r"(/\S*/pbsvllm-ray-[A-Za-z0-9_-]+)/session_", worker_log + read(log.replace(".log",
+                                                                                                    ".node0.log"))))
+    assert len(tmpdirs) == 2, tmpdirs
+    assert not [d for d in tmpdirs if os.path.exists(d)], tmpdirs
     print(f"\nRay formation (head start to 2 nodes): {m.group(1)} s; job end {time.monotonic() - t0:.0f} s")
 
 

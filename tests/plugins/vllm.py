@@ -160,7 +160,7 @@ class VllmServer:
         return "http://127.0.0.1:%d/v1" % self.port
 
     def log_text(self) -> str:
-        with open(self.log_path, "r", errors="replace") as f:
+        with open(self.log_path, errors="replace") as f:
             return f.read()
 
     def log_tail(self, n: int = 40) -> str:
@@ -226,7 +226,7 @@ class VllmServer:
             pass
         return self.proc.returncode
 
-    def __enter__(self) -> "VllmServer":
+    def __enter__(self) -> VllmServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -254,7 +254,7 @@ def start_vllm_server(env: VllmEnv, workdir: Optional[str] = None, api_key: Opti
         extra_env["VLLM_API_KEY"] = api_key  # never on the command line
     attempts = 1 if port else 3
     last_err: Optional[Exception] = None
-    for attempt in range(attempts):
+    for _attempt in range(attempts):
         p = port or free_port()
         log_path = os.path.join(workdir, "vllm-%d.log" % p)
         argv = serve_argv(env, p, served_name, max_model_len, eager, extra_args)

@@ -18,6 +18,8 @@ import sys
 import pytest
 
 from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.models import JobState
+from pbsvllm.scheduler.base import JobStatus
 
 BAD = {
     "garbage.json": b"\x00\xff\xfe garbage",
@@ -38,7 +40,7 @@ def home(tmp_path, fake_sched):
     home = tmp_path / "home"
     store = JobStore(str(home))
     store.save(JobRecord(job_id="7.pbs01", alias="good", scheduler="pbspro", submitted_at=100.0,
-                         last_status={"state": "RUNNING", "raw_state": "R"}))
+                         last_status=JobStatus("7.pbs01", JobState.RUNNING, raw_state="R")))
     jobs = home / "jobs"
     for name, data in BAD.items():
         (jobs / name).write_bytes(data)

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from tests.paths import ROOT
 
 

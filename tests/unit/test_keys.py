@@ -231,10 +231,10 @@ def test_key_file_given_at_submit_is_used_by_a_later_status(tmp_path, fake_sched
     --api-key-file probes with it (the CRLF in the file does not matter)."""
     import json as _json
 
-    from tests.fakevllm import FakeVllm, free_port
     from pbsvllm.api import Client
     from pbsvllm.jobs import JobRecord, JobStore
     from pbsvllm.models import ServerState
+    from tests.fakes.vllm import FakeVllm, free_port
 
     key = tmp_path / "key"
     key.write_bytes(b"sk-remembered-1\r\n")
@@ -250,3 +250,27 @@ def test_key_file_given_at_submit_is_used_by_a_later_status(tmp_path, fake_sched
         row = Client(settings_, store).status().rows[0]
         assert row["server_state"] == "ready", row
         assert all(r.get("Authorization") in (None, "Bearer sk-remembered-1") for r in server.requests)
+
+
+def test_status_table_and_logs_print_remote_text_escaped(tmp_path):
+    """A job name or comment from the scheduler and a line of the job's log are
+    printed with control bytes as escapes (the status table, `pbsvllm logs`)."""
+    from pbsvllm import statusview
+    from pbsvllm.jobs import JobRecord, JobStore
+    from pbsvllm.models import JobState
+    from pbsvllm.scheduler.base import JobStatus
+
+    rec = JobRecord(job_id="5.pbs", alias="svc",
+                    last_status=JobStatus("5.pbs", JobState.RUNNING, comment="x\x1b[2Jy\u202e"))
+    table = statusview.format_table(statusview.build_rows([rec], {}))
+    assert "\x1b" not in table and "\u202e" not in table
+    home = tmp_path / "home"
+    log = tmp_path / "svc.log"
+    log.write_bytes(b"INFO started \x1b]0;pwned\x07 \x1b[31mred\x1b[0m api_key='sk-log-key-9'\n")
+    JobStore(str(home)).save(JobRecord(job_id="5.pbs", alias="svc", log_path=str(log)))
+    env = dict(os.environ, PBSVLLM_HOME=str(home), PBSVLLM_CONFIG=os.devnull)
+    r = subprocess.run([sys.executable, "-m", "pbsvllm", "logs", "svc"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+    assert "\\x1b]0;pwned\\x07" in r.stdout and "sk-log-key-9" not in r.stdout

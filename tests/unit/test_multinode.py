@@ -287,6 +287,7 @@ def test_two_node_data_parallel_script_runs_and_stops_every_node(tmp_path):
         assert "--api-server-count" not in b
         assert b[b.index("--data-parallel-rpc-port") + 1] == a[a.index("--data-parallel-rpc-port") + 1]
         assert rank1["env"]["VLLM_HOST_IP"] == "127.0.0.2" and rank1["env"]["PBSVLLM_NODE_INDEX"] == "1"
+        assert rank1["env"]["PBSVLLM_JOB_ID"] == "local-mn1" and rank1["env"]["PBSVLLM_ALIAS"] == "t"  # cleanup's marker
         assert len(job_processes("local-mn1", str(tmp_path))) >= 4   # script, helper, head vLLM, headless rank
         os.kill(proc.pid, signal.SIGTERM)
         rc = proc.wait(timeout=40)

@@ -8,13 +8,14 @@ import os
 import re
 import subprocess
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 
 from pbsvllm import plots, vllmlog
 from pbsvllm.errors import ConfigError
 from tests.paths import DATA, EXAMPLES, ROOT
+from tests.unit.test_bench import fake_server  # noqa: F401  (a fixture: the fake OpenAI server)
 
 DOCTOR_LOG = os.path.join(EXAMPLES, "doctor", "qwen3-vl-tp4-eager.log")
 RECORDED_BENCH = os.path.join(DATA, "bench", "tiny-cpu-eager-vs-compiled.json")
@@ -172,9 +173,9 @@ def test_doctor_page_without_stats_lines_says_why(tmp_path):
     assert embedded_data(page)["points"] == []
 
 
-def _cli(*args: str, env: Dict[str, str] = {}, cwd: str = ROOT) -> subprocess.CompletedProcess:
+def _cli(*args: str, env: Optional[Dict[str, str]] = None, cwd: str = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pbsvllm", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": ROOT, **env}, timeout=120)
+                          env={**os.environ, "PYTHONPATH": ROOT, **(env or {})}, timeout=120)
 
 
 def test_doctor_format_html_from_the_command_line_matches_the_committed_example():
@@ -212,3 +213,20 @@ def test_help_never_imports_plotly():
             "print([m for m in sys.modules if m.startswith('plotly') or m == 'pbsvllm.plots'])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_bench_plot_from_the_command_line(fake_server, tmp_path):  # noqa: F811
+    out = tmp_path / "report.html"
+    url = fake_server.base + "/ok/v1"
+    r = _cli("bench", url, "--vs", url, "--model", "m", "-n", "4", "-c", "1,2", "--input-len", "4",
+             "--output-len", "3", "--json", "--plot", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"plot written to {out}" in r.stderr
+    report = json.loads(r.stdout)
+    page = out.read_text()
+    assert_offline(page)
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    (fig,) = figures(page)
+    tput = [t for t in fig["data"] if t["meta"]["figure"] == "output_tokens_per_s"]
+    assert len(tput) == 2 and all(t["x"] == [1, 2] for t in tput)
+    assert tput[0]["y"] == pytest.approx([lv["output_tokens_per_s"] for lv in report["runs"][0]["levels"]])

@@ -9,8 +9,7 @@ import os
 import pytest
 
 from pbsvllm.errors import ConfigError, RegistryError, TemplateError
-from pbsvllm.preflight import check_walltime, key_file_problem, registry_problems, script_problem, \
-    walltime_seconds
+from pbsvllm.preflight import check_walltime, key_file_problem, registry_problems, script_problem, walltime_seconds
 from tests.fakes.vllm import free_port
 from tests.unit.test_watcher_submit import pbsvllm, site  # noqa: F401  (site is a fixture)
 

@@ -170,3 +170,32 @@ def test_record_failing_after_qsub_names_the_job_and_how_to_cancel(site, tmpfs):
     with open(kept) as fh:
         assert json.load(fh)["job_id"] == JID
     os.unlink(kept)
+
+
+def test_records_lock_times_out_naming_its_holder(tmp_path, monkeypatch):
+    """A `pbsvllm` process stuck holding the records' lock does not hang every
+    other command forever: they give up after the timeout and name it."""
+    import time
+
+    from pbsvllm import fileio
+    from pbsvllm.errors import PbsvllmError
+
+    home = str(tmp_path / "home")
+    store = JobStore(home)
+    store.save(JobRecord(job_id=JID, alias="svc"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pbsvllm.jobs import JobStore\n"
+         f"with JobStore({home!r}).lock():\n    print('held', flush=True)\n    time.sleep(60)\n", "stuck-status"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(fileio, "LOCK_TIMEOUT_S", 0.5)
+        t0 = time.monotonic()
+        with pytest.raises(PbsvllmError) as info:
+            store.update(JID, url="http://x:1/v1")
+        assert time.monotonic() - t0 < 20
+        assert f"locked by pid {holder.pid}" in str(info.value) and "stuck-status" in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert store.update(JID, url="http://x:1/v1").url == "http://x:1/v1"

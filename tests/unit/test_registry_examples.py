@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EX = os.path.join(ROOT, "examples", "registries")
 
 
-@pytest.mark.parametrize("name", ["endpoints.toml", "endpoints.py", "config.yaml", "endpoints.json"])
+@pytest.mark.parametrize("name", ["endpoints.toml", "endpoints-inline.toml", "endpoints.py", "config.yaml", "endpoints.json"])
 def test_example_registries_parse_and_update(tmp_path, name):
     path = str(tmp_path / name)
     shutil.copy(os.path.join(EX, name), path)

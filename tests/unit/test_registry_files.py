@@ -270,3 +270,17 @@ def test_toml_inline_array_form_is_edited(tmp_path):
     assert reg.unregister("a") and reg.unregister("new")
     assert open(path).read() == '# my file\nendpoint = []  # keep\n\n[other]\nz = 1\n'
     assert reg.register(NEW) and set(reg.read()) == {"new"}
+
+
+def test_the_safe_writes_example_runs_as_documented():
+    """examples/registries/safe-writes.sh shows each rule; it must keep doing what it says."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    r = subprocess.run(["bash", os.path.join(root, "examples", "registries", "safe-writes.sh")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "registered in endpoints.toml" in out and "endpoints.toml -> real/endpoints.toml" in out
+    assert "is a FIFO (named pipe), not a regular file" in out
+    assert "registered in crlf.toml\n11\n" in out
+    assert "is write-protected (mode 0444)" in out

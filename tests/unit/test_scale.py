@@ -7,8 +7,8 @@ import pytest
 from pbsvllm.errors import ConfigError
 from pbsvllm.jobs import JobRecord
 from pbsvllm.models import JobState, ServerState
-from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.scale import _with_job_id, live_jobs, plan_scale
+from pbsvllm.scheduler.base import JobStatus
 
 
 def rec(job_id: str, t: float, state: ServerState = ServerState.READY, **kw) -> JobRecord:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Dict, List
+from typing import Dict
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,8 +24,8 @@ from pbsvllm.errors import PbsvllmError, SchedulerError, TransportError
 from pbsvllm.models import JobState
 from pbsvllm.scheduler import get_scheduler
 from pbsvllm.scheduler.base import PBSPRO_STATES, TORQUE_STATES, exit_phrase, interpret_exit_status
-from pbsvllm.transport.base import Transport
 from pbsvllm.transport.local import LocalTransport
+from tests.fakes.transport import FakeTransport
 
 ID = "1008.pbs01"
 
@@ -224,32 +224,6 @@ def test_local_backend_cancelled_job_wording(tmp_path):
 
 # ------------------------------------------------------------------ any answer at all
 
-class OneAnswer(Transport):
-    host = "pbs.example"
-
-    def __init__(self, rc: int, out: str, err: str) -> None:
-        super().__init__()
-        self.answer = (rc, out, err)
-
-    def run(self, argv, timeout, input=None, env=None):
-        return self.answer
-
-    def read_text(self, path):
-        raise TransportError("no files")
-
-    def write_text(self, path, text, mode=0o600):
-        raise TransportError("no files")
-
-    def exists(self, path):
-        return False
-
-    def size(self, path):
-        return None
-
-    def read_range(self, path, offset, length):
-        raise TransportError("no files")
-
-
 _json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
                             lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
                             max_leaves=12)
@@ -266,7 +240,7 @@ _docs = st.one_of(
 @given(rc=st.sampled_from([0, 1, 2, 153, 255]), out=_docs, err=st.sampled_from(["", f"qstat: Unknown Job Id {ID}\n", "junk"]),
        kind=st.sampled_from(["pbspro", "torque"]))
 def test_any_answer_gives_status_or_one_line_error_and_ends_only_on_evidence(rc, out, err, kind):
-    sched = get_scheduler(kind, OneAnswer(rc, out, err), sleep=lambda s: None, retries=0)
+    sched = get_scheduler(kind, FakeTransport(respond=lambda argv: (rc, out, err)), sleep=lambda s: None, retries=0)
     try:
         got = sched.status([ID])
     except PbsvllmError as exc:

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import jsonschema
 import pytest
@@ -22,15 +22,15 @@ def validate(name: str, doc: Any) -> None:
     jsonschema.Draft202012Validator(load_schema(name)).validate(doc)
 
 
-def cli(*args: str, env: Dict[str, str] = {}, cwd: str = ROOT) -> Any:
+def cli(*args: str, env: Optional[Dict[str, str]] = None, cwd: str = ROOT) -> Any:
     r = subprocess.run([sys.executable, "-m", "pbsvllm", *args], capture_output=True, text=True, cwd=cwd,
-                       env={**os.environ, "PYTHONPATH": ROOT, **env}, timeout=120)
+                       env={**os.environ, "PYTHONPATH": ROOT, **(env or {})}, timeout=120)
     assert r.returncode == 0, (args, r.stderr)
     return json.loads(r.stdout)
 
 
 def test_every_schema_is_valid_draft_2020_12_and_shipped():
-    assert schema_names() == ("bench", "doctor", "plan", "status", "url")
+    assert schema_names() == ("bench", "doctor", "plan", "status", "top", "url")
     for name in schema_names():
         schema = load_schema(name)
         jsonschema.Draft202012Validator.check_schema(schema)

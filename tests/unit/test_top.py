@@ -12,7 +12,10 @@ import sys
 import time
 import uuid
 
+import jsonschema
+
 from pbsvllm import top
+from pbsvllm.schemas import load_schema
 from tests.fakes.vllm import free_port
 from tests.paths import DATA, ROOT
 from tests.unit.test_watcher_submit import pbsvllm, site  # noqa: F401  (site is a fixture)
@@ -53,7 +56,7 @@ def test_engines_sum_but_kv_use_averages_and_a_restart_gives_no_rate():
 
 def test_render_table_with_history():
     v = top.ServerView(alias="q", job_id="12.pbs", state="RUNNING", server_state="ready", url="http://n:8000/v1")
-    for i, g in enumerate([0, 100, 200, 400]):
+    for i in range(4):
         v.update(top.Scrape(t=float(i), generation_tokens=float(sum([0, 100, 200, 400][: i + 1])), running=2.0,
                             waiting=1.0, kv_pct=12.5, ttft_sum=0.5 * (i + 1), ttft_count=float(i + 1)))
     text = top.render([v])
@@ -78,6 +81,7 @@ def test_once_against_running_servers(site):  # noqa: F811
     assert set(rows) == {"t1", "t2"}
     assert rows["t1"][2:4] == ["RUNNING", "ready"] and rows["t1"][-1].startswith("http://127.0.0.1:")
     data = json.loads(pbsvllm(site, "top", "--once", "--json", "--sample", "0").stdout)
+    jsonschema.Draft202012Validator(load_schema("top")).validate(data)
     assert {d["alias"] for d in data} == {"t1", "t2"}
     assert all(d["metrics"]["kv_cache_usage_pct"] == 25.0 and d["error"] is None for d in data)
 

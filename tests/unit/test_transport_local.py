@@ -48,3 +48,27 @@ def test_atomic_write_modes_and_read(tmp_path):
     assert os.listdir(p.parent) == ["script.pbs"]
     with pytest.raises(TransportError):
         t.read_text(str(tmp_path / "nope"))
+
+
+def test_size_and_range_reads(tmp_path):
+    """The log tailer's seam: size (None when missing) and byte ranges (short at
+    the end, empty past it); a folder is an error, not an empty file."""
+    from pbsvllm.logtail import LogTail, RangeReader, read_end
+
+    t = LocalTransport()
+    p = tmp_path / "x.log"
+    assert t.size(str(p)) is None
+    p.write_bytes(b"one\ntwo\nthree\n")
+    assert t.size(str(p)) == 14
+    assert t.read_range(str(p), 4, 3) == b"two" and t.read_range(str(p), 8, 100) == b"three\n"
+    assert t.read_range(str(p), 100, 5) == b""
+    with pytest.raises(ValueError):
+        t.read_range(str(p), -1, 5)
+    with pytest.raises(TransportError):
+        t.read_range(str(tmp_path), 0, 5)
+    r = RangeReader(t, str(p), 4, 8)
+    assert r.read(3) == b"two" and r.read(100) == b"\n" and r.read(5) == b""
+    assert read_end(t, str(p), 6) == ["three"] and read_end(t, str(p), 5) == []  # a cut first line is dropped
+    assert read_end(t, str(tmp_path / "missing"), 6) == []
+    tail = LogTail(t, str(p), chunk_bytes=5)  # lines longer than a chunk are joined across reads
+    assert tail.read_lines() == ["one", "two", "three"] and tail.offset == 14 and tail.line_no == 3

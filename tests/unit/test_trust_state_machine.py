@@ -27,10 +27,11 @@ from pbsvllm.api import Client
 from pbsvllm.config import resolve
 from pbsvllm.errors import PbsvllmError
 from pbsvllm.jobs import JobRecord, JobStore, WatchState
-from pbsvllm.models import Phase, ServerState
+from pbsvllm.models import JobState, Phase, ServerState
 from pbsvllm.registry import Endpoint, open_registry
+from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.watcher import watch_records
-from tests.fakevllm import FakeVllm, free_port
+from tests.fakes.vllm import FakeVllm, free_port
 from tests.plugins.fakesched import FakeScheduler
 
 LIVE, PENDING = "100.pbs01", "101.pbs01"
@@ -82,11 +83,11 @@ class TrustMachine(RuleBasedStateMachine):
         open_registry(self.reg).register(Endpoint("svc", "svc", self.server.url, "VLLM_API_KEY", job_id=LIVE))
         self.store.save(JobRecord(job_id=LIVE, alias="svc", served_model_name="svc", scheduler="pbspro",
                                   registries=[f"json:{self.reg}"], server_state=ServerState.READY,
-                                  url=self.server.url, last_status={"state": "RUNNING", "raw_state": "R"},
+                                  url=self.server.url, last_status=JobStatus(LIVE, JobState.RUNNING, raw_state="R"),
                                   watch=WatchState(phase=Phase.READY, urls=[self.server.url],
                                                    registered=[f"json:{self.reg}"])))
         self.store.save(JobRecord(job_id=PENDING, alias="later", scheduler="pbspro",
-                                  last_status={"state": "PENDING", "raw_state": "Q"}))
+                                  last_status=JobStatus(PENDING, JobState.PENDING, raw_state="Q")))
         self.fake.answer("qstat", ANSWERS["running"])
         self.server.models_status = self.server.completion_status = 200
         self.swapped = False
@@ -152,8 +153,8 @@ class TrustMachine(RuleBasedStateMachine):
     def the_live_server_is_never_ended(self):
         rec = self.store.get(LIVE)
         assert rec.server_state == ServerState.READY, rec.server_state
-        assert rec.last_status.get("state") not in ("COMPLETED", "FAILED", "CANCELLED", "UNKNOWN")
-        assert self.store.get(PENDING).last_status.get("state") not in ("COMPLETED", "FAILED", "UNKNOWN")
+        assert rec.last_state not in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN)
+        assert self.store.get(PENDING).last_state not in (JobState.COMPLETED, JobState.FAILED, JobState.UNKNOWN)
 
     @invariant()
     def registry_entries_are_never_lost(self):

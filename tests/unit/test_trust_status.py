@@ -22,8 +22,9 @@ import pytest
 from pbsvllm.api import Client
 from pbsvllm.config import resolve
 from pbsvllm.jobs import JobRecord, JobStore, WatchState
-from pbsvllm.models import Phase, ServerState
+from pbsvllm.models import JobState, Phase, ServerState
 from pbsvllm.registry import open_registry
+from pbsvllm.scheduler.base import JobStatus
 from pbsvllm.watcher import watch_records
 from tests.fakes.vllm import FakeVllm, free_port
 
@@ -59,7 +60,7 @@ def world(tmp_path, fake_sched):
     store = JobStore(str(home))
     store.save(JobRecord(job_id=JID, alias="svc", served_model_name="svc", scheduler="pbspro",
                          registries=[spec], server_state=ServerState.READY, url=server.url,
-                         last_status={"state": "RUNNING", "raw_state": "R"}, last_status_at=1.0,
+                         last_status=JobStatus(JID, JobState.RUNNING, raw_state="R"), last_status_at=1.0,
                          log_path=str(tmp_path / "svc.log"),
                          watch=WatchState(phase=Phase.READY, urls=[server.url], registered=[spec])))
     (tmp_path / "svc.log").write_text("")
@@ -81,7 +82,7 @@ def test_status_on_a_non_answer_changes_nothing(world, fake_sched, case):
     assert row["state"] in ("UNKNOWN", "RUNNING"), row
     rec = store.get(JID)
     assert rec.server_state == ServerState.READY
-    assert rec.last_status.get("state") == "RUNNING", "UNKNOWN is never cached over what was known"
+    assert rec.last_state is JobState.RUNNING, "UNKNOWN is never cached over what was known"
     assert [e.url for e in _entry(reg_path)] == [server.url], report.notes
     # watch still follows it afterwards
     assert [r.job_id for r in client.pending(follow_ready=True)] == [JID]
@@ -128,3 +129,23 @@ def test_gone_and_server_dead_ends_it(world, fake_sched, how):
         watch_records(settings, [store.get(JID)], store=store, timeout_s=60.0, follow_ready=True)
     assert store.get(JID).server_state == ServerState.STOPPED
     assert _entry(reg_path) == []
+
+
+def test_status_timeout_bounds_a_hanging_scheduler(world, fake_sched):
+    """`pbsvllm status --timeout 2` with a qstat that hangs: back within the
+    limit, the job at its cached state (marked *), nothing changed."""
+    import subprocess
+    import sys
+    import time
+
+    settings, store, server, reg_path = world
+    fake_sched.answer("qstat", {"rc": 0, "out": "{}", "sleep": 30})
+    env = dict(os.environ, PBSVLLM_HOME=settings.home, PBSVLLM_CONFIG=os.devnull)
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "pbsvllm", "status", "--timeout", "2"], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert time.monotonic() - t0 < 20
+    assert "Traceback" not in r.stderr and "could not refresh" in r.stderr
+    assert "RUNNING" in r.stdout and "*" in r.stdout
+    assert store.get(JID).server_state == ServerState.READY
+    assert [e.url for e in _entry(reg_path)] == [server.url]

@@ -13,10 +13,10 @@ from pbsvllm import health
 from pbsvllm.config import resolve
 from pbsvllm.errors import ServerError
 from pbsvllm.jobs import JobRecord, JobStore
+from pbsvllm.logtail import LogTail
 from pbsvllm.models import JobState
 from pbsvllm.registry import Endpoint, open_registry
 from pbsvllm.scheduler.base import JobStatus
-from pbsvllm.logtail import LogTail
 from pbsvllm.serverinfo import ServerInfo, endpoint_url
 from pbsvllm.transport.local import LocalTransport
 from pbsvllm.watcher import (
