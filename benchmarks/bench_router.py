@@ -119,6 +119,7 @@ async def main():
     await asyncio.gather(*(worker(stop, warm) for _ in range(conc)))
     lat.sort()
     print(json.dumps({"requests": len(lat), "errors": errors, "rps": len(lat) / seconds,
+                      "max_s": lat[-1] if lat else None,
                       "p50_s": lat[len(lat) // 2] if lat else None,
                       "p99_s": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None}))
 asyncio.run(main())
@@ -244,13 +245,19 @@ def run_policy(args: argparse.Namespace, python: str, policy: str, out: str) -> 
                               f"p50 {1000 * (res['p50_s'] or 0):.2f} ms, errors {res['errors']}", flush=True)
 
                 def med(runs: List[Dict[str, Any]], key: str) -> float:
-                    return statistics.median(r[key] for r in runs)
+                    # a run in which no request finished (a stall longer than the run) has no latency:
+                    # it counts as 0 req/s, and in "stalls"
+                    if key == "rps":
+                        return statistics.median(r[key] for r in runs)
+                    return statistics.median([r[key] for r in runs if r[key] is not None] or [float("nan")])
 
                 d_rps, r_rps = med(direct, "rps"), med(routed, "rps")
                 d_p50, r_p50 = med(direct, "p50_s"), med(routed, "p50_s")
                 # paired per round (direct and routed ran back to back): load drift between rounds cancels out
                 pair_ratio = statistics.median(q["rps"] / d["rps"] for d, q in zip(direct, routed))
-                pair_added = statistics.median(q["p50_s"] - d["p50_s"] for d, q in zip(direct, routed))
+                pair_added = statistics.median([q["p50_s"] - d["p50_s"] for d, q in zip(direct, routed)
+                                                if q["p50_s"] is not None and d["p50_s"] is not None]
+                                               or [float("nan")])
                 levels_out.append({
                     "service_ms": service_ms,
                     "concurrency": conc,
@@ -264,6 +271,10 @@ def run_policy(args: argparse.Namespace, python: str, policy: str, out: str) -> 
                     "p50_added_ms": round(pair_added * 1000, 3),
                     "ratio_of_medians": round(r_rps / d_rps, 3),
                     "rounds": args.rounds,
+                    "stalls": {"direct": sum(1 for r in direct if not r["requests"]),
+                               "routed": sum(1 for r in routed if not r["requests"])},
+                    "max_ms": {"direct": round(max(r["max_s"] or 0.0 for r in direct) * 1000, 1),
+                               "routed": round(max(r["max_s"] or 0.0 for r in routed) * 1000, 1)},
                 })
         first = readiness_to_first_routed(home, settings, workdir, 5)
     finally:

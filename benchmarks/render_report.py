@@ -322,10 +322,11 @@ def view_router(r: Result) -> List[str]:
         raise KeyError("levels (empty)")
     t = r.get("targets", {})
     lines = [f"{r.get('router', 'vllm-router')}, policy `{r.get('policy')}`; {r.get('seconds_per_run')} s per run, "
-             f"direct and routed alternating, medians over {r['levels'][0].get('rounds')} rounds. Targets "
+             f"direct and routed back to back, {r['levels'][0].get('rounds')} rounds: req/s and p50 are medians "
+             "over the rounds, the ratio and the p50 added are medians of the per-round pairs. Targets "
              f"(judged on the {fmt(r.get('targets_judged_at_service_ms'))} ms server): throughput ≥ "
-             f"{fmt(t.get('throughput_ratio_at_least'))}× direct, p50 added ≤ {fmt(t.get('p50_added_ms_at_most'))} ms.",
-             ""]
+             f"{fmt(t.get('throughput_ratio_at_least'))}× direct, "
+             f"p50 added ≤ {fmt(t.get('p50_added_ms_at_most'))} ms.", ""]
     rows = []
     for lv in r["levels"]:
         d, q = lv.get("direct", {}), lv.get("routed", {})

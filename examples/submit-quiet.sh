@@ -13,7 +13,8 @@ echo "submitted $JOB"
 pbsvllm status "$JOB"
 
 # wait quietly; branch on the outcome
-if pbsvllm submit "$MODEL" --alias demo2 --profile "$PROFILE" --quiet --wait --timeout 1800 --registry "$REG"; then
+# (its own --port range: two jobs started in the same second from one --port can race for it)
+if pbsvllm submit "$MODEL" --alias demo2 --profile "$PROFILE" --port 8100 --quiet --wait --timeout 1800 --registry "$REG"; then
   echo "demo2 is up and in $REG"
 else
   case $? in

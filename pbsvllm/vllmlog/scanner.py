@@ -69,7 +69,7 @@ def steady_keywords(facts: LogFacts) -> Tuple[str, ...]:
 
 # Every substring any handler of LogScanner._examine looks for (errors,
 # phases, config, KV, timings, warnings): a line holding none is skipped
-# without being taken apart. tests/test_vllmlog.py checks the samples give
+# without being taken apart. tests/unit/test_vllmlog_props.py checks the samples give
 # the same facts with the prefilter off.
 _HANDLER_NEEDLES = (
     "EngineDeadError",
