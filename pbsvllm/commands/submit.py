@@ -56,6 +56,8 @@ def submit_options(f: Any) -> Any:
               help="With --keep-alive: when the chain ends (2026-12-09T18:00, 12h, 3d).")
 @click.option("--budget", default=None, metavar="NODE_HOURS",
               help="With --keep-alive: never start a job that could take the chain past this many node-hours.")
+@click.option("--keep-alive-margin", "keep_alive_margin", type=float, default=None, metavar="SECONDS",
+              help="With --keep-alive: the safety margin added to the lead time (default 120 s; docs/keepalive.md).")
 @registry_options
 @site_options
 @workload_options
@@ -74,8 +76,9 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
                           f"the job id")
     keep_alive = bool(kwargs.pop("keep_alive", False))
     until, budget = kwargs.pop("until", None), kwargs.pop("budget", None)
-    if (until or budget) and not keep_alive:
-        raise click.UsageError("--until and --budget go with --keep-alive")
+    margin = kwargs.pop("keep_alive_margin", None)
+    if (until or budget or margin is not None) and not keep_alive:
+        raise click.UsageError("--until, --budget and --keep-alive-margin go with --keep-alive")
     extras = {"directives": kwargs.pop("directives", ()), "env": kwargs.pop("env", ())}
     flags, options = split_kwargs(kwargs)
     options.update({k: v for k, v in extras.items() if v})
@@ -99,7 +102,8 @@ def command(model: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
     if api.store.last_replaced:  # a reused job id: the earlier job's record is kept, not overwritten
         click.echo(f"pbsvllm: warning: job id {record.job_id} was used before; the earlier job's record was "
                    f"moved to {api.store.last_replaced}", err=True)
-    chain = api.keepalive_start(record.alias, until=until, budget=budget, job=record.job_id) if keep_alive else None
+    chain = api.keepalive_start(record.alias, until=until, budget=budget, job=record.job_id,
+                                margin_s=margin) if keep_alive else None
     if kwargs.get("quiet"):
         click.echo(record.job_id)
         if kwargs.get("wait"):

@@ -10,7 +10,7 @@ records ``server-died`` and the alias recovers. ``keepalive stop --cancel``
 ends the chain; the scheduler then reports every job of it ended (no orphan).
 
 Each server takes one of the two cores (``cpu_cores_per_server = 1``): a
-hand-over has two servers up at once. About 5 min per backend on a quiet
+hand-over has two servers up at once. About 4 min per backend on a quiet
 2-core machine.
 """
 
@@ -28,7 +28,13 @@ from tests.plugins.vllm import make_site
 
 pytestmark = [pytest.mark.vllm, pytest.mark.router, pytest.mark.slow]
 
-WALLTIME = "00:06:00"
+# The margin makes the lead longer than any job's life, so each successor is
+# submitted as soon as the serving job is ready: a hand-over every start time
+# (the lead-time arithmetic itself is tested in test_keepalive_local.py and the
+# unit tests). The walltime only has to outlast two starts (~70 s each quiet,
+# 150-210 s on a loaded machine).
+WALLTIME = "00:10:00"
+MARGIN = "3600"
 
 
 def add_profiles(site) -> None:
@@ -58,7 +64,7 @@ def handed_over(site) -> int:
 
 def run_chain(site, profile: str, kill_one: bool) -> None:
     r = site.cli("submit", site.vllm.model_dir, "--alias", "tiny", "--profile", profile, "--max-model-len", "256",
-                 "--keep-alive", "--budget", "5", timeout=300)
+                 "--keep-alive", "--keep-alive-margin", MARGIN, "--budget", "5", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "keep-alive:" in r.stdout
     wait_for(lambda: any(j["joined_at"] for j in chain(site)["jobs"]), 600, "the first server to join", step=3)
