@@ -112,6 +112,7 @@ def test_local_two_handovers_and_a_killed_server(vllm_env, router_ready, tmp_pat
     finally:
         site.cli("keepalive", "stop", "tiny", "--cancel", timeout=300)
         site.cancel_all()
+        site.cli("router", "stop", "tiny", timeout=120)
 
 
 @pytest.mark.slurm
@@ -125,3 +126,4 @@ def test_slurm_two_handovers(vllm_env, router_ready, slurm_cluster, tmp_path_fac
     finally:
         site.cli("keepalive", "stop", "tiny", "--cancel", timeout=300)
         site.cancel_all()
+        site.cli("router", "stop", "tiny", timeout=120)
