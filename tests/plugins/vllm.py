@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -258,6 +259,12 @@ def start_vllm_server(env: VllmEnv, workdir: Optional[str] = None, api_key: Opti
         p = port or free_port()
         log_path = os.path.join(workdir, "vllm-%d.log" % p)
         argv = serve_argv(env, p, served_name, max_model_len, eager, extra_args)
+        bind = extra_env.get("VLLM_CPU_OMP_THREADS_BIND", "")
+        if bind and bind not in ("auto", "nobind") and shutil.which("taskset"):
+            # Every process of the server on its cores, as the job script does with
+            # cpu_cores_per_server: a process importing torch pins itself to each core it
+            # may use in turn, and moving onto a core where another server spins can stall.
+            argv = ["taskset", "-c", bind] + argv
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     env=env.server_env(workdir, extra_env), cwd=workdir, start_new_session=True)

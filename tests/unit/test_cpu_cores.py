@@ -48,7 +48,8 @@ def test_two_servers_get_disjoint_cores_and_a_third_none(tmp_path):
     block = text[start:text.index("\n# ---", start)]
     ncores = 2
     script = ("set -u\nlog() { echo \"$*\"; }\nnproc() { echo %d; }\n" % ncores) + block + \
-        '\necho "BIND=${VLLM_CPU_OMP_THREADS_BIND:-none}"\nsleep 5\n'
+        '\necho "BIND=${VLLM_CPU_OMP_THREADS_BIND:-none}"\n' \
+        'echo "AFFINITY=$(sed -n "s/^Cpus_allowed_list:[[:space:]]*//p" /proc/$$/status)"\nsleep 5\n'
     env = dict(os.environ, TMPDIR=str(tmp_path))
     env.pop("VLLM_CPU_OMP_THREADS_BIND", None)
     procs = []
@@ -59,3 +60,9 @@ def test_two_servers_get_disjoint_cores_and_a_third_none(tmp_path):
     binds = [re.search(r"BIND=(\S+)", o).group(1) for o in outs]
     assert sorted(binds[:2]) == ["0", "1"]
     assert binds[2] == "none" and "held by another server" in outs[2]
+    # every process the job starts inherits its block (the job shell is pinned), the third is left alone
+    affinity = [re.search(r"AFFINITY=(\S+)", o).group(1) for o in outs]
+    assert affinity[:2] == binds[:2], outs
+    with open("/proc/self/status") as fh:
+        own = [line.split(":", 1)[1].strip() for line in fh if line.startswith("Cpus_allowed_list:")][0]
+    assert affinity[2] == own, outs
