@@ -40,7 +40,7 @@ def site(tmp_path):
     launcher = f"{sys.executable} {os.path.join(ROOT, 'tests', 'fakes', 'vllm.py')} --fake-startup-log"
     cfg.write_text(
         f'profile = "fake"\nhome = {json.dumps(str(home))}\napi_key_file = {json.dumps(str(keyfile))}\n'
-        f'[profiles.fake]\nbase = "local"\nlauncher = {json.dumps(launcher)}\n'
+        f'[profiles.fake]\nbase = "local"\nrouter = "off"\nlauncher = {json.dumps(launcher)}\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBSVLLM_") and k != "VLLM_API_KEY"}
     env.update(PBSVLLM_CONFIG=str(cfg), PBSVLLM_HOME=str(home), PYTHONPATH=ROOT)
